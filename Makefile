@@ -1,0 +1,35 @@
+# The two set-up commands of the README, each complete on a fresh machine:
+#   make quickstart   own virtual environment, install, run the main job on the embedded default
+#   make test         own virtual environment, install, run the test suite
+# torch is pinned to the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA packages.
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+OUT ?= runs/quickstart
+
+.PHONY: install quickstart test lint digits-model clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+quickstart: install
+	$(VENV)/bin/lookupvit evaluate lookupvit_digits
+
+test: install
+	$(VENV)/bin/python -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check exporter tests bench
+
+# Reproduce the shipped checkpoint (about 5 minutes on 2 CPU cores).
+digits-model: install
+	$(VENV)/bin/lookupvit train lookupvit_digits --data digits -o exporter/weights/lookupvit_digits.safetensors
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,101 @@
+"""Verbs about the models themselves: ``variants``, ``evaluate``, ``train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..models import create_model, get_variant, grid_label, list_variants, model_cost, parse_grids
+from .main import main
+from .options import data_option, grids_option, json_option, print_json, print_table, stderr, weights_option
+
+
+@main.command()
+@json_option
+def variants(as_json: bool) -> None:
+    """List the registered model variants with their cost per default grid."""
+    rows = []
+    for v in list_variants():
+        c = v.config
+        grids = list(c.default_grids) or [None]
+        rows.append(
+            {
+                "name": v.name,
+                "family": v.family,
+                "description": v.description,
+                "params": model_cost(c, grids[0]).params,
+                "image_size": c.image_size,
+                "lookup_tokens": c.num_lookup_tokens,
+                "lookup_grid": grid_label(c.lookup_grid),
+                "default_grids": [grid_label(g) for g in c.default_grids],
+                "gmacs": {grid_label(g) if g else "-": round(model_cost(c, g).gmacs, 4) for g in grids},
+                "weights": v.weights.name if v.weights else None,
+            }
+        )
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        "LookupViT toolchain variants",
+        ["name", "family", "params (M)", "lookup tokens", "GMACs per grid", "weights"],
+        [
+            [
+                r["name"], r["family"], f"{r['params'] / 1e6:.2f}", r["lookup_tokens"],
+                "  ".join(f"{g}:{m:.3g}" for g, m in r["gmacs"].items()), r["weights"] or "",
+            ]
+            for r in rows
+        ],
+    )
+
+
+@main.command()
+@click.argument("variant")
+@weights_option
+@data_option
+@grids_option
+@click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")
+@json_option
+def evaluate(variant: str, weights: str | None, data: str, grids: str | None, batch_size: int, as_json: bool) -> None:
+    """Top-1 accuracy of VARIANT per compressed grid on a labelled dataset (PyTorch, CPU)."""
+    from ..data import load_data
+    from ..evaluate import evaluate as run_evaluate
+
+    v = get_variant(variant)
+    cfg = v.config
+    grid_list = parse_grids(grids, cfg.lookup_grid) if grids and cfg.default_grids else list(cfg.default_grids)
+    dataset = load_data(data, cfg)
+    model = create_model(variant, weights=weights)
+    weights_name = str(weights) if weights else (v.weights.name if v.weights else "random init (seed 0)")
+    if not as_json:
+        stderr.print(f"Evaluating {variant} ({weights_name}) on {dataset.source}: {len(dataset)} images")
+    result = run_evaluate(model, dataset, grid_list, variant=variant, weights=weights_name)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    print_table(
+        f"{variant} top-1 on {dataset.source}",
+        ["grid", "top-1 %", "correct", "GMACs/img", "seconds"],
+        [[r.grid, f"{r.top1:.2f}", f"{r.correct}/{r.total}", f"{r.gmacs:.4f}", f"{r.seconds:.2f}"] for r in result.rows],
+    )
+
+
+@main.command()
+@click.argument("variant")
+@data_option
+@click.option("--epochs", default=120, show_default=True, help="Training epochs.")
+@click.option("--seed", default=0, show_default=True, help="Seed for initialisation, order and grids.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Safetensors file to write.")
+def train(variant: str, data: str, epochs: int, seed: int, output: str) -> None:
+    """Train an image LookupViT with a compressed grid sampled per step (multi-resolution).
+
+    The shipped lookupvit_digits weights come from
+    `lookupvit train lookupvit_digits --data digits -o exporter/weights/lookupvit_digits.safetensors`.
+    With --data PATH the whole dataset is the training set.
+    """
+    from ..train import TrainSettings
+    from ..train import train as run_train
+
+    data_source = data if data == "digits" else str(Path(data))
+    path = run_train(variant, output, data_source, TrainSettings(epochs=epochs, seed=seed), log=stderr.print)
+    stderr.print(f"wrote {path}")

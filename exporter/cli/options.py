@@ -1,0 +1,65 @@
+"""Options shared by several verbs, as click decorators, and the output helpers they imply."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+stderr = Console(stderr=True)
+
+
+def json_option(fn: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON document on stdout and nothing else there."
+    )(fn)
+
+
+def weights_option(fn: F) -> F:
+    return click.option(
+        "--weights",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Checkpoint to load (.safetensors or torch). Default: the variant's shipped weights, "
+        "else a seeded random initialisation.",
+    )(fn)
+
+
+def data_option(fn: F) -> F:
+    return click.option(
+        "--data",
+        default="digits",
+        show_default=True,
+        help="'digits' (held-out split of the bundled handwritten digits), a folder with one "
+        "sub-folder of images per class, or an .npz with 'images' and 'labels'.",
+    )(fn)
+
+
+def grids_option(fn: F) -> F:
+    return click.option(
+        "--grids",
+        default=None,
+        help="Comma-separated compressed grids, e.g. 3,5,7 or 4x7x7 (video). Default: the variant's grids.",
+    )(fn)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    table = Table(title=title, title_justify="left")
+    for i, c in enumerate(columns):
+        table.add_column(c, justify="left" if i == 0 else "right", no_wrap=i == 0)
+    for r in rows:
+        table.add_row(*[str(v) for v in r])
+    console = Console()
+    if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
+        console = Console(width=200)
+    console.print(table)

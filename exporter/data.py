@@ -1,0 +1,161 @@
+"""Labelled image datasets for evaluation, calibration and training.
+
+Sources (``--data``):
+- ``digits``: the handwritten digits that scikit-learn ships (1797 grey 8x8 images, 10 classes),
+  split deterministically into train (80%) and held-out (20%, stratified, seed 0), upscaled
+  bilinearly to the model's image size. Nothing is downloaded.
+- a folder with one sub-folder of images per class (sub-folder names sorted give label ids);
+- an ``.npz`` file with ``images`` (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 in 0..255 or
+  float in 0..1, and integer ``labels`` (N,).
+
+Images are converted to the model's channel count, resized to its image size and normalised with
+its mean/std, giving float32 arrays (N, C, H, W).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import UserError
+from .models.config import ModelConfig
+
+Split = Literal["train", "test"]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SEED = 0
+
+
+@dataclass
+class LabelledData:
+    images: np.ndarray  # (N, C, H, W) float32, normalised for the model
+    labels: np.ndarray  # (N,) int64
+    source: str
+    class_names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batches(self, batch_size: int):
+        for i in range(0, len(self), batch_size):
+            yield self.images[i : i + batch_size], self.labels[i : i + batch_size]
+
+
+def load_data(source: str | Path, config: ModelConfig, split: Split = "test") -> LabelledData:
+    """Load ``source`` (``digits``, a class-folder directory or an ``.npz``) prepared for ``config``."""
+    if config.is_video:
+        raise UserError(
+            "Labelled image datasets cannot feed a video model.",
+            "Evaluate an image variant, or use random inputs for video models.",
+        )
+    if str(source) == "digits":
+        raw, labels, names = _digits(split)
+        where = f"digits ({split} split)"
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raw, labels, names = _folder(path)
+        elif path.suffix == ".npz" and path.is_file():
+            raw, labels, names = _npz(path)
+        else:
+            raise UserError(
+                f"Cannot read dataset {source!r}: it is neither 'digits', a folder, nor an .npz file.",
+                "Pass --data digits, a folder with one sub-folder of images per class, or an .npz "
+                "with 'images' and 'labels'.",
+            )
+        where = str(path)
+    images = prepare_images(raw, config)
+    return LabelledData(images, labels.astype(np.int64), where, names)
+
+
+def prepare_images(raw: np.ndarray, config: ModelConfig) -> np.ndarray:
+    """(N, C, H, W) float in 0..1 -> channels, size and normalisation of ``config``."""
+    x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
+    c = x.shape[1]
+    if c != config.in_chans:
+        if c == 3 and config.in_chans == 1:
+            x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        elif c == 1:
+            x = x.expand(-1, config.in_chans, -1, -1)
+        else:
+            raise UserError(f"Images have {c} channels; the model takes {config.in_chans}.")
+    size = config.image_size
+    if x.shape[-2:] != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    mean = torch.tensor(config.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(config.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((x - mean) / std).numpy()
+
+
+def _digits(split: Split) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    images = (d.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8) in 0..1
+    tr_x, te_x, tr_y, te_y = train_test_split(
+        images, d.target, test_size=DIGITS_TEST_FRACTION, random_state=DIGITS_SEED, stratify=d.target
+    )
+    x, y = (tr_x, tr_y) if split == "train" else (te_x, te_y)
+    return x, y, [str(i) for i in range(10)]
+
+
+def _to_nchw01(images: np.ndarray, where: str) -> np.ndarray:
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4 or images.shape[1] not in (1, 3, 4):
+        raise UserError(
+            f"{where}: images of shape {images.shape} are not (N, H, W), (N, H, W, C) or (N, C, H, W).",
+            "Store images with 1 or 3 channels in one of those layouts.",
+        )
+    images = images[:, :3]  # drop alpha
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / 255.0
+    return images.astype(np.float32)
+
+
+def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    try:
+        data = np.load(path)
+        images, labels = data["images"], data["labels"]
+    except KeyError as e:
+        raise UserError(f"{path} has no array {e}.", "An .npz dataset needs arrays 'images' and 'labels'.") from None
+    except Exception as e:
+        raise UserError(f"Cannot read {path}: {e}") from None
+    if len(images) != len(labels):
+        raise UserError(f"{path}: {len(images)} images but {len(labels)} labels.")
+    n_classes = int(labels.max()) + 1 if len(labels) else 0
+    return _to_nchw01(images, str(path)), labels, [str(i) for i in range(n_classes)]
+
+
+def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from PIL import Image
+
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir())
+    if not classes:
+        raise UserError(f"{path} has no class sub-folders.", "Put each class's images in its own sub-folder.")
+    images, labels = [], []
+    shape = None
+    for label, name in enumerate(classes):
+        for f in sorted((path / name).iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            with Image.open(f) as im:
+                arr = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:  # bring every image to the first one's size
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert("RGB").resize((shape[1], shape[0]), Image.BILINEAR))
+            images.append(arr)
+            labels.append(label)
+    if not images:
+        raise UserError(f"{path}: no images found in {len(classes)} class folders.")
+    return _to_nchw01(np.stack(images), str(path)), np.array(labels), classes
