@@ -31,6 +31,27 @@ DIGITS_TEST_FRACTION = 0.2
 DIGITS_SEED = 0
 
 
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model takes: one sample's shape (C, H, W) or (C, T, H, W), and its normalisation."""
+
+    input_shape: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def in_chans(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.input_shape[-1]
+
+    @property
+    def is_video(self) -> bool:
+        return len(self.input_shape) == 4
+
+
 @dataclass
 class LabelledData:
     images: np.ndarray  # (N, C, H, W) float32, normalised for the model
@@ -46,7 +67,7 @@ class LabelledData:
             yield self.images[i : i + batch_size], self.labels[i : i + batch_size]
 
 
-def load_data(source: str | Path, config: ModelConfig, split: Split = "test") -> LabelledData:
+def load_data(source: str | Path, config: ModelConfig | InputSpec, split: Split = "test") -> LabelledData:
     """Load ``source`` (``digits``, a class-folder directory or an ``.npz``) prepared for ``config``."""
     if config.is_video:
         raise UserError(
@@ -73,7 +94,7 @@ def load_data(source: str | Path, config: ModelConfig, split: Split = "test") ->
     return LabelledData(images, labels.astype(np.int64), where, names)
 
 
-def prepare_images(raw: np.ndarray, config: ModelConfig) -> np.ndarray:
+def prepare_images(raw: np.ndarray, config: ModelConfig | InputSpec) -> np.ndarray:
     """(N, C, H, W) float in 0..1 -> channels, size and normalisation of ``config``."""
     x = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
     c = x.shape[1]

@@ -37,7 +37,7 @@ def test_macs_match_flop_counter(name, grids):
         assert abs(analytic - counted) <= 0.01 * counted, (name, grid, analytic, counted)
 
 
-@pytest.mark.parametrize("pool", ["lookup", "both"])
+@pytest.mark.parametrize("pool", ["lookup", "compressed"])
 def test_macs_match_for_pool_choices(pool):
     model = create_model("lookupvit_tiny32", pool=pool, mlp_ratio_lookup=0.5)
     analytic = model_cost(model.cfg, (3, 3)).macs

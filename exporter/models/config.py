@@ -41,7 +41,7 @@ class LookupViTConfig:
     heads: int = 12  # H, head width d = D / H
     mlp_ratio_lookup: float = 1.0  # rl: the cheap MLP on the many lookup tokens (rl < rc)
     mlp_ratio_compressed: float = 4.0  # rc: the full MLP on the few compressed tokens
-    pool: Pool = "compressed"  # what the classifier pools: compressed, lookup, or both (concat)
+    pool: Pool = "both"  # what the classifier pools: both streams (concat), compressed, or lookup
     scatter: Scatter = "logits"  # scatter uses softmax_M(S^T) (paper) or gather's softmax_N(S)^T
     antialias: bool = False  # antialiased resize of the lookup grid to the compressed grid
     head: Head = "logits"  # logits: class scores; features: both normalised token streams
@@ -176,18 +176,30 @@ def check_grid(grid: Grid, lookup_grid: Grid) -> Grid:
     """Validate a compressed grid against the lookup grid: same rank, each axis 1..lookup extent."""
     if len(grid) != len(lookup_grid):
         raise UserError(
-            f"Grid {grid_label(grid)} has {len(grid)} axes but this model's lookup grid "
-            f"{grid_label(lookup_grid)} has {len(lookup_grid)}.",
+            f"Grid {_dims(grid)} has {len(grid)} axes but this model's lookup grid "
+            f"{_dims(lookup_grid)} has {len(lookup_grid)}.",
             "Give a single number (used on every axis) or one size per axis, e.g. 7 or 4x7x7.",
         )
     for g, n in zip(grid, lookup_grid):
         if not 1 <= g <= n:
             raise UserError(
-                f"Grid {grid_label(grid)} does not fit the lookup grid {grid_label(lookup_grid)}: "
+                f"Grid {_dims(grid)} does not fit the lookup grid {_dims(lookup_grid)}: "
                 "each compressed axis must be between 1 and the lookup extent.",
-                f"Choose a grid no larger than {grid_label(lookup_grid)}.",
+                f"Choose a grid no larger than {_dims(lookup_grid)}.",
             )
     return tuple(grid)
+
+
+def read_grid_spec(spec: str | int) -> Grid:
+    """Read ``"7"``, ``7``, ``"7x7"`` or ``"4x7x7"`` as sizes, without checking them against a model."""
+    text = str(spec).strip().lower()
+    try:
+        return tuple(int(p) for p in text.split("x"))
+    except ValueError:
+        raise UserError(
+            f"Cannot read grid {spec!r}.",
+            "Write a grid as a number (7) or sizes joined by 'x' (7x7, 4x7x7).",
+        ) from None
 
 
 def parse_grid(spec: str | int | Grid, lookup_grid: Grid) -> Grid:
@@ -198,20 +210,13 @@ def parse_grid(spec: str | int | Grid, lookup_grid: Grid) -> Grid:
     """
     if isinstance(spec, tuple):
         return check_grid(spec, lookup_grid)
-    text = str(spec).strip().lower()
-    try:
-        parts = [int(p) for p in text.split("x")]
-    except ValueError:
-        raise UserError(
-            f"Cannot read grid {spec!r}.",
-            "Write a grid as a number (7) or sizes joined by 'x' (7x7, 4x7x7).",
-        ) from None
+    parts = read_grid_spec(spec)
     if len(parts) == 1:
         g = parts[0]
         if g > max(lookup_grid):  # too large on every axis: let check_grid report it as given
             return check_grid((g,) * len(lookup_grid), lookup_grid)
         return check_grid(tuple(min(g, n) for n in lookup_grid), lookup_grid)
-    return check_grid(tuple(parts), lookup_grid)
+    return check_grid(parts, lookup_grid)
 
 
 def parse_grids(spec: str, lookup_grid: Grid) -> list[Grid]:
@@ -226,4 +231,8 @@ def grid_label(grid: Grid) -> str:
     """``(7, 7)`` -> ``"7"``; ``(4, 7, 7)`` -> ``"4x7x7"``; used in file names and tables."""
     if len(set(grid)) == 1 and len(grid) == 2:
         return str(grid[0])
+    return "x".join(str(g) for g in grid)
+
+
+def _dims(grid: Grid) -> str:
     return "x".join(str(g) for g in grid)

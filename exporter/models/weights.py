@@ -6,9 +6,11 @@ shape-mismatched key instead of loading part of a model.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
@@ -74,9 +76,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def adapt_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> None:
+    """Resize a checkpoint's position embedding to ``model``'s lookup grid, in place.
+
+    Lets weights trained at one image size load into the same variant at another (``--image-size``):
+    the square grid of position embeddings is resized bilinearly; a class-token entry is kept.
+    """
+    own = model.state_dict().get("pos_embed")
+    got = state.get("pos_embed")
+    cfg = getattr(model, "cfg", None)
+    if own is None or got is None or cfg is None or cfg.is_video or own.shape == got.shape:
+        return
+    if own.ndim != 3 or got.ndim != 3 or own.shape[2] != got.shape[2]:
+        return
+    extra = own.shape[1] - math.prod(cfg.lookup_grid)  # 1 with a class token, else 0
+    side = math.isqrt(got.shape[1] - extra)
+    if extra < 0 or side * side != got.shape[1] - extra:
+        return
+    grid = got[:, extra:].transpose(1, 2).reshape(1, -1, side, side)  # (1, D, s, s)
+    grid = F.interpolate(grid, size=cfg.lookup_grid, mode="bilinear", align_corners=False)
+    state["pos_embed"] = torch.cat([got[:, :extra], grid.flatten(2).transpose(1, 2)], dim=1)
+
+
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     """Load ``path`` into ``model`` strictly; raise :class:`WeightsMismatch` listing all problems."""
     state = read_state_dict(path)
+    adapt_pos_embed(state, model)
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

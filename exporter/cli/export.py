@@ -1,0 +1,80 @@
+"""``lookupvit export``: PyTorch -> ONNX, one model per grid."""
+
+from __future__ import annotations
+
+import click
+
+from .main import main
+from .options import json_option, print_json, print_table, stderr, weights_option
+
+
+@main.command()
+@click.argument("variant", required=False)
+@weights_option
+@click.option("--grid", default=None, help="One compressed grid, e.g. 7 or 4x7x7. Default: the variant's largest.")
+@click.option("--grids", default=None, help="Several grids, comma-separated (one ONNX model each), e.g. 3,5,7,10.")
+@click.option("--image-size", type=int, default=None, help="Input size in pixels (position embeddings are resized).")
+@click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
+@click.option("--opset", type=int, default=23, show_default=True, help="ONNX opset (18 to 23; 23 has the Attention op).")
+@click.option("--head", type=click.Choice(["logits", "features"]), default="logits", show_default=True,
+              help="logits: class scores; features: both token streams (lookup, compressed).")
+@click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
+              help="Export a LookupViT written elsewhere: a callable returning an nn.Module that maps "
+              "images (B, C, H, W) to logits (B, K); called with grid=(gh, gw) if it takes `grid`.")
+@click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--force", is_flag=True, help="Export again even if an identical export exists.")
+@json_option
+def export(
+    variant: str | None, weights: str | None, grid: str | None, grids: str | None, image_size: int | None,
+    batch: str, opset: int, head: str, factory: str | None, out_dir: str, force: bool, as_json: bool,
+) -> None:
+    """Export VARIANT (or --model) to ONNX with torch's dynamo exporter, one file per grid.
+
+    Files are named <variant>_g<grid>.onnx, each with a JSON sidecar (<file>.json) recording
+    inputs with hashes, settings, tool versions and timings; the ONNX metadata_props carry the
+    variant, grid, image size, mean/std, opset, tool version and weights hash. An identical earlier
+    export is reused unless --force.
+    """
+    from ..errors import UserError
+    from ..export import ModelSource, check_batch, check_opset, export_onnx, resolve_variant_source
+
+    if bool(variant) == bool(factory):
+        raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
+                        "Run `lookupvit variants` for the registered names.")
+    if grid and grids:
+        raise UserError("Give --grid or --grids, not both.")
+    check_opset(opset)
+    check_batch(batch)
+    specs = [s for s in (grids or grid or "").split(",") if s.strip()] or [None]
+    if factory:
+        sources = [ModelSource(None, factory, weights, _square(s), image_size, head) for s in specs]
+    else:
+        sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
+    results = []
+    for src in sources:
+        label = src.file_stem()
+        if not as_json:
+            with stderr.status(f"exporting {label} (opset {opset}) ..."):
+                r = export_onnx(src, out_dir, batch=batch, opset=opset, force=force)
+        else:
+            r = export_onnx(src, out_dir, batch=batch, opset=opset, force=force)
+        results.append(r)
+    if as_json:
+        print_json([r.to_dict() for r in results])
+        return
+    print_table(
+        "ONNX export",
+        ["model", "grid", "size (MB)", "seconds", "status"],
+        [[str(r.path), r.grid or "-", f"{r.size_bytes / 1e6:.1f}", f"{r.seconds:.1f}",
+          "reused" if r.reused else "exported"] for r in results],
+    )
+
+
+def _square(spec: str | None) -> tuple[int, ...] | None:
+    """A --model grid: "7" -> (7, 7); "5x7" -> (5, 7). The factory's model checks that it fits."""
+    from ..models.config import read_grid_spec
+
+    if spec is None:
+        return None
+    g = read_grid_spec(spec)
+    return g * 2 if len(g) == 1 else g

@@ -1,0 +1,68 @@
+"""``lookupvit validate``: an exported model against its PyTorch reference."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .main import main
+from .options import json_option, print_json, print_table, stderr, weights_option
+
+
+@main.command()
+@click.argument("model_path", metavar="MODEL")
+@click.option("--reference", "variant", default=None, help="Reference variant (default: from the model's metadata).")
+@click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY", help="Reference from a user factory.")
+@weights_option
+@click.option("--data", default="random", show_default=True,
+              help="'random' (seeded normal images), 'digits' (held-out split) or a dataset PATH (folder or .npz).")
+@click.option("--iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
+@click.option("--precision", default=None, help="Tolerance row to apply (default: the model's precision metadata, else fp32).")
+@json_option
+def validate(
+    model_path: str, variant: str | None, factory: str | None, weights: str | None, data: str,
+    iterations: int | None, precision: str | None, as_json: bool,
+) -> None:
+    """Compare MODEL (.onnx on ONNX Runtime) with its PyTorch reference through Polygraphy.
+
+    Per output: max/mean absolute error, max error relative to the output scale, cosine similarity
+    and top-1 agreement, PASSED or FAILED against the precision's tolerance (and, when failing, the
+    tolerance that would have passed). The result is also written next to the model as
+    <model>.validate.json. Exit status: 0 all passed, 1 a comparison failed, 2 bad input.
+    """
+    from ..errors import UserError
+    from ..validate import validate_onnx
+
+    if variant and factory:
+        raise UserError("Give --reference or --model, not both.")
+    if iterations is not None and iterations < 1:
+        raise UserError(f"--iterations {iterations} must be at least 1.")
+    if not as_json:
+        with stderr.status(f"validating {model_path} ..."):
+            report = validate_onnx(model_path, variant, factory, weights, data, iterations, precision)
+    else:
+        report = validate_onnx(model_path, variant, factory, weights, data, iterations, precision)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        print_report(report)
+    sys.exit(0 if report.passed else 1)
+
+
+def print_report(report) -> None:
+    rows = []
+    for o in report.outputs:
+        status = "PASSED" if o.passed else f"FAILED (would pass: max_error {o.would_pass['max_error']:.3g}, " \
+                                           f"min_cosine {o.would_pass['min_cosine']})"
+        rows.append([
+            o.output, f"{o.max_abs:.3g}", f"{o.mean_abs:.3g}", f"{o.max_rel:.3g}", f"{o.cosine:.6f}",
+            "-" if o.top1_agreement is None else f"{100 * o.top1_agreement:.1f}%",
+            f"{o.tolerance['max_error']:.0e} / {o.tolerance['min_cosine']}", status,
+        ])
+    print_table(
+        f"{report.model}: {report.candidate} vs PyTorch, {report.precision}, {report.samples} samples ({report.data})",
+        ["output", "max abs", "mean abs", "max rel", "cosine", "top-1 agree", "tolerance (rel / cos)", "result"],
+        rows,
+    )
+    click.echo("PASSED" if report.passed else "FAILED")

@@ -1,0 +1,205 @@
+"""Where a model to export (or to use as the PyTorch reference) comes from: a registered variant or
+a user factory ``pkg.module:factory``.
+
+The ``--model pkg.module:factory`` contract (a LookupViT written by someone else):
+
+- ``factory`` is importable as ``module:attribute``. It is called as ``factory(grid=(gh, gw))`` when
+  it takes a ``grid`` parameter (so that the compressed grid can be chosen), else as ``factory()``.
+- It returns a ``torch.nn.Module`` mapping a float32 image batch (B, C, H, W) to logits (B, K).
+- The input size is ``--image-size`` (default: the module's ``image_size`` attribute, else 224);
+  the channel count is the module's ``in_chans`` attribute, else 3. Mean/std come from the
+  module's ``mean``/``std`` attributes, else the ImageNet values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..data import InputSpec
+from ..errors import UserError
+from ..io import sha256_file
+from ..models import create_model, get_variant, grid_label, parse_grid
+from ..models.config import IMAGENET_MEAN, IMAGENET_STD, Grid
+
+
+@dataclass
+class ModelSource:
+    """A model to export, fully described by plain data (stored in ONNX metadata and sidecars)."""
+
+    variant: str | None = None  # a registered variant ...
+    factory: str | None = None  # ... or "pkg.module:factory"
+    weights: str | None = None  # checkpoint path; None: shipped weights or seeded init
+    grid: Grid | None = None  # None for a ViT (no compressed grid)
+    image_size: int | None = None  # None: the model's own
+    head: str = "logits"  # logits | features
+    overrides: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        if self.variant:
+            return self.variant
+        return (self.factory or "model").replace(":", ".").split(".")[-1]
+
+    def file_stem(self) -> str:
+        stem = self.name if self.head == "logits" else f"{self.name}_features"
+        return f"{stem}_g{grid_label(self.grid)}" if self.grid else stem
+
+    def weights_id(self) -> str:
+        """Content hash of the weights actually loaded, or how the parameters were made."""
+        if self.weights:
+            return "sha256:" + sha256_file(self.weights)
+        if self.variant and get_variant(self.variant).weights is not None:
+            return "sha256:" + sha256_file(get_variant(self.variant).weights)  # type: ignore[arg-type]
+        return "seed:0"
+
+
+@dataclass
+class LoadedModel:
+    module: nn.Module
+    input_shape: tuple[int, ...]  # one sample, e.g. (3, 224, 224)
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    output_names: list[str]
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(self.input_shape, self.mean, self.std)
+
+
+def resolve_variant_source(
+    variant: str,
+    weights: str | None = None,
+    grid: str | Grid | None = None,
+    image_size: int | None = None,
+    head: str = "logits",
+) -> ModelSource:
+    """Check a variant request (name, grid fits, head makes sense) and describe it as a source."""
+    base = get_variant(variant).config
+    overrides: dict[str, object] = {}
+    if image_size is not None and image_size != base.image_size:
+        overrides["image_size"] = image_size
+    cfg = base.replace(**overrides)
+    is_lookupvit = hasattr(cfg, "pool")
+    if head == "features":
+        if not is_lookupvit:
+            raise UserError(f"{variant} is a ViT baseline; it has no feature head.", "Use --head logits.")
+        overrides["head"] = "features"
+    the_grid: Grid | None = None
+    if is_lookupvit:
+        the_grid = parse_grid(grid, cfg.lookup_grid) if grid is not None else cfg.default_grids[-1]
+    elif grid is not None:
+        raise UserError(f"{variant} is a ViT baseline; it has no compressed grid.", "Drop --grid/--grids.")
+    if weights is not None and not Path(weights).is_file():
+        raise UserError(f"Weights file {weights} does not exist.", "Pass an existing .safetensors or .pt file.")
+    return ModelSource(variant, None, weights, the_grid, image_size, head, overrides)
+
+
+def load_source(src: ModelSource) -> LoadedModel:
+    """Instantiate the model described by ``src`` in eval mode, with its grid set."""
+    if src.factory:
+        return _load_factory(src)
+    assert src.variant is not None
+    model = create_model(src.variant, weights=src.weights, **src.overrides)
+    if src.grid is not None:
+        model.set_grid(src.grid)
+    cfg = model.cfg
+    if src.head == "features":
+        outputs = ["lookup_tokens", "compressed_tokens"]
+    else:
+        outputs = ["logits"]
+    return LoadedModel(model, cfg.input_shape, tuple(cfg.mean), tuple(cfg.std), outputs)
+
+
+def import_factory(ref: str):
+    """Import ``pkg.module:factory`` and return the callable, with clear errors."""
+    if ":" not in ref:
+        raise UserError(
+            f"--model {ref!r} is not of the form pkg.module:factory.",
+            "Name a module and a callable in it, e.g. --model mypkg.lookup:build_model.",
+        )
+    module_name, attr = ref.split(":", 1)
+    if "" not in sys.path and "." not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the working directory is importable
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise UserError(
+            f"Cannot import module {module_name!r} for --model: {type(e).__name__}: {e}",
+            "Check the module name and that it is on PYTHONPATH (or run from the folder holding it).",
+        ) from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise UserError(
+            f"{module_name} has no callable {attr!r}.",
+            "--model must name a function or class that returns a torch.nn.Module.",
+        )
+    return factory
+
+
+def _load_factory(src: ModelSource) -> LoadedModel:
+    assert src.factory is not None
+    factory = import_factory(src.factory)
+    try:
+        takes_grid = "grid" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        takes_grid = False
+    try:
+        module = factory(grid=tuple(src.grid)) if takes_grid and src.grid else factory()
+    except Exception as e:
+        raise UserError(f"--model {src.factory} raised {type(e).__name__}: {e}") from None
+    if not isinstance(module, nn.Module):
+        raise UserError(
+            f"--model {src.factory} returned {type(module).__name__}, not a torch.nn.Module.",
+            "The factory must return an nn.Module mapping images (B, C, H, W) to logits (B, K).",
+        )
+    module.eval()
+    if src.weights:
+        from ..models.weights import load_weights
+
+        load_weights(module, src.weights)
+    size = src.image_size or int(getattr(module, "image_size", 224))
+    shape = (int(getattr(module, "in_chans", 3)), size, size)
+    with torch.inference_mode():
+        try:
+            out = module(torch.zeros(2, *shape))
+        except Exception as e:
+            raise UserError(
+                f"--model {src.factory} fails on a (2, {shape[0]}, {size}, {size}) batch: {type(e).__name__}: {e}",
+                "Give the image size it expects with --image-size, or fix the module.",
+            ) from None
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 2:
+        got = type(out).__name__ if not isinstance(out, torch.Tensor) else f"a tensor of shape {tuple(out.shape)}"
+        raise UserError(
+            f"--model {src.factory} returned {got} for a batch of 2 images; expected logits (2, K).",
+            "The module must map images (B, C, H, W) to logits (B, K).",
+        )
+    mean = tuple(getattr(module, "mean", IMAGENET_MEAN if shape[0] == 3 else (0.5,) * shape[0]))
+    std = tuple(getattr(module, "std", IMAGENET_STD if shape[0] == 3 else (0.5,) * shape[0]))
+    return LoadedModel(module, shape, mean, std, ["logits"])
+
+
+def source_to_json(src: ModelSource) -> str:
+    return json.dumps(
+        {
+            "variant": src.variant, "factory": src.factory, "weights": src.weights,
+            "grid": list(src.grid) if src.grid else None, "image_size": src.image_size,
+            "head": src.head, "overrides": src.overrides,
+        },
+        sort_keys=True,
+    )
+
+
+def source_from_json(text: str) -> ModelSource:
+    d = json.loads(text)
+    return ModelSource(
+        d.get("variant"), d.get("factory"), d.get("weights"),
+        tuple(d["grid"]) if d.get("grid") else None, d.get("image_size"), d.get("head", "logits"),
+        d.get("overrides") or {},
+    )

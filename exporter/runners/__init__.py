@@ -1,0 +1,10 @@
+"""Backends as Polygraphy runners: the project's own PyTorch runner (CPU or CUDA) and ONNX Runtime.
+
+Polygraphy's ``PytRunner`` moves every input to CUDA, so it cannot run on a CPU-only machine;
+:class:`TorchRunner` implements the same ``BaseRunner`` interface on either device.
+"""
+
+from .onnxrt import ort_providers, ort_runner
+from .torch_runner import TorchRunner
+
+__all__ = ["TorchRunner", "ort_providers", "ort_runner"]

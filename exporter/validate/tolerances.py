@@ -1,0 +1,43 @@
+"""The per-precision tolerance table, shared by ``validate`` and ``compare`` (DESIGN section 5).
+
+A comparison of a candidate output ``a`` with the reference ``r`` passes when
+
+    max |a - r|  <=  max_error * scale,   scale = max |r| over that output   (elementwise, via Polygraphy)
+    cosine(a, r) >=  min_cosine
+
+so tolerances are relative to the output's scale and do not depend on how large a model's logits
+happen to be. A failing comparison reports the ``max_error`` that would have passed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    max_error: float  # max abs error relative to the output scale
+    min_cosine: float
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_error=1e-4, min_cosine=0.99999),
+    "fp16": Tolerance(max_error=1e-2, min_cosine=0.9995),
+    "bf16": Tolerance(max_error=4e-2, min_cosine=0.998),
+    "int8": Tolerance(max_error=0.15, min_cosine=0.98),
+    "fp8": Tolerance(max_error=0.2, min_cosine=0.97),
+}
+
+
+def tolerance_for(precision: str) -> Tolerance:
+    try:
+        return TOLERANCES[precision]
+    except KeyError:
+        raise UserError(
+            f"No tolerance for precision {precision!r}.", f"Known precisions: {', '.join(TOLERANCES)}."
+        ) from None

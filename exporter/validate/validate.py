@@ -1,0 +1,166 @@
+"""``validate``: an exported model (ONNX Runtime) against its PyTorch reference, through Polygraphy.
+
+The reference is rebuilt from the model's ONNX metadata (variant or factory, grid, image size,
+head, weights) unless given explicitly. Inputs are seeded random images, the digits held-out split,
+or a labelled dataset. The result goes to ``<model>.validate.json`` next to the model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import InputSpec, load_data
+from ..errors import UserError
+from ..export import LoadedModel, ModelSource, load_source, read_metadata, source_from_json
+from ..io import write_json
+from ..runners import TorchRunner, ort_providers, ort_runner
+from ..versions import tool_versions
+from .comparison import OutputComparison, compare_runners
+from .tolerances import tolerance_for
+
+RANDOM_BATCH = 4
+
+
+@dataclass
+class ValidationReport:
+    model: str
+    reference: dict[str, object]
+    candidate: str  # backend description
+    precision: str
+    data: str
+    samples: int
+    outputs: list[OutputComparison] = field(default_factory=list)
+    seconds: float = 0.0
+    versions: dict[str, str | None] = field(default_factory=tool_versions)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.outputs) and all(o.passed for o in self.outputs)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "passed": self.passed, "status": "PASSED" if self.passed else "FAILED"}
+
+
+def reference_source(
+    model_path: str | Path, variant: str | None = None, factory: str | None = None, weights: str | None = None
+) -> ModelSource:
+    """The PyTorch reference for an ONNX model: from its metadata, optionally overridden."""
+    meta = read_metadata(model_path)
+    if "source" in meta:
+        src = source_from_json(meta["source"])
+    elif variant is None and factory is None:
+        raise UserError(
+            f"{model_path} carries no lookupvit metadata, so its PyTorch reference is unknown.",
+            "Name it with --reference VARIANT or --model PKG.MODULE:FACTORY (and --weights).",
+        )
+    else:
+        src = ModelSource(grid=_grid_from_meta(meta))
+    if variant is not None:
+        src.variant, src.factory = variant, None
+    if factory is not None:
+        src.factory, src.variant = factory, None
+    if weights is not None:
+        src.weights = weights
+    elif src.weights and not Path(src.weights).is_file():
+        raise UserError(
+            f"The weights {src.weights} recorded in {model_path} are not there any more.",
+            "Pass the checkpoint with --weights.",
+        )
+    return src
+
+
+def _grid_from_meta(meta: dict[str, str]) -> tuple[int, ...] | None:
+    g = meta.get("grid")
+    return tuple(int(v) for v in g.split("x")) if g else None
+
+
+def make_feeds(
+    spec: InputSpec, data: str, iterations: int | None, batch: int | None, seed: int = 0
+) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Input feed dicts ``{"images": (B, ...)}`` and a description of where they came from."""
+    if data == "random":
+        n_iter = iterations or 4
+        b = batch or RANDOM_BATCH
+        rng = np.random.default_rng(seed)
+        feeds = [{"images": rng.standard_normal((b, *spec.input_shape), dtype=np.float32)} for _ in range(n_iter)]
+        return feeds, f"random normal (seed {seed}), {n_iter} x {b}"
+    dataset = load_data(data, spec)
+    b = batch or 32
+    feeds = [{"images": x} for x, _ in dataset.batches(b)]
+    if batch:  # a static-batch model: drop the ragged last batch
+        feeds = [f for f in feeds if len(f["images"]) == batch]
+    if iterations:
+        feeds = feeds[:iterations]
+    if not feeds:
+        raise UserError(f"{dataset.source} yields no full batch of {b} images.", "Use a smaller batch or more data.")
+    return feeds, dataset.source
+
+
+def onnx_static_batch(path: str | Path) -> int | None:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
+def run_validation(
+    candidate, candidate_desc: str, model_path: str | Path, loaded: LoadedModel, src: ModelSource,
+    data: str, iterations: int | None, precision: str, batch: int | None,
+) -> ValidationReport:
+    """Compare ``candidate`` (a Polygraphy runner) with the PyTorch reference ``loaded``."""
+    t0 = time.perf_counter()
+    spec = loaded.input_spec()
+    feeds, data_desc = make_feeds(spec, data, iterations, batch)
+    reference = TorchRunner(loaded.module, loaded.input_shape, loaded.output_names, name="pytorch")
+    outputs = compare_runners(reference, candidate, feeds, tolerance_for(precision))
+    if not outputs:
+        raise UserError(
+            f"{model_path} shares no output name with its reference ({', '.join(loaded.output_names)}).",
+            "Validate a model written by `lookupvit export`, or one whose outputs carry those names.",
+        )
+    return ValidationReport(
+        model=str(model_path),
+        reference=json.loads(json.dumps(asdict(src), default=list)),
+        candidate=candidate_desc,
+        precision=precision,
+        data=data_desc,
+        samples=sum(len(f["images"]) for f in feeds),
+        outputs=outputs,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def validate_onnx(
+    model_path: str | Path,
+    variant: str | None = None,
+    factory: str | None = None,
+    weights: str | None = None,
+    data: str = "random",
+    iterations: int | None = None,
+    precision: str | None = None,
+    write: bool = True,
+) -> ValidationReport:
+    """ONNX Runtime on ``model_path`` against the PyTorch reference; writes ``<model>.validate.json``."""
+    model_path = Path(model_path)
+    meta = read_metadata(model_path)
+    src = reference_source(model_path, variant, factory, weights)
+    loaded = load_source(src)
+    precision = precision or meta.get("precision", "fp32")
+    providers = ort_providers()
+    try:
+        candidate = ort_runner(model_path, providers, name="onnxruntime")
+    except Exception as e:
+        raise UserError(f"ONNX Runtime cannot load {model_path}: {e}") from None
+    report = run_validation(
+        candidate, f"onnxruntime ({providers[0]})", model_path, loaded, src, data, iterations, precision,
+        onnx_static_batch(model_path),
+    )
+    if write:
+        write_json(model_path.with_suffix(".validate.json"), report.to_dict())
+    return report
