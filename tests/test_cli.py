@@ -17,7 +17,7 @@ def test_version_and_help(cli):
 def test_variants_json(cli):
     result = cli("variants", "--json")
     assert result.exit_code == 0
-    rows = {r["name"]: r for r in json.loads(result.output)}  # stdout is pure JSON
+    rows = {r["name"]: r for r in json.loads(result.stdout)}  # stdout is pure JSON
     assert len(rows) >= 12
     assert 17.4 <= rows["vit_b16"]["gmacs"]["-"] <= 17.6
     for g in ["3", "5", "7"]:
@@ -36,7 +36,7 @@ def test_evaluate_npz_json(cli, tmp_path):
     np.savez(tmp_path / "d.npz", images=rng.random((12, 32, 32)).astype(np.float32), labels=np.arange(12) % 10)
     result = cli("evaluate", "lookupvit_tiny32", "--data", str(tmp_path / "d.npz"), "--grids", "1,4", "--json")
     assert result.exit_code == 0
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert [r["grid"] for r in doc["rows"]] == ["1", "4"]
     assert all(r["total"] == 12 for r in doc["rows"])
     assert doc["weights"] == "random init (seed 0)"

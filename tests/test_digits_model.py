@@ -26,6 +26,6 @@ def test_heldout_accuracy_per_grid():
 def test_evaluate_cli_json(cli):
     result = cli("evaluate", "lookupvit_digits", "--json")
     assert result.exit_code == 0
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert doc["data"] == "digits (test split)"
     assert doc["rows"][-1]["grid"] == "6" and doc["rows"][-1]["top1"] >= 95.0

@@ -46,7 +46,8 @@ class ModelSource:
     def name(self) -> str:
         if self.variant:
             return self.variant
-        return (self.factory or "model").replace(":", ".").split(".")[-1]
+        module, _, attr = (self.factory or "model:build").partition(":")
+        return f"{module.split('.')[-1]}_{attr}"  # e.g. "einsum_lookupvit_build"
 
     def file_stem(self) -> str:
         stem = self.name if self.head == "logits" else f"{self.name}_features"

@@ -5,6 +5,9 @@ Polygraphy's ``PytRunner`` moves every input to CUDA, so it cannot run on a CPU-
 """
 
 from .onnxrt import ort_providers, ort_runner
+from .polygraphy_log import quiet_polygraphy
 from .torch_runner import TorchRunner
 
-__all__ = ["TorchRunner", "ort_providers", "ort_runner"]
+quiet_polygraphy()
+
+__all__ = ["TorchRunner", "ort_providers", "ort_runner", "quiet_polygraphy"]

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..runners.polygraphy_log import quiet_polygraphy
 from .tolerances import Tolerance
 
 
@@ -30,12 +31,6 @@ class OutputComparison:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
-
-
-def quiet_polygraphy() -> None:
-    from polygraphy.logger import G_LOGGER
-
-    G_LOGGER.module_severity = G_LOGGER.ERROR
 
 
 def output_metrics(candidate: np.ndarray, reference: np.ndarray) -> dict[str, float | None]:
@@ -60,7 +55,8 @@ def output_metrics(candidate: np.ndarray, reference: np.ndarray) -> dict[str, fl
 
 def compare_runners(reference, candidate, feeds: Iterable[dict[str, np.ndarray]], tolerance: Tolerance) -> list[OutputComparison]:
     """Run both runners over ``feeds`` and compare every output the candidate shares with the reference."""
-    from polygraphy.comparator import Comparator, CompareFunc
+    from polygraphy.comparator import Comparator
+    from polygraphy.comparator.compare import SimpleCompareFunc
 
     quiet_polygraphy()
     results = Comparator.run([reference, candidate], data_loader=list(feeds))
@@ -73,7 +69,7 @@ def compare_runners(reference, candidate, feeds: Iterable[dict[str, np.ndarray]]
     atol = {n: tolerance.max_error * m["scale"] for n, m in metrics.items()}  # type: ignore[operator]
     accuracy = Comparator.compare_accuracy(
         results,
-        compare_func=CompareFunc.simple(atol=atol, rtol={n: 0.0 for n in names}, check_shapes=True),
+        compare_func=SimpleCompareFunc(atol=atol, rtol={n: 0.0 for n in names}, check_shapes=True),
     )
     per_iteration = accuracy[0][(ref_name, cand_name)]  # one AccuracyResult per compare function
     out = []

@@ -1,0 +1,153 @@
+"""Export to ONNX and validation against PyTorch (tiny configs of every family)."""
+
+import json
+
+import onnx
+import pytest
+
+from exporter.export import ModelSource, export_onnx, read_metadata, resolve_variant_source
+from exporter.models import create_model, save_weights
+from exporter.validate import validate_onnx
+
+FAMILIES = [
+    ("lookupvit_tiny32", ["2", "4"], "logits"),
+    ("lookupvit_tiny32_video", ["1x2x2", "2x4x4"], "logits"),
+    ("lookupvit_tiny32_features", ["2", "5"], "features"),
+]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx")
+    models = {}
+    for variant, grids, head in FAMILIES:
+        for g in grids:
+            models[(variant, g)] = export_onnx(resolve_variant_source(variant, grid=g, head=head), out)
+    models[("vit_tiny32", None)] = export_onnx(resolve_variant_source("vit_tiny32"), out)
+    return out, models
+
+
+def test_every_family_exports_and_validates(exported):
+    _, models = exported
+    for (variant, grid), result in models.items():
+        assert result.path.is_file() and not result.reused
+        model = onnx.load(str(result.path))
+        assert model.opset_import[0].version == 23
+        batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert batch_dim.dim_param  # dynamic batch by default
+        report = validate_onnx(result.path)
+        assert report.passed, (variant, grid, [o.to_dict() for o in report.outputs])
+        assert result.path.with_suffix(".validate.json").is_file()
+
+
+def test_file_names_metadata_and_sidecar(exported):
+    out, models = exported
+    r = models[("lookupvit_tiny32", "4")]
+    assert r.path.name == "lookupvit_tiny32_g4.onnx"
+    assert models[("lookupvit_tiny32_video", "2x4x4")].path.name == "lookupvit_tiny32_video_g2x4x4.onnx"
+    meta = read_metadata(r.path)
+    assert meta["variant"] == "lookupvit_tiny32" and meta["grid"] == "4x4" and meta["opset"] == "23"
+    assert json.loads(meta["mean"]) == [0.485, 0.456, 0.406] and meta["image_size"] == "32"
+    assert meta["weights"] == "seed:0" and meta["tool_version"]
+    side = json.loads(r.sidecar.read_text())
+    assert side["output"]["sha256"] and side["versions"]["torch"] and side["timings"]["export_s"] > 0
+    assert side["settings"]["batch"] == "dynamic"
+    features = onnx.load(str(models[("lookupvit_tiny32_features", "5")].path), load_external_data=False)
+    assert [o.name for o in features.graph.output] == ["lookup_tokens", "compressed_tokens"]
+
+
+def test_reexport_is_reused_unless_forced(exported):
+    out, models = exported
+    src = resolve_variant_source("lookupvit_tiny32", grid="2")
+    again = export_onnx(src, out)
+    assert again.reused and again.path == models[("lookupvit_tiny32", "2")].path
+    assert not export_onnx(src, out, force=True).reused
+
+
+def test_weights_change_the_cache_key(tmp_path):
+    w = save_weights(create_model("lookupvit_tiny32", seed=5), tmp_path / "w.safetensors")
+    a = export_onnx(resolve_variant_source("lookupvit_tiny32", grid="2"), tmp_path)
+    b = export_onnx(resolve_variant_source("lookupvit_tiny32", weights=str(w), grid="2"), tmp_path)
+    assert not b.reused
+    assert read_metadata(b.path)["weights"].startswith("sha256:")
+    assert validate_onnx(b.path).passed
+    assert a.path == b.path  # same file name, new content
+
+
+def test_validation_failure_exits_1(exported, tmp_path, cli):
+    _, models = exported
+    other = save_weights(create_model("lookupvit_tiny32", seed=7), tmp_path / "other.safetensors")
+    path = models[("lookupvit_tiny32", "2")].path
+    result = cli("validate", str(path), "--weights", str(other), "--json")
+    assert result.exit_code == 1
+    doc = json.loads(result.stdout)
+    assert doc["status"] == "FAILED"
+    assert doc["outputs"][0]["would_pass"]["max_error"] > 1e-4
+
+
+def test_static_batch_and_lower_opset(tmp_path):
+    r = export_onnx(resolve_variant_source("lookupvit_tiny32", grid="2"), tmp_path, batch=3, opset=20)
+    model = onnx.load(str(r.path))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
+    assert model.opset_import[0].version == 20
+    assert validate_onnx(r.path).passed
+
+
+def test_foreign_lookupvit_via_model_factory(tmp_path, cli):
+    result = cli("export", "--model", "tests.foreign.einsum_lookupvit:build", "--grids", "2,3", "-o", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    paths = [r["path"] for r in json.loads(result.stdout)]
+    assert [p.split("/")[-1] for p in paths] == ["einsum_lookupvit_build_g2.onnx", "einsum_lookupvit_build_g3.onnx"]
+    assert read_metadata(paths[1])["factory"] == "tests.foreign.einsum_lookupvit:build"
+    result = cli("validate", paths[1], "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "PASSED"
+
+
+def test_cli_validate_digits(tmp_path, cli):
+    assert cli("export", "lookupvit_digits", "--grid", "3", "-o", str(tmp_path)).exit_code == 0
+    result = cli("validate", str(tmp_path / "lookupvit_digits_g3.onnx"), "--data", "digits", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["samples"] == 360 and doc["outputs"][0]["top1_agreement"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["export", "lookupvit_tiny23", "-o", "{o}"], "Did you mean lookupvit_tiny32"),
+        (["export", "lookupvit_tiny32", "--grid", "9", "-o", "{o}"], "does not fit the lookup grid 8x8"),
+        (["export", "lookupvit_tiny32", "--opset", "13", "-o", "{o}"], "cannot produce opset 13"),
+        (["export", "lookupvit_tiny32", "--batch", "zero", "-o", "{o}"], "neither 'dynamic'"),
+        (["export", "lookupvit_tiny32", "--weights", "{w}", "-o", "{o}"], "do not fit this model"),
+        (["export", "vit_tiny32", "--grid", "2", "-o", "{o}"], "no compressed grid"),
+        (["export", "--model", "tests.foreign.nope:build", "-o", "{o}"], "Cannot import module"),
+        (["export", "--model", "tests.foreign.einsum_lookupvit:missing", "-o", "{o}"], "no callable"),
+        (["export", "--model", "tests.foreign.einsum_lookupvit:not_a_module", "-o", "{o}"], "not a torch.nn.Module"),
+        (["export", "--model", "tests.foreign.einsum_lookupvit:wrong_output", "-o", "{o}"], "expected logits"),
+        (["export", "-o", "{o}"], "exactly one"),
+        (["validate", "{junk}"], "not a readable ONNX model"),
+        (["validate", "{o}/missing.onnx"], "does not exist"),
+    ],
+)
+def test_bad_input(cli, tmp_path, args, message):
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not onnx")
+    weights = save_weights(create_model("lookupvit_digits"), tmp_path / "digits.safetensors")
+    out = tmp_path / "out"
+    result = cli(*[a.format(o=out, w=weights, junk=junk) for a in args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists() or not any(out.glob("*.onnx"))
+
+
+def test_foreign_model_without_metadata_needs_reference(tmp_path, cli):
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["b", 3, 32, 32])
+    y = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["logits"])], "g", [x], [y])
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    result = cli("validate", str(path))
+    assert result.exit_code == 2 and "--reference" in result.output
