@@ -1,0 +1,192 @@
+"""Verbs about targets and engines: ``profiles``, ``profiles check``, ``build``, ``doctor``.
+
+Thin click layer over :mod:`exporter.engine` and :mod:`exporter.doctor`; heavy imports stay inside
+the verbs so `--help` is fast.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+from typing import Any, Self
+
+import click
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from .main import main
+from .options import json_option, print_json, print_table, stderr
+
+PRECISION_CHOICES = ["fp32", "fp16", "bf16", "int8", "fp8"]
+
+
+def _batches(d: dict[str, Any]) -> str:
+    b = d["batch"]
+    return f"{b['min']}..{b['max']} opt {','.join(map(str, b['opt']))}"
+
+
+@main.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def profiles(ctx: click.Context, as_json: bool) -> None:
+    """List the deployment profiles (profiles/*.toml); `profiles check FILE` validates one.
+
+    Profiles are found in $LOOKUPVIT_PROFILES, ./profiles, the profiles/ folder next to the
+    package and <prefix>/share/lookupvit-deploy/profiles (first match wins).
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from ..engine.profiles import list_profiles
+
+    rows = list_profiles()
+    if as_json:
+        print_json(
+            [r.profile.to_dict() if r.profile else {"name": r.name, "path": str(r.path), "error": r.error} for r in rows]
+        )
+        return
+    table = []
+    for r in rows:
+        if r.profile is None:
+            table.append([r.name, "INVALID", "", "", "", "", escape((r.error or "").splitlines()[0])])
+            continue
+        d = r.profile.to_dict()
+        latency = d["models"]["latency"]
+        table.append([
+            r.name,
+            d["backend"],
+            f"{r.profile.sm} {d['gpu']}".strip() or "CPU",
+            " ".join(d["precisions"]),
+            _batches(d),
+            " ".join(latency[0]["grids"]) if latency else "",
+            str(r.path),
+        ])
+    print_table(
+        "Deployment profiles",
+        ["name", "backend", "target", "precisions", "batch", "latency grids", "file"],
+        table,
+    )
+
+
+@profiles.command("check")
+@click.argument("file")
+@json_option
+def profiles_check(file: str, as_json: bool) -> None:
+    """Validate one profile (a path, or a name); exit 2 with the problem if it is invalid."""
+    from ..engine.profiles import load_profile
+
+    p = load_profile(file)
+    if as_json:
+        print_json({"valid": True, "profile": p.to_dict()})
+        return
+    d = p.to_dict()
+    target = f"{p.sm} ({p.gpu})" if p.compute_capability else "CPU"
+    models = ", ".join(r.variant for r in p.models.all) or "none"
+    click.echo(
+        f"OK {p.path}: profile {p.name}, {p.backend} on {target}, precisions {' '.join(p.precisions)}, "
+        f"batch {_batches(d)} ({len(p.batch.opt)} optimisation profile(s)), models {models}"
+    )
+
+
+class RichBuildProgress:
+    """A live display of TensorRT's build phases on stderr (implements ``plan.BuildProgress``)."""
+
+    def __init__(self, title: str) -> None:
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self.title = title
+        self.tasks: dict[str, TaskID] = {}
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> Self:
+        self.progress.start()
+        self.overall = self.progress.add_task(self.title, total=None)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def phase_start(self, name: str, parent: str | None, steps: int) -> None:
+        with self.lock:
+            indent = "  " if parent else ""
+            self.tasks[name] = self.progress.add_task(f"{indent}{name}", total=max(steps, 1))
+
+    def step(self, name: str, step: int) -> None:
+        with self.lock:
+            if name in self.tasks:
+                self.progress.update(self.tasks[name], completed=step + 1)
+
+    def phase_finish(self, name: str) -> None:
+        with self.lock:
+            task = self.tasks.pop(name, None)
+            if task is not None:
+                self.progress.remove_task(task)
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--profile", "profile_name", required=True, help="Profile name (see `lookupvit profiles`) or a .toml path.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISION_CHOICES),
+    default=None,
+    help="The precision MODEL's graph declares (checked; default: read from the graph). "
+    "TensorRT builds strongly typed, so the precision comes from the graph, never from builder flags.",
+)
+@click.option("-o", "--output", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Output folder: engines go to DIR/engines/<profile>/<model>.<precision>.plan.")
+@click.option("--force", is_flag=True, help="Rebuild even if an engine with the same cache key exists.")
+@json_option
+def build(model: str, profile_name: str, precision: str | None, output: str, force: bool, as_json: bool) -> None:
+    """Build a strongly typed TensorRT engine of MODEL (an ONNX file) for a GPU profile.
+
+    One optimisation profile per latency-critical batch of the profile; builder optimisation level,
+    workspace, timing cache and compatibility from the profile. Engines are cached by (ONNX sha256,
+    profile hash, TensorRT version, GPU name) and described by a .plan.json sidecar. Needs TensorRT
+    (pip install -e '.[tensorrt]') or TensorRT-RTX (pip install -e '.[tensorrt-rtx]') and a GPU.
+    """
+    from ..engine.build import build_engine, prepare_build
+
+    req = prepare_build(model, profile_name, precision, output)
+    title = f"Building {req.plan.engine.name} for {req.profile.name}"
+    with RichBuildProgress(title) as progress:
+        result = build_engine(req, force=force, progress=progress)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    if result.cached:
+        stderr.print(f"Reusing {result.engine} (same cache key; --force rebuilds)")
+    for w in result.warnings:
+        stderr.print(f"[yellow]builder warning:[/] {w}", markup=True, highlight=False)
+    print_table(
+        f"Engine {result.engine.name}",
+        ["engine", "profile", "precision", "TensorRT", "GPU", "layers", "size (MiB)", "build s", "cached"],
+        [[
+            str(result.engine), result.profile, result.precision, result.tensorrt, result.gpu, result.layers,
+            f"{result.engine_bytes / (1 << 20):.1f}", f"{result.build_seconds:.1f}", "yes" if result.cached else "no",
+        ]],
+    )
+
+
+@main.command()
+@json_option
+def doctor(as_json: bool) -> None:
+    """Show what this machine has: Python, torch (+CUDA), ONNX Runtime providers, ONNX tooling,
+    TensorRT / TensorRT-RTX and the GPU, and whether engines can be built here."""
+    from ..doctor import diagnose, to_dict
+
+    findings = diagnose()
+    if as_json:
+        print_json(to_dict(findings))
+        return
+    print_table(
+        "lookupvit doctor",
+        ["component", "version", "detail"],
+        [[f.component, escape(f.shown), escape(f.detail)] for f in findings],
+    )

@@ -1,0 +1,9 @@
+"""TensorRT engines per GPU profile (DESIGN sections 4, 5 and 7).
+
+- :mod:`.profiles`: the ``profiles/*.toml`` deployment profiles, parsed and validated.
+- :mod:`.plan`: what an ONNX graph declares, the build plan handed to Polygraphy, cache keys and the
+  output layout; pure Python, no TensorRT.
+- :mod:`.env`: which TensorRT flavour and which GPU this machine has.
+- :mod:`.build`: the cached, atomic `lookupvit build`.
+- :mod:`.trt`: the only module importing TensorRT (through Polygraphy): the build and ``trt_runner``.
+"""

@@ -1,0 +1,245 @@
+"""The only module that talks to TensorRT: a strongly typed engine build through Polygraphy, and a
+Polygraphy ``TrtRunner`` over a built engine.
+
+Rules relied upon:
+- TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags; networks are parsed strongly typed
+  (``NetworkFromOnnxPath(path, strongly_typed=True)``) and take the precision their graph declares,
+  so :class:`~.plan.BuildPlan` carries no precision flags and none are set here (DESIGN section 5).
+- Polygraphy selects TensorRT-RTX instead of TensorRT when ``POLYGRAPHY_USE_TENSORRT_RTX`` is set:
+  ``polygraphy.config.USE_TENSORRT_RTX`` is read from it when ``polygraphy`` is first imported, and
+  each ``polygraphy.backend.trt`` module binds ``tensorrt`` or ``tensorrt_rtx`` when it is imported.
+  :func:`load_tensorrt` therefore sets the switch before importing ``polygraphy.backend.trt``, and
+  refuses to switch once that import happened in this process.
+- Polygraphy logs through ``G_LOGGER`` (to stdout by default); during a build its messages are routed
+  through Python's ``logging`` instead, so ``--json`` output stays clean and the builder's warnings
+  end up in the engine's sidecar.
+
+Everything TensorRT-specific is imported lazily: importing this module costs nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UserError
+from .env import RTX_SWITCH, TENSORRT_MODULES, require_build_environment
+from .plan import BuildPlan, BuildProgress, read_sidecar, sidecar_path
+
+if TYPE_CHECKING:  # type-checked against tensorrt-stubs; bound at run time by load_tensorrt()
+    import tensorrt as trt
+else:
+
+    class _LazyTensorRT:
+        """Stands for the ``tensorrt`` or ``tensorrt_rtx`` module chosen by :func:`load_tensorrt`."""
+
+        module: ModuleType | None = None
+
+        def __getattr__(self, name: str) -> Any:
+            if self.module is None:
+                raise RuntimeError("TensorRT is used before load_tensorrt() selected it")
+            return getattr(self.module, name)
+
+    trt = _LazyTensorRT()
+
+
+def load_tensorrt(backend: str) -> ModuleType:
+    """Select ``tensorrt`` or ``tensorrt_rtx`` for Polygraphy and this module, and import it."""
+    import polygraphy.config as polygraphy_config
+
+    want_rtx = backend == "tensorrt-rtx"
+    if "polygraphy.backend.trt" in sys.modules and bool(polygraphy_config.USE_TENSORRT_RTX) != want_rtx:
+        current = "TensorRT-RTX" if polygraphy_config.USE_TENSORRT_RTX else "TensorRT"
+        raise UserError(
+            f"Polygraphy's TensorRT backend was already loaded for {current} in this process.",
+            f"Run this in a fresh process, with {RTX_SWITCH}={'1' if want_rtx else '0'} set from the start.",
+        )
+    os.environ[RTX_SWITCH] = "1" if want_rtx else "0"
+    polygraphy_config.USE_TENSORRT_RTX = want_rtx
+    module = importlib.import_module(TENSORRT_MODULES[backend])
+    if not TYPE_CHECKING:
+        trt.module = module
+    return module
+
+
+# --- Polygraphy's log, captured -----------------------------------------------------------------
+
+_PREFIX = re.compile(r"^\s*\[[A-Z!]\]\s*")
+
+
+@dataclass
+class BuildLog:
+    """Warnings and errors Polygraphy (and TensorRT through it) reported during a build."""
+
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, log: BuildLog) -> None:
+        super().__init__(level=logging.WARNING)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = _PREFIX.sub("", record.getMessage()).strip()
+        (self.log.errors if record.levelno >= logging.ERROR else self.log.warnings).append(text)
+
+
+@contextlib.contextmanager
+def captured_polygraphy_log() -> Iterator[BuildLog]:
+    """Route Polygraphy's ``G_LOGGER`` into a :class:`BuildLog` for the duration of the block."""
+    from polygraphy.logger import G_LOGGER
+
+    log = BuildLog()
+    handler = _Collect(log)
+    py_logger = logging.getLogger("Polygraphy")
+    saved = (G_LOGGER.use_python_logging_system, G_LOGGER.module_severity, G_LOGGER.colors)
+    saved_py = (py_logger.level, py_logger.propagate)
+    G_LOGGER.use_python_logging_system = True
+    G_LOGGER.module_severity = G_LOGGER.WARNING  # warnings are wanted even where Polygraphy was quietened
+    G_LOGGER.colors = False
+    py_logger.setLevel(logging.WARNING)
+    py_logger.propagate = False
+    py_logger.addHandler(handler)
+    try:
+        yield log
+    finally:
+        py_logger.removeHandler(handler)
+        G_LOGGER.use_python_logging_system, G_LOGGER.module_severity, G_LOGGER.colors = saved
+        py_logger.setLevel(saved_py[0])
+        py_logger.propagate = saved_py[1]
+
+
+# --- building -----------------------------------------------------------------------------------
+
+
+def _progress_monitor(sink: BuildProgress) -> trt.IProgressMonitor:
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+
+        def phase_start(self, phase_name: str, parent_phase: str, num_steps: int) -> None:
+            with contextlib.suppress(Exception):
+                sink.phase_start(phase_name, parent_phase or None, num_steps)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with contextlib.suppress(Exception):
+                sink.step(phase_name, step)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with contextlib.suppress(Exception):
+                sink.phase_finish(phase_name)
+
+    return Monitor()
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    seconds: float
+    layers: int
+    engine_bytes: int
+    warnings: list[str]
+
+
+def _polygraphy_profiles(plan: BuildPlan) -> list[Any]:
+    from polygraphy.backend.trt import Profile
+
+    out = []
+    for shapes in plan.config_args()["profiles"]:
+        p = Profile()
+        for name, (lo, opt, hi) in shapes.items():
+            p.add(name, min=lo, opt=opt, max=hi)
+        out.append(p)
+    return out
+
+
+def _create_config(plan: BuildPlan, progress: BuildProgress | None) -> Any:
+    from polygraphy.backend.trt import CreateConfig
+
+    args = plan.config_args()
+    pools = {getattr(trt.MemoryPoolType, k): v for k, v in args.pop("memory_pool_limits").items()}
+    level_name = args.pop("hardware_compatibility_level")
+    level = getattr(trt.HardwareCompatibilityLevel, level_name) if level_name else None
+    capabilities = [tuple(c) for c in args.pop("compute_capabilities", [])]
+    args.update(
+        profiles=_polygraphy_profiles(plan),
+        memory_pool_limits=pools,
+        hardware_compatibility_level=level,
+        progress_monitor=_progress_monitor(progress) if progress and hasattr(trt, "IProgressMonitor") else None,
+    )
+    if plan.backend == "tensorrt-rtx":
+        from polygraphy.backend.tensorrt_rtx import CreateConfigRTX
+
+        return CreateConfigRTX(compute_capabilities=capabilities or None, **args)
+    return CreateConfig(**args)
+
+
+def _failure(plan: BuildPlan, err: Exception, log: BuildLog) -> UserError:
+    details = "\n".join(f"  {e}" for e in log.errors[-8:]) or f"  {err}"
+    return UserError(
+        f"TensorRT could not build {plan.onnx.name} for profile {plan.profile}:\n{details}",
+        "Check that every op is supported by this TensorRT version (`polygraphy inspect capability "
+        f"{plan.onnx}` lists the unsupported ones) and that the precision stage's casts/Q-DQ pairs are "
+        "valid for a strongly typed network.",
+    )
+
+
+def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | None = None) -> BuiltEngine:
+    """Build ``plan`` and write the serialized engine to ``dest`` (a temporary path: the caller
+    renames it into place). TensorRT and a GPU must be present (see :mod:`.env`)."""
+    load_tensorrt(plan.backend)
+    from polygraphy.backend.trt import EngineFromNetwork, NetworkFromOnnxPath
+    from polygraphy.exception import PolygraphyException
+
+    if plan.timing_cache is not None:
+        plan.timing_cache.parent.mkdir(parents=True, exist_ok=True)
+    with captured_polygraphy_log() as log:
+        try:
+            config = _create_config(plan, progress)
+            network = NetworkFromOnnxPath(**plan.network_args())
+            start = time.perf_counter()
+            engine: trt.ICudaEngine = EngineFromNetwork(network, config, **plan.engine_args())()
+            seconds = time.perf_counter() - start
+        except PolygraphyException as e:
+            raise _failure(plan, e, log) from None
+        layers = engine.num_layers
+        blob = engine.serialize()
+        data = bytes(blob)
+        dest.write_bytes(data)
+        del blob, engine
+    return BuiltEngine(seconds, layers, len(data), list(dict.fromkeys(log.warnings)))
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
+    """A Polygraphy ``TrtRunner`` over a built engine, for comparisons (``Comparator.run``).
+
+    The TensorRT flavour is the one recorded in the engine's sidecar (else full TensorRT, falling
+    back to TensorRT-RTX). The engine is deserialized when the runner is activated.
+    """
+    path = Path(engine_path)
+    if not path.is_file():
+        raise UserError(
+            f"Engine {path} does not exist.",
+            "Build it first: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
+        )
+    recorded = (read_sidecar(sidecar_path(path)) or {}).get("tensorrt")
+    backend = str(recorded.get("backend", "tensorrt")) if isinstance(recorded, dict) else "tensorrt"
+    choice, _ = require_build_environment(backend, action="run a TensorRT engine", exact=recorded is not None)
+    load_tensorrt(choice.backend)
+    from polygraphy.backend.trt import EngineFromPath, TrtRunner
+
+    return TrtRunner(EngineFromPath(str(path)), name=name or path.name)

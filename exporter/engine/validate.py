@@ -1,0 +1,91 @@
+"""`lookupvit validate ENGINE.plan`: a TensorRT engine against its PyTorch reference.
+
+The same comparison, tolerance table and report as for an ONNX model (:mod:`exporter.validate`),
+with the candidate a Polygraphy ``TrtRunner`` over the engine (:func:`.trt.trt_runner`). The
+reference is found through the engine's sidecar: sidecar -> the ONNX model it was built from ->
+that model's ``lookupvit.*`` metadata (variant or factory, grid, weights). TensorRT and the GPU are
+checked before the reference model is loaded, so a machine without them fails fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..io import write_json
+from .plan import ENGINE_SUFFIX, read_sidecar, sidecar_path
+
+ENGINE_SUFFIXES = (ENGINE_SUFFIX, ".engine", ".trt")
+
+
+def is_engine_path(path: str | Path) -> bool:
+    return str(path).endswith(ENGINE_SUFFIXES)
+
+
+def engine_source(engine_path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The ONNX model an engine was built from, and the engine's sidecar."""
+    engine = Path(engine_path)
+    if not engine.is_file():
+        raise UserError(
+            f"Engine {engine} does not exist.",
+            "Build it with: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
+        )
+    side = sidecar_path(engine)
+    meta = read_sidecar(side)
+    if meta is None or not isinstance(meta.get("onnx"), dict) or "path" not in meta["onnx"]:
+        raise UserError(
+            f"{engine} has no readable sidecar {side.name}, so the model it was built from is unknown.",
+            "Validate engines built by `lookupvit build` (it writes the sidecar), or validate the ONNX model itself.",
+        )
+    onnx_path = Path(meta["onnx"]["path"])
+    if not onnx_path.is_absolute():
+        onnx_path = side.parent / onnx_path
+    if not onnx_path.is_file():
+        raise UserError(
+            f"The ONNX model {onnx_path} that {engine.name} was built from is not there any more.",
+            "Rebuild the engine from its ONNX model, or restore the model at that path.",
+        )
+    return onnx_path, meta
+
+
+def _batch(meta: dict[str, Any], data: str) -> int | None:
+    """A validation batch inside the engine's batch range (None: validate's own default fits)."""
+    from ..validate.validate import RANDOM_BATCH
+
+    batch = meta.get("profile", {}).get("settings", {}).get("batch", {})
+    lo, hi = int(batch.get("min", 1)), int(batch.get("max", 1 << 30))
+    default = RANDOM_BATCH if data == "random" else 32
+    return None if lo <= default <= hi else min(max(default, lo), hi)
+
+
+def validate_engine(
+    engine_path: str | Path,
+    variant: str | None = None,
+    factory: str | None = None,
+    weights: str | None = None,
+    data: str = "random",
+    iterations: int | None = None,
+    precision: str | None = None,
+    write: bool = True,
+) -> Any:
+    """TensorRT on ``engine_path`` against the PyTorch reference; writes ``<engine>.validate.json``.
+    Returns :class:`exporter.validate.ValidationReport`."""
+    from .trt import trt_runner
+
+    engine = Path(engine_path)
+    onnx_path, meta = engine_source(engine)
+    candidate = trt_runner(engine, name="tensorrt")  # fails here, naming the fix, without TensorRT or a GPU
+
+    from ..export import load_source
+    from ..validate import reference_source, run_validation
+
+    src = reference_source(onnx_path, variant, factory, weights)
+    loaded = load_source(src)
+    precision = precision or str(meta.get("precision", "fp32"))
+    trt_info = meta.get("tensorrt", {})
+    desc = f"tensorrt ({trt_info.get('backend', 'tensorrt')} {trt_info.get('version', '?')}, profile {meta.get('profile', {}).get('name', '?')})"
+    report = run_validation(candidate, desc, engine, loaded, src, data, iterations, precision, _batch(meta, data))
+    if write:
+        write_json(engine.with_name(engine.name + ".validate.json"), report.to_dict())
+    return report
