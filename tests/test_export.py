@@ -5,7 +5,7 @@ import json
 import onnx
 import pytest
 
-from exporter.export import ModelSource, export_onnx, read_metadata, resolve_variant_source
+from exporter.export import export_onnx, read_metadata, resolve_variant_source
 from exporter.models import create_model, save_weights
 from exporter.validate import validate_onnx
 
@@ -41,7 +41,7 @@ def test_every_family_exports_and_validates(exported):
 
 
 def test_file_names_metadata_and_sidecar(exported):
-    out, models = exported
+    _, models = exported
     r = models[("lookupvit_tiny32", "4")]
     assert r.path.name == "lookupvit_tiny32_g4.onnx"
     assert models[("lookupvit_tiny32_video", "2x4x4")].path.name == "lookupvit_tiny32_video_g2x4x4.onnx"

@@ -111,10 +111,7 @@ def load_source(src: ModelSource) -> LoadedModel:
     if src.grid is not None:
         model.set_grid(src.grid)
     cfg = model.cfg
-    if src.head == "features":
-        outputs = ["lookup_tokens", "compressed_tokens"]
-    else:
-        outputs = ["logits"]
+    outputs = ["lookup_tokens", "compressed_tokens"] if src.head == "features" else ["logits"]
     return LoadedModel(model, cfg.input_shape, tuple(cfg.mean), tuple(cfg.std), outputs)
 
 

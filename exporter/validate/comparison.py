@@ -61,7 +61,7 @@ def compare_runners(reference, candidate, feeds: Iterable[dict[str, np.ndarray]]
     quiet_polygraphy()
     results = Comparator.run([reference, candidate], data_loader=list(feeds))
     (ref_name, ref_iters), (cand_name, cand_iters) = results[0], results[1]
-    names = [n for n in ref_iters[0].keys() if n in cand_iters[0]]
+    names = [n for n in ref_iters[0] if n in cand_iters[0]]
     joined = {
         n: (np.concatenate([it[n] for it in cand_iters]), np.concatenate([it[n] for it in ref_iters])) for n in names
     }
