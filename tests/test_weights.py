@@ -28,15 +28,27 @@ def test_mismatch_lists_missing_unexpected_and_shapes(tmp_path):
     src = create_model("lookupvit_tiny32").state_dict()
     src.pop("head.weight")
     src["extra.bias"] = torch.zeros(3)
-    src["pos_embed"] = torch.zeros(1, 16, 64)
+    src["patch_embed.proj.weight"] = torch.zeros(64, 1, 4, 4)
     torch.save(src, tmp_path / "bad.pt")
     with pytest.raises(WeightsMismatch) as e:
         load_weights(create_model("lookupvit_tiny32"), tmp_path / "bad.pt")
     assert e.value.missing == ["head.weight"]
     assert e.value.unexpected == ["extra.bias"]
-    assert e.value.shapes == [("pos_embed", (1, 64, 64), (1, 16, 64))]
+    assert e.value.shapes == [("patch_embed.proj.weight", (64, 3, 4, 4), (64, 1, 4, 4))]
     text = str(e.value)
-    assert "missing (1): head.weight" in text and "extra.bias" in text and "[1, 16, 64]" in text
+    assert "missing (1): head.weight" in text and "extra.bias" in text and "[64, 1, 4, 4]" in text
+
+
+def test_position_embedding_resized_for_another_image_size(tmp_path):
+    """Weights trained at 32 px load into the same variant at 48 px (lookup grid 8x8 -> 12x12)."""
+    path = save_weights(create_model("lookupvit_tiny32", seed=1), tmp_path / "w.safetensors")
+    model = create_model("lookupvit_tiny32", weights=path, image_size=48)
+    assert model.pos_embed.shape == (1, 144, 64)
+    assert model(torch.randn(1, 3, 48, 48), grid=(3, 3)).shape == (1, 10)
+    vit = save_weights(create_model("vit_tiny32", seed=1), tmp_path / "v.safetensors")
+    resized = create_model("vit_tiny32", weights=vit, image_size=48)
+    assert resized.pos_embed.shape == (1, 145, 64)  # class token kept
+    assert torch.equal(resized.pos_embed[:, 0], create_model("vit_tiny32", seed=1).pos_embed[:, 0])
 
 
 def test_other_variant_weights_rejected():
