@@ -105,15 +105,21 @@ class RichBuildProgress:
         self.lock = threading.Lock()
 
     def __enter__(self) -> Self:
-        self.progress.start()
-        self.overall = self.progress.add_task(self.title, total=None)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.progress.stop()
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+    def _start(self) -> None:
+        """Shown from TensorRT's first phase on, and only on a terminal (logs stay clean)."""
+        if not self.progress.live.is_started and stderr.is_terminal:
+            self.progress.start()
+            self.progress.add_task(self.title, total=None)
 
     def phase_start(self, name: str, parent: str | None, steps: int) -> None:
         with self.lock:
+            self._start()
             indent = "  " if parent else ""
             self.tasks[name] = self.progress.add_task(f"{indent}{name}", total=max(steps, 1))
 

@@ -24,15 +24,19 @@ def validate(
     model_path: str, variant: str | None, factory: str | None, weights: str | None, data: str,
     iterations: int | None, precision: str | None, as_json: bool,
 ) -> None:
-    """Compare MODEL (.onnx on ONNX Runtime) with its PyTorch reference through Polygraphy.
+    """Compare MODEL (.onnx on ONNX Runtime, or a TensorRT engine .plan) with its PyTorch reference
+    through Polygraphy. An engine's reference comes from its sidecar's ONNX model.
 
     Per output: max/mean absolute error, max error relative to the output scale, cosine similarity
     and top-1 agreement, PASSED or FAILED against the precision's tolerance (and, when failing, the
     tolerance that would have passed). The result is also written next to the model as
     <model>.validate.json. Exit status: 0 all passed, 1 a comparison failed, 2 bad input.
     """
+    from ..engine.validate import is_engine_path, validate_engine
     from ..errors import UserError
     from ..validate import validate_onnx
+
+    run = validate_engine if is_engine_path(model_path) else validate_onnx
 
     if variant and factory:
         raise UserError("Give --reference or --model, not both.")
@@ -40,9 +44,9 @@ def validate(
         raise UserError(f"--iterations {iterations} must be at least 1.")
     if not as_json:
         with stderr.status(f"validating {model_path} ..."):
-            report = validate_onnx(model_path, variant, factory, weights, data, iterations, precision)
+            report = run(model_path, variant, factory, weights, data, iterations, precision)
     else:
-        report = validate_onnx(model_path, variant, factory, weights, data, iterations, precision)
+        report = run(model_path, variant, factory, weights, data, iterations, precision)
     if as_json:
         print_json(report.to_dict())
     else:

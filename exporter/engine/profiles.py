@@ -16,7 +16,8 @@ precision stage), never builder precision flags (DESIGN section 5).
 Profiles are found by name in, in order: the folders of ``$LOOKUPVIT_PROFILES`` (``os.pathsep``
 separated), ``./profiles`` in the working directory, the ``profiles/`` folder next to the
 ``exporter`` package (a source checkout or editable install), and
-``<sys.prefix>/share/lookupvit-deploy/profiles`` (where a wheel install puts the shipped ones).
+``<sys.prefix>/share/lookupvit-deploy/profiles`` (where a wheel install puts the shipped ones; the
+user base's ``share/`` for ``pip install --user``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import site
 import sys
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +49,7 @@ MIN_TENSORRT_CC = (7, 5)
 ENV_VAR = "LOOKUPVIT_PROFILES"
 PACKAGE_PROFILES = Path(__file__).resolve().parent.parent.parent / "profiles"
 INSTALLED_PROFILES = Path(sys.prefix) / "share" / "lookupvit-deploy" / "profiles"
+USER_INSTALLED_PROFILES = Path(site.getuserbase()) / "share" / "lookupvit-deploy" / "profiles"  # pip --user
 
 # --- the parsed profile ---------------------------------------------------------------------------
 
@@ -582,7 +585,7 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
 def profile_dirs() -> list[Path]:
     """The folders searched for ``<name>.toml``, first match wins (see the module docstring)."""
     dirs = [Path(p) for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
-    dirs += [Path.cwd() / "profiles", PACKAGE_PROFILES, INSTALLED_PROFILES]
+    dirs += [Path.cwd() / "profiles", PACKAGE_PROFILES, INSTALLED_PROFILES, USER_INSTALLED_PROFILES]
     seen: set[Path] = set()
     out = []
     for d in dirs:
