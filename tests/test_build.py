@@ -526,12 +526,13 @@ def test_tensorrt_module_type_checks_against_the_stubs(tmp_path):
 
 _trt, _why = env.choose_tensorrt()
 _gpu = env.detect_gpu()
+_missing = [m for m, absent in ((f"TensorRT or TensorRT-RTX ({_why})", _trt is None),
+                                ("a CUDA GPU (none visible)", _gpu is None)) if absent]
 
 
 @pytest.mark.tensorrt
 @pytest.mark.gpu
-@pytest.mark.skipif(_trt is None, reason=f"needs TensorRT or TensorRT-RTX: {_why}")
-@pytest.mark.skipif(_gpu is None, reason="needs a CUDA GPU (none visible)")
+@pytest.mark.skipif(bool(_missing), reason="needs " + " and ".join(_missing))
 def test_real_build_cache_and_validate(cli, exported, tmp_path):
     cc = _gpu.compute_capability
     profile = tmp_path / "here.toml"
