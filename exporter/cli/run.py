@@ -1,0 +1,92 @@
+"""``lookupvit run``: the main job for a deployment profile, ending in DIR/report.html."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .main import main
+from .options import json_option, print_json, print_table, stderr
+
+
+def _rich_progress(bar: Any) -> Any:
+    """The job's progress as a rich progress bar on stderr: step n of N, current stage, elapsed time."""
+    from ..run import RunProgress
+
+    class RichProgress(RunProgress):
+        def __init__(self) -> None:
+            self.task: Any = None
+
+        def start(self, total: int) -> None:
+            self.task = bar.add_task("starting", total=total)
+
+        def step(self, label: str) -> None:
+            bar.update(self.task, description=label)
+
+        def note(self, text: str) -> None:
+            bar.update(self.task, description=text)
+
+        def done(self, label: str) -> None:
+            bar.advance(self.task)
+
+    return RichProgress()
+
+
+@main.command()
+@click.option("--profile", "profile_name", default="cpu", show_default=True,
+              help="Deployment profile: a name from `lookupvit profiles` or a .toml path.")
+@click.option("-o", "--output", "out_dir", default="runs/run", show_default=True, type=click.Path(file_okay=False),
+              help="Run folder: models per <variant>/g<grid>/, stages.json, latency.json, plots/, report.html, summary.json.")
+@click.option("--optimize/--no-optimize", default=None,
+              help="Run the graph-surgeon passes [default: on when exporter.passes is available].")
+@click.option("--repeats", type=int, default=5, show_default=True,
+              help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) of the latency sweep.")
+@json_option
+def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, as_json: bool) -> None:
+    """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
+    profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
+
+    The profile's [models] say what runs: accuracy models (top-1 per precision and grid), latency
+    models timed per grid x precision x batch next to the baseline ViT. A rerun skips every stage
+    whose inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from ..errors import UserError
+    from ..run import RunOptions, run_job
+
+    if repeats < 1:
+        raise UserError(f"--repeats {repeats} must be at least 1.")
+    opts = RunOptions(profile=profile_name, out_dir=out_dir, optimize=optimize, repeats=repeats)  # type: ignore[arg-type]
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
+        result = run_job(opts, _rich_progress(bar))
+    if as_json:
+        print_json(result.summary)
+        return
+    print_summary(result.summary)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(result.summary["stage_counts"].items()))
+    stderr.print(f"stages: {counts}; {result.seconds:.0f} s")
+    stderr.print(f"wrote {result.report} and {result.summary_path}")
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    rows = []
+    for r in summary["summary"]:
+        speed = "-"
+        if r["speedup"] is not None:
+            speed = f"{r['speedup']:.2f}x" + (f" ({r['analytic_speedup']:.2f}x)" if r["analytic_speedup"] else "")
+        rows.append([r["model"], r["grid"], r["precision"], f(r["top1"], ".1f"), f(r["p50_ms"], ".2f"),
+                     f(r["throughput"], ".1f"), f(r["gmacs"], ".4g"),
+                     "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%", speed])
+    batch = summary["summary"][0]["batch"] if summary["summary"] else "-"
+    backend = summary["summary"][0]["backend"] if summary["summary"] else "-"
+    print_table(
+        f"lookupvit run --profile {summary['profile']['name']}: {backend}, batch {batch}",
+        ["model", "grid", "prec", "top-1 %", "p50 ms", "img/s", "GMACs", "eff", "speedup (analytic)"],
+        rows,
+    )

@@ -1,0 +1,21 @@
+"""Latency per compressed-token setting (DESIGN section 1, job 3): the ``profile`` stage.
+
+- :mod:`.stats`: percentiles, throughput, achieved GFLOP/s;
+- :mod:`.peak`: the machine's measured matrix-multiply peak (the yardstick for efficiency);
+- :mod:`.timers`: one timed inference per backend (PyTorch, ONNX Runtime, TensorRT);
+- :mod:`.sweep`: the sweep definition (grids x precisions x batches x backends) and the
+  interleaved measurement next to the ViT baseline;
+- :mod:`.plots`: latency vs grid, measured vs analytic speedup, accuracy vs latency;
+- :mod:`.api`: targets (variant, ONNX file, engine) and :func:`profile_latency`, behind the verb.
+"""
+
+from .peak import MatmulPeak, PeakMeasurement, measure_peak
+from .stats import LatencyStats, gflops, median, percentile, summarize, throughput
+from .sweep import Cell, CellResult, SweepModel, SweepResult, SweepSettings, SweepSpec, run_sweep
+from .timers import BACKENDS, Timer, Unsupported
+
+__all__ = [
+    "BACKENDS", "Cell", "CellResult", "LatencyStats", "MatmulPeak", "PeakMeasurement", "SweepModel", "SweepResult",
+    "SweepSettings", "SweepSpec", "Timer", "Unsupported", "gflops", "measure_peak", "median", "percentile",
+    "run_sweep", "summarize", "throughput",
+]

@@ -1,0 +1,322 @@
+"""``lookupvit profile``: what to time (a variant, an ONNX file or an engine), and the sweep over it.
+
+The library behind the verb and the ``profile`` stage of ``lookupvit run``. Model files come from
+the pipeline's stages in the output folder (:class:`exporter.run.artefacts.Artefacts`: export ->
+optimize -> precision -> build), so a second call with the same inputs reuses them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..models import get_variant, grid_label, list_variants, parse_grids
+from ..models.config import Grid
+from .plots import AccuracyPoint, plot_all
+from .sweep import Cell, SweepModel, SweepResult, SweepSettings, SweepSpec, run_sweep
+from .timers import BACKENDS, StageFailed, Timer, Unsupported, ort_timer, torch_timer, trt_timer
+
+LATENCY_JSON = "latency.json"
+PLOTS_DIR = "plots"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One thing to profile."""
+
+    kind: str  # "variant", "onnx" or "engine"
+    name: str  # the model name in tables and file names
+    variant: str | None  # the registered variant (for MACs, the PyTorch model and the baseline)
+    grids: tuple[Grid | None, ...]
+    path: Path | None = None  # the given ONNX file or engine
+
+    @property
+    def is_lookupvit(self) -> bool:
+        return bool(self.variant) and bool(get_variant(self.variant).config.default_grids)  # type: ignore[arg-type]
+
+
+def default_baseline(variant: str) -> str | None:
+    """The plain ViT of the same width and patch: ``lookupvit_b16`` -> ``vit_b16`` (None if not registered
+    or not an image model)."""
+    cfg = get_variant(variant).config
+    if not variant.startswith("lookupvit_") or getattr(cfg, "is_video", False):
+        return None
+    size_patch = variant.removeprefix("lookupvit_").split("_")[0]
+    name = f"vit_{size_patch}"
+    return name if name in {v.name for v in list_variants()} else None
+
+
+def _meta_grid(meta: dict[str, str]) -> Grid | None:
+    g = meta.get("grid")
+    return tuple(int(v) for v in g.split("x")) if g else None
+
+
+def resolve_target(spec: str, grids: str | None = None) -> Target:
+    """A variant name, an ``.onnx`` file or a TensorRT engine (``.plan``/``.engine``) -> :class:`Target`."""
+    path = Path(spec)
+    if path.suffix in (".plan", ".engine"):
+        if not path.is_file():
+            raise UserError(f"Engine {path} does not exist.", "Build one with `lookupvit build MODEL.onnx --profile NAME`.")
+        from ..engine.plan import read_sidecar, sidecar_path
+
+        side = read_sidecar(sidecar_path(path)) or {}
+        meta = {k.removeprefix("lookupvit."): v for k, v in (side.get("onnx", {}).get("metadata") or {}).items()}
+        variant = meta.get("variant") or None
+        _no_grids_for_files(grids, path)
+        return Target("engine", path.name.removesuffix(path.suffix), variant, (_meta_grid(meta),), path)
+    if path.suffix == ".onnx" or path.is_file():
+        from ..export import read_metadata
+
+        meta = read_metadata(path)
+        _no_grids_for_files(grids, path)
+        return Target("onnx", path.name.removesuffix(".onnx"), meta.get("variant") or None, (_meta_grid(meta),), path)
+    v = get_variant(spec)  # unknown names raise with suggestions
+    cfg = v.config
+    if not cfg.default_grids:
+        if grids:
+            raise UserError(f"{spec} is a ViT baseline; it has no compressed grid.", "Drop --grids.")
+        return Target("variant", spec, spec, (None,))
+    chosen = parse_grids(grids, cfg.lookup_grid) if grids else list(cfg.default_grids)
+    return Target("variant", spec, spec, tuple(chosen))
+
+
+def _no_grids_for_files(grids: str | None, path: Path) -> None:
+    if grids:
+        raise UserError(
+            f"{path.name} is built for one compressed grid; --grids applies to variants.",
+            "Drop --grids, or pass the variant name to sweep grids.",
+        )
+
+
+def parse_list(spec: str, what: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    items = tuple(dict.fromkeys(s.strip() for s in spec.split(",") if s.strip()))
+    if not items:
+        raise UserError(f"No {what} given.", f"Pass a comma-separated list, e.g. {','.join(allowed or ('...',))}.")
+    if allowed:
+        bad = [i for i in items if i not in allowed]
+        if bad:
+            raise UserError(f"Unknown {what} {', '.join(bad)}.", f"Choose from {', '.join(allowed)}.")
+    return items
+
+
+def parse_batches(spec: str, option: str = "--batch") -> tuple[int, ...]:
+    try:
+        out = tuple(dict.fromkeys(int(s) for s in spec.split(",") if s.strip()))
+    except ValueError:
+        out = ()
+    if not out or any(b < 1 for b in out):
+        raise UserError(f"{option} {spec!r} is not a list of positive integers.", f"Use e.g. {option} 1,8,32.")
+    return out
+
+
+@dataclass
+class ProfileRequest:
+    targets: list[Target]
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1,)
+    backends: tuple[str, ...] = ("torch", "ort", "trt")
+    baseline: str | None = "auto"  # "auto": vit_<size><patch>; None: no baseline
+    settings: SweepSettings = field(default_factory=SweepSettings)
+    optimize: bool | None = None
+    profile: Any = None  # a TensorRT profile for engine builds
+    peak_sizes: tuple[int, ...] | None = None
+
+
+def build_spec(req: ProfileRequest) -> SweepSpec:
+    """The sweep's models: each target, plus its ViT baseline (once, shared by targets of one width)."""
+    bad = [b for b in req.backends if b not in BACKENDS]
+    if bad:
+        raise UserError(f"Unknown backend(s) {', '.join(bad)}.", f"Choose from {', '.join(BACKENDS)}.")
+    models: list[SweepModel] = []
+    baselines: dict[str, SweepModel] = {}
+    for t in req.targets:
+        base = None
+        if t.is_lookupvit and req.baseline is not None:
+            base = default_baseline(t.variant) if req.baseline == "auto" else req.baseline  # type: ignore[arg-type]
+            if base is not None:
+                cfg = get_variant(base).config
+                if cfg.default_grids:
+                    raise UserError(f"--baseline {base} is a LookupViT; the baseline is a plain ViT.", "Use e.g. --baseline vit_b16.")
+                mine = get_variant(t.variant).config  # type: ignore[arg-type]
+                if cfg.input_shape != mine.input_shape:
+                    raise UserError(
+                        f"--baseline {base} takes inputs {cfg.input_shape}, {t.name} takes {mine.input_shape}.",
+                        "Compare with a ViT of the same input size.",
+                    )
+                baselines.setdefault(base, SweepModel(base, base, (None,), is_baseline=True))
+        models.append(SweepModel(t.name, t.variant, t.grids, base))
+    names = [m.name for m in models]
+    for name, m in baselines.items():
+        if name not in names:
+            models.append(m)
+        else:  # a ViT target that is also a baseline: time it as the baseline only
+            models = [x if x.name != name else m for x in models]
+    return SweepSpec(tuple(models), req.precisions, req.batches, req.backends, req.settings)
+
+
+def tensorrt_missing() -> str:
+    """Why TensorRT engines cannot run here ("" when TensorRT and a GPU are present)."""
+    from ..engine import env
+
+    choice, why = env.choose_tensorrt()
+    missing = []
+    if choice is None:
+        missing.append(f"TensorRT is not installed ({why})")
+    if env.detect_gpu() is None:
+        missing.append("no CUDA GPU is visible")
+    return "; ".join(missing)
+
+
+def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Callable[[Cell], Timer]:
+    """Cells -> timers, loading each model from the run folder's artefacts (made on demand)."""
+    from ..export import load_source
+    from ..validate import reference_source
+
+    targets = {t.name: t for t in req.targets}
+    engine_reason: dict[str, str] = {}
+
+    def input_shape(cell: Cell) -> tuple[int, ...]:
+        if cell.variant:
+            return tuple(get_variant(cell.variant).config.input_shape)
+        t = targets.get(cell.model)
+        if t is not None and t.kind == "onnx" and t.path is not None:
+            import json
+
+            from ..export import read_metadata
+
+            shape = read_metadata(t.path).get("input_shape")
+            if shape:
+                return tuple(json.loads(shape))
+        raise Unsupported(f"the input shape of {cell.model} is unknown (no lookupvit metadata)")
+
+    def make(cell: Cell) -> Timer:
+        t = targets.get(cell.model)
+        shape = input_shape(cell)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if cell.backend == "torch":
+                    if t is not None and t.kind == "engine":
+                        raise Unsupported("an engine runs on TensorRT only")
+                    if t is not None and t.kind == "onnx" and t.path is not None:
+                        module = load_source(reference_source(t.path)).module
+                    elif cell.variant:
+                        module = artefacts.torch_module(cell.variant)
+                    else:
+                        raise Unsupported("no PyTorch model for this file")
+                    return torch_timer(module, cell.batch, shape, cell.precision, cell.grid)
+                if cell.backend == "ort":
+                    if t is not None and t.kind == "engine":
+                        raise Unsupported("an engine runs on TensorRT only")
+                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads)
+                if cell.backend == "trt":
+                    if t is not None and t.kind == "engine" and t.path is not None:
+                        return trt_timer(t.path, cell.batch, shape)
+                    if "trt" not in engine_reason:
+                        engine_reason["trt"] = tensorrt_missing()
+                    if engine_reason["trt"]:
+                        raise Unsupported(engine_reason["trt"])
+                    if cell.model in engine_reason:
+                        raise Unsupported(engine_reason[cell.model])
+                    try:
+                        path = artefacts.engine(cell.model, cell.grid, cell.precision)
+                    except UserError as e:
+                        if "Cannot build" in e.message or "needs a GPU profile" in e.message:
+                            engine_reason[cell.model] = e.message  # the same for every cell: say it once
+                        raise Unsupported(e.message) from None
+                    return trt_timer(path, cell.batch, shape)
+        except UserError as e:
+            raise Unsupported(e.message) from None
+        except Unsupported:
+            raise
+        except Exception as e:  # a stage that breaks fails this cell, not the sweep
+            from ..run.manifest import error_text
+
+            raise StageFailed(error_text(e)) from None
+        raise Unsupported(f"unknown backend {cell.backend}")
+
+    return make
+
+
+def write_sweep(result: SweepResult, out_dir: str | Path, accuracy: list[AccuracyPoint] | None = None) -> tuple[Path, list[Path]]:
+    """``out_dir/latency.json`` and the plots in ``out_dir/plots``."""
+    from ..io import write_json
+
+    out_dir = Path(out_dir)
+    plots = plot_all(result, out_dir / PLOTS_DIR, accuracy)
+    path = write_json(out_dir / LATENCY_JSON, {**result.to_dict(), "plots": [str(p.relative_to(out_dir)) for p in plots]})
+    return path, plots
+
+
+def evaluate_accuracy(targets: list[Target], say: Callable[[str], None]) -> list[AccuracyPoint]:
+    """PyTorch fp32 top-1 on the held-out digits, per grid, for targets that ship trained weights."""
+    from ..data import load_data
+    from ..evaluate import evaluate
+
+    points: list[AccuracyPoint] = []
+    for t in targets:
+        if t.kind != "variant" or not t.variant or get_variant(t.variant).weights is None or not t.is_lookupvit:
+            continue
+        from ..models import create_model
+
+        cfg = get_variant(t.variant).config
+        say(f"evaluating {t.variant} on the digits")
+        result = evaluate(create_model(t.variant), load_data("digits", cfg), [g for g in t.grids if g])
+        points += [AccuracyPoint(t.name, r.grid, "fp32", r.top1, "evaluate (PyTorch fp32, digits held-out)") for r in result.rows]
+    return points
+
+
+def accuracy_from_compare(path: str | Path, model: str) -> list[AccuracyPoint]:
+    """Top-1 per grid and precision from a ``lookupvit compare`` JSON (``accuracy.json``)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+        cells = data["cells"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{path} is not a `lookupvit compare` result.", "Pass the accuracy.json that `lookupvit compare` wrote.") from None
+    backend = data.get("backend", "")
+    return [
+        AccuracyPoint(model, str(c["grid"]), str(c["precision"]), float(c["top1"]), f"compare ({backend})")
+        for c in cells if c.get("top1") is not None
+    ]
+
+
+def grid_text(grids: tuple[Grid | None, ...]) -> str:
+    return ",".join(grid_label(g) if g else "-" for g in grids)
+
+
+def profile_latency(
+    req: ProfileRequest,
+    out_dir: str | Path,
+    accuracy: list[AccuracyPoint] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[SweepResult, Path, list[Path]]:
+    """Make the models, run the sweep, write ``latency.json`` and the plots into ``out_dir``."""
+    from ..run.artefacts import Artefacts, ChainSettings
+    from ..run.manifest import Manifest
+    from .sweep import resolve_threads
+
+    say = say or (lambda _t: None)
+    out_dir = Path(out_dir)
+    spec = build_spec(req)
+    artefacts = Artefacts(out_dir, ChainSettings(optimize=req.optimize, profile=req.profile), Manifest(out_dir), say)
+    for t in req.targets:
+        if t.kind == "onnx" and t.path is not None:
+            artefacts.imported[t.name] = t.path
+    threads = resolve_threads(req.settings.threads)
+    factory = make_timer_factory(req, artefacts, threads)
+    result = run_sweep(spec, factory, progress=say, measure_peak_sizes=req.peak_sizes)
+    path, plots = write_sweep(result, out_dir, accuracy)
+    return result, path, plots
+
+
+__all__ = [
+    "LATENCY_JSON", "PLOTS_DIR", "AccuracyPoint", "ProfileRequest", "Target", "Unsupported", "accuracy_from_compare",
+    "build_spec", "default_baseline", "evaluate_accuracy", "make_timer_factory", "parse_batches", "parse_list",
+    "profile_latency", "resolve_target", "write_sweep",
+]

@@ -1,0 +1,398 @@
+"""The latency sweep: compressed grids x precisions x batch sizes x backends, next to a plain ViT.
+
+DESIGN sections 1 and 8. LookupViT's compute is set by the compressed grid chosen at inference
+time, so the sweep times one model per grid and reports, per cell, p50/p90/p99 latency, throughput,
+the analytic MACs of that grid (:func:`exporter.models.model_cost`), the achieved GFLOP/s
+(2 x MACs / time) and the efficiency against the matrix-multiply peak measured in the same run
+with the same threads (:mod:`.peak`).
+
+The ViT baseline of the same width is timed *interleaved* with the LookupViT, so the speedup is a
+ratio measured side by side: each round runs a chunk of iterations of one grid and then a chunk of
+the baseline (A/B/A/B ...), and the speedup of a grid is the median of the baseline calls that
+followed that grid's chunks over the median of that grid's calls. Drifts in machine load (thermal,
+other processes) hit both sides alike, and medians over all rounds keep a stalled call from
+deciding the ratio. Next to it stands the analytic ratio of MACs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from ..models.config import Grid, grid_label
+from .peak import MatmulPeak
+from .stats import LatencyStats, gflops, median, summarize, throughput
+from .timers import Timer, Unsupported
+
+
+@dataclass(frozen=True)
+class SweepModel:
+    """One model of the sweep: a LookupViT at several grids, or a ViT baseline (grid ``None``)."""
+
+    name: str
+    variant: str | None
+    grids: tuple[Grid | None, ...] = (None,)
+    baseline: str | None = None  # name of the SweepModel timed next to this one
+    is_baseline: bool = False
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """How long each cell is measured: at least ``iterations`` calls and at least ``seconds``,
+    split over ``repeats`` interleaved rounds, after ``warmup`` untimed calls."""
+
+    warmup: int = 5
+    iterations: int = 20
+    seconds: float = 0.0
+    repeats: int = 5
+    threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
+
+    def rounds(self) -> int:
+        return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)
+
+    def chunk_iterations(self) -> int:
+        return max(1, math.ceil(self.iterations / self.rounds()))
+
+    def chunk_seconds(self) -> float:
+        return self.seconds / self.rounds()
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    models: tuple[SweepModel, ...]
+    precisions: tuple[str, ...] = ("fp32",)
+    batches: tuple[int, ...] = (1,)
+    backends: tuple[str, ...] = ("ort",)
+    settings: SweepSettings = field(default_factory=SweepSettings)
+
+    def model(self, name: str) -> SweepModel:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def groups(self) -> list[Group]:
+        """Measurement groups: one LookupViT's grids plus its baseline, per precision/batch/backend."""
+        out = []
+        for m in self.models:
+            if m.is_baseline:
+                continue
+            base = self.model(m.baseline) if m.baseline else None
+            for backend in self.backends:
+                for precision in self.precisions:
+                    for batch in self.batches:
+                        cells = [Cell(m.name, m.variant, g, precision, batch, backend) for g in m.grids]
+                        bcell = Cell(base.name, base.variant, None, precision, batch, backend, m.name) if base else None
+                        out.append(Group(cells, bcell))
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: str
+    variant: str | None
+    grid: Grid | None
+    precision: str
+    batch: int
+    backend: str
+    paired_with: str | None = None  # set on a baseline cell: the LookupViT it is timed against
+
+    @property
+    def grid_text(self) -> str:
+        return grid_label(self.grid) if self.grid else "-"
+
+    @property
+    def key(self) -> str:
+        pair = f"@{self.paired_with}" if self.paired_with else ""
+        return f"{self.model}{pair}|g{self.grid_text}|{self.precision}|b{self.batch}|{self.backend}"
+
+
+@dataclass(frozen=True)
+class Group:
+    cells: list[Cell]
+    baseline: Cell | None
+
+
+TimerFactory = Callable[[Cell], Timer]
+"""Loads what a cell runs (a module, an ONNX session, an engine); raises Unsupported if it can't."""
+
+
+@dataclass
+class CellResult:
+    model: str
+    variant: str | None
+    grid: str  # label, "-" for a ViT
+    tokens: int | None  # compressed tokens M (None for a ViT)
+    precision: str
+    batch: int
+    backend: str
+    status: str  # "ok", "unsupported" or "failed"
+    reason: str = ""
+    device: str = ""
+    detail: str = ""
+    role: str = "lookupvit"  # or "baseline"
+    paired_with: str | None = None
+    latency: LatencyStats | None = None
+    throughput: float | None = None  # images / s at p50
+    gmacs: float | None = None  # analytic, per image
+    gflops: float | None = None  # achieved at p50
+    efficiency: float | None = None  # gflops / peak
+    peak: str | None = None  # which measured peak, e.g. "cpu/fp32"
+    baseline: str | None = None
+    speedup: float | None = None  # measured, paired with the baseline
+    analytic_speedup: float | None = None  # baseline MACs / these MACs
+    samples_ms: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["latency"] = self.latency.to_dict() if self.latency else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CellResult:
+        d = dict(d)
+        d["latency"] = LatencyStats(**d["latency"]) if d.get("latency") else None
+        return cls(**d)
+
+
+@dataclass
+class SweepResult:
+    spec: dict[str, object]
+    cells: list[CellResult]
+    peak: MatmulPeak | None
+    order: list[dict[str, object]]  # the execution order of timed chunks
+    machine: dict[str, object] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    threads: int = 0
+    seconds: float = 0.0
+
+    def ok(self) -> list[CellResult]:
+        return [c for c in self.cells if c.status == "ok"]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "latency-sweep",
+            "spec": self.spec,
+            "threads": self.threads,
+            "peak": self.peak.to_dict() if self.peak else None,
+            "cells": [c.to_dict() for c in self.cells],
+            "order": self.order,
+            "machine": self.machine,
+            "versions": self.versions,
+            "seconds": round(self.seconds, 3),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SweepResult:
+        return cls(
+            spec=d["spec"], cells=[CellResult.from_dict(c) for c in d["cells"]],
+            peak=MatmulPeak.from_dict(d["peak"]) if d.get("peak") else None, order=d.get("order", []),
+            machine=d.get("machine", {}), versions=d.get("versions", {}), threads=d.get("threads", 0),
+            seconds=d.get("seconds", 0.0),
+        )
+
+
+def spec_to_dict(spec: SweepSpec) -> dict[str, object]:
+    return {
+        "models": [
+            {"name": m.name, "variant": m.variant, "grids": [grid_label(g) if g else "-" for g in m.grids],
+             "baseline": m.baseline, "is_baseline": m.is_baseline}
+            for m in spec.models
+        ],
+        "precisions": list(spec.precisions),
+        "batches": list(spec.batches),
+        "backends": list(spec.backends),
+        "settings": asdict(spec.settings),
+    }
+
+
+def cell_macs(cell: Cell) -> int | None:
+    """Analytic MACs per image of a cell's model at its grid (None for a model of unknown config)."""
+    if not cell.variant:
+        return None
+    from ..models import get_variant, model_cost
+
+    return model_cost(get_variant(cell.variant).config, cell.grid).macs
+
+
+Progress = Callable[[str], None]
+
+
+class _Measured:
+    """Samples of one cell as the rounds go, with each round's chunk kept for pairing."""
+
+    def __init__(self, cell: Cell, timer: Timer):
+        self.cell, self.timer = cell, timer
+        self.samples: list[float] = []
+        self.chunks: list[list[float]] = []
+        self.error: str | None = None
+
+    def run_chunk(self, iterations: int, seconds: float) -> list[float]:
+        chunk: list[float] = []
+        t_end = time.perf_counter() + seconds
+        while len(chunk) < iterations or time.perf_counter() < t_end:
+            chunk.append(self.timer())
+        self.samples += chunk
+        self.chunks.append(chunk)
+        return chunk
+
+
+def resolve_threads(threads: int) -> int:
+    from .machine import available_cores
+
+    return threads if threads > 0 else available_cores()
+
+
+def run_sweep(
+    spec: SweepSpec,
+    make_timer: TimerFactory,
+    peak: MatmulPeak | None = None,
+    progress: Progress | None = None,
+    measure_peak_sizes: tuple[int, ...] | None = None,
+) -> SweepResult:
+    """Time every cell of ``spec`` (see the module docstring for the interleaving)."""
+    import torch
+
+    from ..versions import tool_versions
+    from .machine import machine_info
+    from .peak import DEFAULT_SIZES, measure_peak
+
+    say = progress or (lambda _text: None)
+    t_start = time.perf_counter()
+    threads = resolve_threads(spec.settings.threads)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        if peak is None:
+            say(f"measuring the matrix-multiply peak ({threads} threads)")
+            peak = measure_peak(threads, sizes=measure_peak_sizes or DEFAULT_SIZES)
+        results: list[CellResult] = []
+        order: list[dict[str, object]] = []
+        for group in spec.groups():
+            results += _run_group(group, spec.settings, make_timer, peak, order, say)
+    finally:
+        torch.set_num_threads(previous_threads)
+    return SweepResult(
+        spec=spec_to_dict(spec), cells=results, peak=peak, order=order, machine=machine_info(),
+        versions=tool_versions(), threads=threads, seconds=time.perf_counter() - t_start,
+    )
+
+
+def _run_group(
+    group: Group, settings: SweepSettings, make_timer: TimerFactory, peak: MatmulPeak,
+    order: list[dict[str, object]], say: Progress,
+) -> list[CellResult]:
+    failed: dict[Cell, tuple[str, str]] = {}
+    live: list[_Measured] = []
+    base: _Measured | None = None
+    for cell in [*group.cells, *([group.baseline] if group.baseline else [])]:
+        say(f"loading {cell.key}")
+        try:
+            m = _Measured(cell, make_timer(cell))
+        except Unsupported as e:
+            failed[cell] = (e.status, str(e))
+            continue
+        if cell is group.baseline:
+            base = m
+        else:
+            live.append(m)
+    try:
+        for m in [*live, *([base] if base else [])]:
+            say(f"warming up {m.cell.key}")
+            try:
+                for _ in range(settings.warmup):
+                    m.timer()
+            except Exception as e:
+                m.error = f"{type(e).__name__}: {e}"
+        live = [m for m in live if m.error is None]
+        if base is not None and base.error is not None:
+            failed[base.cell] = ("failed", base.error)
+            base = None
+        pairs: dict[Cell, list[float]] = {m.cell: [] for m in live}  # baseline calls right after each grid's chunks
+        n_iter, n_sec = settings.chunk_iterations(), settings.chunk_seconds()
+        for r in range(settings.rounds()):
+            for m in live:
+                if m.error:
+                    continue
+                say(f"round {r + 1}/{settings.rounds()}: {m.cell.key}")
+                try:
+                    a = m.run_chunk(n_iter, n_sec)
+                    order.append(_order_entry(r, m.cell, "lookupvit", len(a)))
+                except Exception as e:
+                    m.error = f"{type(e).__name__}: {e}"
+                    continue
+                if base is not None and base.error is None:
+                    try:
+                        b = base.run_chunk(n_iter, n_sec)
+                        order.append(_order_entry(r, base.cell, "baseline", len(b)))
+                        pairs[m.cell] += b
+                    except Exception as e:
+                        base.error = f"{type(e).__name__}: {e}"
+            if not live and base is not None and base.error is None:  # nothing to pair with: time it alone
+                try:
+                    b = base.run_chunk(n_iter, n_sec)
+                    order.append(_order_entry(r, base.cell, "baseline", len(b)))
+                except Exception as e:
+                    base.error = f"{type(e).__name__}: {e}"
+    finally:
+        for m in [*live, *([base] if base else [])]:
+            m.timer.close()
+
+    out: list[CellResult] = []
+    base_macs = cell_macs(group.baseline) if group.baseline else None
+    for cell in group.cells:
+        found = next((x for x in live if x.cell == cell), None)
+        if found is None or found.error:
+            status, reason = failed.get(cell, ("failed", (found.error if found else None) or "not measured"))
+            out.append(_empty(cell, status, reason))
+            continue
+        res = _result(cell, found, peak, "lookupvit")
+        if base is not None and base.error is None and pairs[cell]:
+            res.baseline = group.baseline.model if group.baseline else None
+            res.speedup = median(pairs[cell]) / median(found.samples)
+            if base_macs and res.gmacs:
+                res.analytic_speedup = base_macs / (res.gmacs * 1e9)
+        elif group.baseline is not None:
+            res.baseline = group.baseline.model
+            why = failed.get(group.baseline, ("", (base.error if base else None) or "not measured"))[1]
+            res.reason = f"baseline not measured: {why}"
+        out.append(res)
+    if group.baseline is not None:
+        if base is not None and base.error is None and base.samples:
+            out.append(_result(group.baseline, base, peak, "baseline"))
+        else:
+            status, reason = failed.get(group.baseline, ("failed", (base.error if base else None) or "not measured"))
+            out.append(_empty(group.baseline, status, reason, "baseline"))
+    return out
+
+
+def _order_entry(r: int, cell: Cell, role: str, n: int) -> dict[str, object]:
+    return {"round": r, "cell": cell.key, "model": cell.model, "grid": cell.grid_text, "role": role, "iterations": n}
+
+
+def _tokens(cell: Cell) -> int | None:
+    return math.prod(cell.grid) if cell.grid else None
+
+
+def _empty(cell: Cell, status: str, reason: str, role: str = "lookupvit") -> CellResult:
+    macs = cell_macs(cell)
+    return CellResult(
+        cell.model, cell.variant, cell.grid_text, _tokens(cell), cell.precision, cell.batch, cell.backend,
+        status, reason, role=role, paired_with=cell.paired_with, gmacs=macs / 1e9 if macs else None,
+    )
+
+
+def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str) -> CellResult:
+    stats = summarize(m.samples)
+    macs = cell_macs(cell)
+    achieved = gflops(macs, cell.batch, stats.p50_ms) if macs else None
+    ref = peak.for_cell(m.timer.device, cell.precision)
+    return CellResult(
+        cell.model, cell.variant, cell.grid_text, _tokens(cell), cell.precision, cell.batch, cell.backend,
+        "ok", device=m.timer.device, detail=m.timer.detail, role=role, paired_with=cell.paired_with,
+        latency=stats, throughput=throughput(cell.batch, stats.p50_ms), gmacs=macs / 1e9 if macs else None,
+        gflops=achieved, efficiency=(achieved / ref[1]) if (achieved and ref) else None,
+        peak=ref[0] if ref else None, samples_ms=[round(1e3 * s, 4) for s in m.samples],
+    )

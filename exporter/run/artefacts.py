@@ -1,0 +1,183 @@
+"""The model files of a run directory, produced stage by stage: export -> optimize -> precision -> build.
+
+DESIGN section 2. Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
+
+    DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.onnx            export (+ .json sidecar)
+    DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.onnx        optimize (graph-surgeon passes)
+    DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (fp32 is the .opt graph)
+    DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
+
+Every step goes through the run's :class:`~exporter.run.manifest.Manifest`, so a file whose inputs
+did not change is not made again. The optimize stage runs when ``exporter.passes`` provides
+``optimize_model`` (unless switched off); without it the exported graph is used as it is.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..models import get_variant, grid_label
+from ..models.config import Grid
+from .manifest import Manifest
+
+Say = Callable[[str], None]
+
+
+def optional_function(module: str, name: str) -> Callable[..., Any] | None:
+    """``module.name`` when that package is installed and provides it, else None."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    fn = getattr(mod, name, None)
+    return fn if callable(fn) else None
+
+
+def optimizer() -> Callable[..., Any] | None:
+    return optional_function("exporter.passes", "optimize_model")
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    opset: int = 23
+    optimize: bool | None = None  # None: when exporter.passes is available
+    calib: str = "digits"
+    calib_size: int | None = None  # None: the precision stage's default
+    profile: Any = None  # exporter.engine.profiles.Profile, for TensorRT builds
+
+
+class Artefacts:
+    """Makes (or finds) each model file of the run directory ``root``; see the module docstring."""
+
+    def __init__(self, root: str | Path, settings: ChainSettings, manifest: Manifest, say: Say | None = None):
+        self.root = Path(root)
+        self.settings = settings
+        self.manifest = manifest
+        self.say = say or (lambda _t: None)
+        self.imported: dict[str, Path] = {}  # model name -> a given fp32 .onnx (instead of an export)
+        self._modules: dict[str, Any] = {}
+
+    # --- layout ----------------------------------------------------------------------------------
+
+    def folder(self, model: str, grid: Grid | None) -> Path:
+        return self.root / model / f"g{grid_label(grid)}" if grid else self.root / model
+
+    def _id(self, stage: str, model: str, grid: Grid | None, precision: str | None = None) -> str:
+        parts = [stage, model, f"g{grid_label(grid)}" if grid else "-"]
+        return ":".join(parts + ([precision] if precision else []))
+
+    @property
+    def optimizing(self) -> bool:
+        return self.settings.optimize is not False and optimizer() is not None
+
+    # --- stages ----------------------------------------------------------------------------------
+
+    def exported(self, model: str, grid: Grid | None) -> Path:
+        """The fp32 graph straight from torch's exporter (or the given file)."""
+        if model in self.imported:
+            return self.imported[model]
+        from .. import __version__
+        from ..export import export_onnx, resolve_variant_source
+
+        src = resolve_variant_source(model, grid=grid)
+        out_dir = self.folder(model, grid) / "onnx"
+        weights = get_variant(model).weights
+        inputs = {"weights": weights} if weights else {}
+        settings = {"variant": model, "grid": list(grid) if grid else None, "opset": self.settings.opset,
+                    "tool_version": __version__, "weights": src.weights_id()}
+
+        def run() -> tuple[Any, list[Path]]:
+            self.say(f"export {model} {self._grid_text(grid)}")
+            r = export_onnx(src, out_dir, opset=self.settings.opset)
+            return r.to_dict(), [r.path, r.sidecar]
+
+        out = self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
+        return Path(out.result["path"])
+
+    def optimized(self, model: str, grid: Grid | None) -> Path:
+        """The graph after the optimisation passes; the exported graph when they are off or absent."""
+        src = self.exported(model, grid)
+        fn = optimizer()
+        if self.settings.optimize is False or fn is None:
+            why = "switched off (--no-optimize)" if self.settings.optimize is False else "exporter.passes is not installed"
+            self.manifest.note(self._id("optimize", model, grid), "optimize", "unavailable", why)
+            return src
+        out_path = self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx")
+
+        def run() -> tuple[Any, list[Path]]:
+            self.say(f"optimize {model} {self._grid_text(grid)}")
+            report = fn(src, out_path)
+            d = report.to_dict()
+            result = {"path": str(out_path), "kept": d.get("kept"), "status": d.get("status"),
+                      "nodes_before": d.get("nodes_before"), "nodes_after": d.get("nodes_after")}
+            return result, [out_path, Path(f"{out_path}.json")]
+
+        out = self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
+        return Path(out.result["path"])
+
+    def precision_path(self, model: str, grid: Grid | None, precision: str) -> Path:
+        base = self.optimized(model, grid)
+        if precision == "fp32":
+            return base
+        return base.with_name(f"{base.name.removesuffix('.onnx')}.{precision}.onnx")
+
+    def converted(self, model: str, grid: Grid | None, precision: str) -> Path:
+        """The graph in ``precision`` (the precision stage; fp32 is the optimised graph itself)."""
+        base = self.optimized(model, grid)
+        if precision == "fp32":
+            return base
+        from ..precision import DEFAULT_CALIB_SIZE, convert_precision
+
+        out_path = self.precision_path(model, grid, precision)
+        size = self.settings.calib_size or DEFAULT_CALIB_SIZE
+        settings = {"to": precision, "calib": self.settings.calib, "calib_size": size}
+
+        def run() -> tuple[Any, list[Path]]:
+            self.say(f"precision {model} {self._grid_text(grid)} -> {precision}")
+            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size)
+            return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
+
+        out = self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
+        return Path(out.result["path"])
+
+    def engine(self, model: str, grid: Grid | None, precision: str) -> Path:
+        """A TensorRT engine of the graph in ``precision`` for the run's profile (raises UserError
+        when TensorRT or a GPU is missing)."""
+        prof = self.settings.profile
+        if prof is None:
+            raise UserError(
+                "A TensorRT engine needs a GPU profile.",
+                "Pass --profile NAME (`lookupvit profiles` lists them).",
+            )
+        from ..engine.build import build_engine, prepare_build
+
+        onnx_path = self.converted(model, grid, precision)
+        out_dir = self.folder(model, grid)
+
+        def run() -> tuple[Any, list[Path]]:
+            self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name})")
+            r = build_engine(prepare_build(onnx_path, prof, precision, out_dir))
+            return r.to_dict(), [r.engine, r.sidecar]
+
+        settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision}
+        out = self.manifest.stage(self._id("build", model, grid, precision), "build", settings, {"model": onnx_path}, run)
+        return Path(out.result["engine"])
+
+    # --- PyTorch ---------------------------------------------------------------------------------
+
+    def torch_module(self, model: str) -> Any:
+        """The PyTorch model of a variant (one per variant; the grid is chosen per call)."""
+        if model not in self._modules:
+            from ..export import load_source, resolve_variant_source
+
+            self._modules[model] = load_source(resolve_variant_source(model)).module
+        return self._modules[model]
+
+    @staticmethod
+    def _grid_text(grid: Grid | None) -> str:
+        return f"grid {grid_label(grid)}" if grid else ""

@@ -1,0 +1,187 @@
+"""The stage manifest of a run directory: which stage ran on which inputs, so a rerun resumes.
+
+DESIGN section 2: stages are cacheable (same inputs -> skip). Each stage of a run is recorded in
+``DIR/stages.json`` under a stable id (e.g. ``export:lookupvit_digits:g3``) with
+
+- ``key``: sha256 over the stage's kind, its settings and the sha256 of every input file;
+- ``outputs``: each output file with its sha256 (files written by the stage);
+- ``result``: the stage's JSON-able result, returned again when the stage is skipped;
+- ``seconds`` and ``finished`` (UTC).
+
+A stage is skipped when its key is unchanged and every recorded output still exists with the same
+content. The manifest is rewritten atomically after each stage, so an interrupted run keeps what
+finished. File hashes are memoised per (path, size, mtime) within a process, since a large model
+is an output of one stage and an input of several.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..io import sha256_file, write_json
+
+MANIFEST = "stages.json"
+
+_hash_memo: dict[tuple[str, int, int], str] = {}
+
+
+def file_hash(path: str | Path) -> str:
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _hash_memo:
+        _hash_memo[key] = sha256_file(p)
+    return _hash_memo[key]
+
+
+def stage_key(kind: str, settings: dict[str, Any], inputs: dict[str, Path]) -> str:
+    from .. import __version__
+
+    doc = {
+        "kind": kind,
+        "tool_version": __version__,
+        "settings": settings,
+        "inputs": {name: file_hash(p) for name, p in sorted(inputs.items())},
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class StageError(Exception):
+    """A stage raised; ``reason`` says why. Raised again, without rerunning, for later requests of the
+    same stage (same key) in this process, so a failing conversion is not retried by every consumer."""
+
+    def __init__(self, stage_id: str, reason: str):
+        super().__init__(f"{stage_id}: {reason}")
+        self.stage_id = stage_id
+        self.reason = reason
+
+
+def error_text(e: BaseException) -> str:
+    """A one-line reason: a UserError's message, else the exception's type and first line."""
+    from ..errors import UserError
+
+    if isinstance(e, UserError):
+        return e.message
+    if isinstance(e, StageError):
+        return f"{e.stage_id} failed: {e.reason}"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
+
+
+@dataclass
+class StageOutcome:
+    id: str
+    kind: str
+    status: str  # "ran", "skipped", "failed", "unavailable"
+    seconds: float
+    result: Any = None
+    note: str = ""
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "kind": self.kind, "status": self.status, "seconds": round(self.seconds, 3),
+            "note": self.note, "outputs": self.outputs,
+        }
+
+
+class Manifest:
+    """``DIR/stages.json``: see the module docstring."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.path = self.root / MANIFEST
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.outcomes: list[StageOutcome] = []
+        self.failures: dict[str, tuple[str, str]] = {}  # stage id -> (key, reason), this process only
+        self._done: dict[str, tuple[str, StageOutcome]] = {}  # stage id -> (key, outcome), this process only
+        try:
+            data = json.loads(self.path.read_text())
+            self.entries = dict(data.get("stages", {}))
+        except (OSError, ValueError):
+            pass
+
+    def _fresh(self, entry: dict[str, Any] | None, key: str) -> bool:
+        if not entry or entry.get("key") != key:
+            return False
+        for rel, digest in entry.get("outputs", {}).items():
+            p = self.root / rel
+            if not p.is_file() or file_hash(p) != digest:
+                return False
+        return True
+
+    def _rel(self, p: Path) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(Path(p).resolve())
+
+    def stage(
+        self,
+        stage_id: str,
+        kind: str,
+        settings: dict[str, Any],
+        inputs: dict[str, Path],
+        run: Callable[[], tuple[Any, list[Path]]],
+    ) -> StageOutcome:
+        """Run ``run`` (returning its JSON-able result and the files it wrote) unless a finished
+        stage with the same key and intact outputs is recorded; then return the recorded result."""
+        key = stage_key(kind, settings, inputs)
+        done = self._done.get(stage_id)
+        if done is not None and done[0] == key:  # asked again in this process (an input of a later stage)
+            return done[1]
+        entry = self.entries.get(stage_id)
+        if self._fresh(entry, key):
+            assert entry is not None
+            outcome = StageOutcome(stage_id, kind, "skipped", 0.0, entry.get("result"), "unchanged inputs",
+                                   list(entry.get("outputs", {})))
+            self.outcomes.append(outcome)
+            self._done[stage_id] = (key, outcome)
+            return outcome
+        failed = self.failures.get(stage_id)
+        if failed is not None and failed[0] == key:
+            raise StageError(stage_id, failed[1])
+        t0 = time.perf_counter()
+        try:
+            result, outputs = run()
+        except Exception as e:
+            reason = error_text(e)
+            self.failures[stage_id] = (key, reason)
+            self.note(stage_id, kind, "failed", reason, time.perf_counter() - t0)
+            raise StageError(stage_id, reason) from e
+        seconds = time.perf_counter() - t0
+        files = {self._rel(p): file_hash(p) for p in outputs}
+        self.entries[stage_id] = {
+            "kind": kind,
+            "key": key,
+            "settings": settings,
+            "inputs": {name: self._rel(p) for name, p in inputs.items()},
+            "outputs": files,
+            "result": result,
+            "seconds": round(seconds, 3),
+            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        }
+        self.save()
+        outcome = StageOutcome(stage_id, kind, "ran", seconds, result, "", list(files))
+        self.outcomes.append(outcome)
+        self._done[stage_id] = (key, outcome)
+        return outcome
+
+    def note(self, stage_id: str, kind: str, status: str, note: str, seconds: float = 0.0) -> StageOutcome:
+        """Record a stage that did not run (unavailable here, or failed) without caching it; once."""
+        for o in self.outcomes:
+            if o.id == stage_id and o.status == status:
+                return o
+        outcome = StageOutcome(stage_id, kind, status, seconds, None, note)
+        self.outcomes.append(outcome)
+        return outcome
+
+    def save(self) -> None:
+        write_json(self.path, {"kind": "lookupvit-run-stages", "stages": self.entries})

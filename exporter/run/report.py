@@ -1,0 +1,265 @@
+"""The run's report: ``summary.json`` (machine-readable) and ``report.html`` (one self-contained page).
+
+The HTML page needs nothing beside it: styles are inline and every plot is embedded as a base64
+PNG. It shows the summary table, the plots, the latency table (every cell, with the reason for
+cells that could not run), the measured vs analytic speedups over the ViT, the accuracy per
+precision and grid, the validations, every stage (ran / skipped / failed, with times), the
+matrix-multiply peak, the profile's settings, tool versions and the machine.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .manifest import StageOutcome
+
+
+def _f(v: Any, fmt: str = ".3g", suffix: str = "") -> str:
+    if v is None:
+        return "-"
+    try:
+        return f"{v:{fmt}}{suffix}"
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def accuracy_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for variant, results in state.get("accuracy", {}).items():
+        for r in results:
+            if not r:
+                continue
+            for c in r["cells"]:
+                rows.append({"model": variant, "reference_top1": (r.get("reference") or {}).get(str(c["grid"])),
+                             "backend": r.get("backend"), **c})
+    return rows
+
+
+def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per model x grid x precision, at the smallest batch of the first backend."""
+    if sweep is None:
+        return []
+    top1 = {(a["model"], str(a["grid"]), a["precision"]): a.get("top1") for a in accuracy}
+    cells = [c for c in sweep.cells if c.status == "ok"]
+    if not cells:
+        return []
+    backend = cells[0].backend
+    batch = min(c.batch for c in cells if c.backend == backend)
+    rows = []
+    for c in cells:
+        if c.backend != backend or c.batch != batch:
+            continue
+        rows.append({
+            "model": c.model + (" (baseline)" if c.role == "baseline" else ""), "grid": c.grid, "precision": c.precision,
+            "batch": c.batch, "backend": c.backend, "top1": top1.get((c.model, c.grid, c.precision)),
+            "p50_ms": c.latency.p50_ms if c.latency else None, "throughput": c.throughput, "gmacs": c.gmacs,
+            "efficiency": c.efficiency, "speedup": c.speedup, "analytic_speedup": c.analytic_speedup,
+        })
+    return rows
+
+
+def build_summary(
+    prof: Any, out: Path, outcomes: list[StageOutcome], state: dict[str, Any], started: str, seconds: float
+) -> dict[str, Any]:
+    from ..profile.machine import machine_info
+    from ..versions import tool_versions
+
+    sweep = state.get("sweep")
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    acc = accuracy_rows(state)
+    latency = None
+    if sweep is not None:
+        cells = []
+        for c in sweep.cells:
+            d = c.to_dict()
+            d.pop("samples_ms", None)
+            cells.append(d)
+        latency = {"file": str(Path(state["sweep_path"]).relative_to(out)) if state.get("sweep_path") else None,
+                   "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
+                   "seconds": sweep.seconds}
+    return {
+        "kind": "lookupvit-run",
+        "tool_version": __version__,
+        "started": started,
+        "seconds": round(seconds, 2),
+        "run_dir": str(out),
+        "profile": prof.to_dict(),
+        "stages": [o.to_dict() for o in outcomes],
+        "stage_counts": counts,
+        "summary": summary_rows(sweep, acc),
+        "validation": [v for v in state.get("validation", []) if v],
+        "accuracy": acc,
+        "latency": latency,
+        "plots": [str(Path(p).relative_to(out)) for p in state.get("plots", [])],
+        "report": "report.html",
+        "machine": sweep.machine if sweep is not None and sweep.machine else machine_info(),
+        "versions": tool_versions(),
+    }
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 24px 32px; color: #1b1f24; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #d0d7de; }
+p.sub { color: #57606a; margin-top: 0; }
+table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0 12px; }
+th, td { border: 1px solid #d0d7de; padding: 3px 7px; text-align: right; vertical-align: top; }
+th { background: #f6f8fa; } td.l, th.l { text-align: left; }
+tr.bad td { background: #fff1f0; } tr.skip td { color: #57606a; }
+.plots { display: flex; flex-wrap: wrap; gap: 10px; }
+.plots img { max-width: 100%; border: 1px solid #d0d7de; }
+pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; }
+.ok { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
+"""
+
+
+def _table(columns: list[str], rows: list[list[Any]], left: int = 1, classes: list[str] | None = None) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{html.escape(c)}</th>' for i, c in enumerate(columns))
+    body = []
+    for r_i, r in enumerate(rows):
+        cls = f' class="{classes[r_i]}"' if classes and classes[r_i] else ""
+        tds = "".join(f'<td class="{"l" if i < left else ""}">{html.escape(str(v))}</td>' for i, v in enumerate(r))
+        body.append(f"<tr{cls}>{tds}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(Path(path).name)}" title="{html.escape(Path(path).name)}" src="data:image/png;base64,{data}">'
+
+
+def _speed(c: dict[str, Any]) -> str:
+    if c.get("speedup") is None:
+        return "-"
+    return f"{c['speedup']:.2f}x" + (f" ({c['analytic_speedup']:.2f}x)" if c.get("analytic_speedup") else "")
+
+
+def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> Path:
+    """Write the self-contained HTML report; returns its path."""
+    from ..io import atomic_path
+
+    prof = summary["profile"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>lookupvit run: {html.escape(prof['name'])}</title><style>{_CSS}</style></head><body>",
+        f"<h1>LookupViT deployment run: profile <code>{html.escape(prof['name'])}</code></h1>",
+        f"<p class='sub'>{html.escape(prof.get('description') or '')} &middot; backend {html.escape(prof['backend'])}"
+        f" &middot; started {html.escape(summary['started'])} &middot; {summary['seconds']:.0f} s"
+        f" &middot; lookupvit-deploy {html.escape(summary['tool_version'])}</p>",
+    ]
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(summary["stage_counts"].items()))
+    parts.append(f"<p>Stages: {html.escape(counts or 'none')}. Run folder: <code>{html.escape(summary['run_dir'])}</code>.</p>")
+
+    parts.append("<h2>Summary</h2>")
+    rows = summary["summary"]
+    if rows:
+        parts.append(_table(
+            ["model", "grid", "precision", "backend", "batch", "top-1 %", "p50 ms", "img/s", "GMACs/img", "efficiency",
+             "speedup over ViT (analytic)"],
+            [[r["model"], r["grid"], r["precision"], r["backend"], r["batch"], _f(r["top1"], ".2f"), _f(r["p50_ms"], ".2f"),
+              _f(r["throughput"], ".1f"), _f(r["gmacs"], ".4g"), _f(r["efficiency"] and 100 * r["efficiency"], ".0f", "%"),
+              _speed(r)] for r in rows],
+            left=4,
+        ))
+        parts.append("<p class='sub'>Efficiency: achieved GFLOP/s (2 x analytic MACs / p50 time) over the "
+                     "matrix-multiply peak measured in the same run with the same threads. Speedup: the ViT "
+                     "baseline's time over the LookupViT's, timed interleaved (median of paired rounds); in "
+                     "brackets the analytic MAC ratio.</p>")
+    else:
+        parts.append("<p>No latency was measured (see the stages below).</p>")
+
+    parts.append("<h2>Plots</h2><div class='plots'>")
+    for p in state.get("plots", []):
+        parts.append(_img(Path(p)))
+    parts.append("</div>")
+
+    lat = summary.get("latency")
+    if lat:
+        parts.append("<h2>Latency per cell</h2>")
+        cells = lat["cells"]
+        parts.append(_table(
+            ["model", "grid", "backend", "precision", "batch", "status", "p50 ms", "p90 ms", "p99 ms", "calls", "img/s",
+             "GMACs/img", "GFLOP/s", "efficiency", "speedup (analytic)", "device / reason"],
+            [[c["model"] + (" (baseline)" if c["role"] == "baseline" else ""), c["grid"], c["backend"], c["precision"],
+              c["batch"], c["status"], _f(c["latency"] and c["latency"]["p50_ms"], ".2f"),
+              _f(c["latency"] and c["latency"]["p90_ms"], ".2f"), _f(c["latency"] and c["latency"]["p99_ms"], ".2f"),
+              _f(c["latency"] and c["latency"]["n"], "d"), _f(c["throughput"], ".1f"), _f(c["gmacs"], ".4g"),
+              _f(c["gflops"], ".1f"), _f(c["efficiency"] and 100 * c["efficiency"], ".0f", "%"), _speed(c),
+              c["reason"] or f"{c['device']}: {c['detail']}"] for c in cells],
+            left=6, classes=["" if c["status"] == "ok" else "bad" for c in cells],
+        ))
+        speed = [c for c in cells if c.get("speedup") is not None]
+        if speed:
+            parts.append("<h2>Speedup over the ViT baseline: measured vs analytic</h2>")
+            base = {(c["paired_with"], c["backend"], c["precision"], c["batch"]): c for c in cells if c["role"] == "baseline"}
+            rows2 = []
+            for c in speed:
+                b = base.get((c["model"], c["backend"], c["precision"], c["batch"]))
+                ratio = c["speedup"] / c["analytic_speedup"] if c.get("analytic_speedup") else None
+                rows2.append([c["model"], c["baseline"], c["grid"], c["backend"], c["precision"], c["batch"],
+                              _f(c["latency"]["p50_ms"], ".2f"), _f(b and b["latency"] and b["latency"]["p50_ms"], ".2f"),
+                              _f(c["speedup"], ".2f", "x"), _f(c["analytic_speedup"], ".2f", "x"), _f(ratio, ".2f")])
+            parts.append(_table(["model", "baseline", "grid", "backend", "precision", "batch", "LookupViT p50 ms",
+                                 "ViT p50 ms", "measured", "analytic", "measured / analytic"], rows2, left=5))
+        peak = lat.get("peak") or {}
+        if peak:
+            parts.append(f"<h2>Matrix-multiply peak ({peak.get('threads')} threads)</h2>")
+            parts.append(_table(
+                ["engine", "device", "dtype", "n", "GFLOP/s (median)", "repeats"],
+                [[m["engine"], m["device"], m["dtype"], m["size"], _f(m["gflops"], ".1f"), m["repeats"]]
+                 for m in peak.get("measurements", [])],
+                left=3,
+            ))
+
+    if summary["accuracy"]:
+        parts.append("<h2>Accuracy per precision and grid (compare)</h2>")
+        acc = summary["accuracy"]
+        parts.append(_table(
+            ["model", "grid", "precision", "status", "top-1 %", "PyTorch fp32 top-1 %", "delta (points)",
+             "agreement %", "max rel error", "cosine", "samples", "reason"],
+            [[a["model"], a["grid"], a["precision"], a["status"], _f(a.get("top1"), ".2f"), _f(a.get("reference_top1"), ".2f"),
+              _f(a.get("top1_delta"), "+.2f"), _f(a.get("agreement"), ".2f"), _f(a.get("max_rel"), ".3g"),
+              _f(a.get("cosine"), ".6f"), a.get("samples") or "-", a.get("reason") or ""] for a in acc],
+            left=4, classes=["" if a["status"] == "PASSED" else "bad" for a in acc],
+        ))
+
+    if summary["validation"]:
+        parts.append("<h2>Validation against PyTorch (random inputs)</h2>")
+        val = summary["validation"]
+        parts.append(_table(
+            ["model", "grid", "precision", "backend", "status", "samples", "max rel error", "cosine", "top-1 agreement",
+             "tolerance (rel / cos)", "file"],
+            [[v["model"], v["grid"], v["precision"], v["backend"], v["status"], v["samples"], _f(v["max_rel"], ".3g"),
+              _f(v["cosine"], ".6f"), _f(None if v["top1_agreement"] is None else 100 * v["top1_agreement"], ".1f", "%"),
+              f"{v['tolerance']['max_error']:g} / {v['tolerance']['min_cosine']}" if v.get("tolerance") else "-", v["file"]]
+             for v in val],
+            left=5, classes=["" if v["status"] == "PASSED" else "bad" for v in val],
+        ))
+
+    parts.append("<h2>Stages</h2>")
+    st = summary["stages"]
+    parts.append(_table(
+        ["stage", "status", "seconds", "note"],
+        [[s["id"], s["status"], _f(s["seconds"], ".1f"), s["note"]] for s in st],
+        left=2, classes=["bad" if s["status"] in ("failed", "not run") else ("skip" if s["status"] == "skipped" else "") for s in st],
+    ))
+
+    parts.append("<h2>Settings (the profile)</h2>")
+    parts.append(f"<pre>{html.escape(json.dumps(prof, indent=2))}</pre>")
+    parts.append("<h2>Machine</h2>")
+    parts.append(_table(["item", "value"], [[k, json.dumps(v) if isinstance(v, dict | list) else v]
+                                            for k, v in summary["machine"].items()], left=2))
+    parts.append("<h2>Tool versions</h2>")
+    parts.append(_table(["package", "version"], [[k, v or "-"] for k, v in summary["versions"].items()], left=2))
+    parts.append("</body></html>")
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts))
+    return path
