@@ -33,7 +33,7 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import export, models, validate  # noqa: F401  (verbs register themselves on ``main``)
+    from . import export, models, optimize, validate  # noqa: F401  (verbs register themselves on ``main``)
     from . import engine  # noqa: F401  (profiles, build, doctor)
 
 
