@@ -35,6 +35,7 @@ def main() -> None:
 def _register() -> None:
     from . import export, models, optimize, validate  # noqa: F401  (verbs register themselves on ``main``)
     from . import engine  # noqa: F401  (profiles, build, doctor)
+    from . import precision  # noqa: F401  (precision, compare)
 
 
 _register()

@@ -1,0 +1,16 @@
+"""Precision stage: an fp32 ONNX graph -> fp16 / bf16 (casts with fp32 islands) or int8 / fp8
+(calibrated Q/DQ pairs), and the accuracy comparison across precisions (:mod:`.compare`).
+
+DESIGN section 5: TensorRT 11 is strongly typed, so the precision is written into the graph and
+the same file feeds ONNX Runtime and TensorRT.
+"""
+
+from .cast import DEFAULT_KEEP_FP32
+from .convert import PRECISIONS, PrecisionReport, convert_precision
+from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE
+from .summary import GraphSummary, summarize
+
+__all__ = [
+    "CALIB_METHODS", "DEFAULT_CALIB_SIZE", "DEFAULT_KEEP_FP32", "PRECISIONS", "GraphSummary", "PrecisionReport",
+    "convert_precision", "summarize",
+]

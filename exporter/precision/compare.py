@@ -1,0 +1,603 @@
+"""``compare``: accuracy of one model across precisions and compressed grids (DESIGN sections 1, 5).
+
+For each grid: the fp32 ONNX graph (exported from a variant, or given), converted to each precision
+by :func:`~exporter.precision.convert_precision`; each graph runs on the chosen backend (ONNX
+Runtime, or TensorRT engines built by :mod:`exporter.engine`) next to the fp32 PyTorch model, over
+the labelled data, through Polygraphy's ``Comparator`` (:func:`exporter.validate.compare_runners`).
+Per cell: task top-1 against the labels, top-1 agreement with fp32 PyTorch, logit max/mean absolute
+error, cosine similarity, and PASSED/FAILED against the precision's row of the tolerance table
+shared with ``validate`` (:data:`exporter.validate.tolerances.TOLERANCES`).
+
+A precision the backend cannot run is tried for real (an ONNX Runtime session is created and run
+on one image; a TensorRT engine is built) and reported as unsupported with the runtime's reason;
+the other cells still run.
+
+``locate``: for a failing cell, every tensor of the fp32 graph and of the candidate graph is marked
+as an output (Polygraphy ``ModifyOutputs(outputs=constants.MARK_ALL)``), both run on ONNX Runtime,
+and the first tensor in graph order whose error against fp32 exceeds the tolerance (relative to that
+tensor's own scale) is reported with its node and op. Marking outputs prevents fusions across the
+marked tensors (on TensorRT above all), so the marked run can differ from the fused engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from ..io import atomic_path, write_json
+from ..versions import package_version, tool_versions
+from .convert import DEFAULT_CALIB_SIZE, PRECISIONS, check_precision, convert_precision
+
+BACKENDS = ("ort", "trt")
+DEFAULT_PRECISIONS = PRECISIONS
+LOCATE_SAMPLES = 16
+BATCH = 64
+LOCATE_NOTE = (
+    "Located on ONNX Runtime with every tensor marked as a graph output. Marking outputs stops fusions "
+    "across the marked tensors; on TensorRT this changes which layers are fused (and so the kernels and "
+    "their rounding), so the first diverging tensor of a fused TensorRT engine can differ from this one."
+)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Located:
+    """The first tensor (graph order) whose error against fp32 exceeds the tolerance."""
+
+    found: bool
+    node: str | None = None
+    op: str | None = None
+    tensor: str | None = None
+    position: int | None = None  # index of the node in the fp32 graph
+    nodes: int = 0  # nodes in the fp32 graph
+    checked: int = 0  # tensors compared
+    max_abs: float | None = None
+    max_rel: float | None = None
+    cosine: float | None = None
+    tolerance: dict[str, float] = field(default_factory=dict)
+    samples: int = 0
+    backend: str = ""
+    reason: str | None = None  # why the search could not run
+    note: str = LOCATE_NOTE
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Cell:
+    grid: str
+    precision: str
+    status: str  # PASSED | FAILED | unsupported | error
+    reason: str | None = None  # why a cell is unsupported or errored
+    note: str | None = None  # how it ran, when not the plain way
+    model: str | None = None
+    backend: str | None = None
+    samples: int = 0
+    top1: float | None = None  # task accuracy, percent
+    top1_delta: float | None = None  # points against the fp32 PyTorch model
+    agreement: float | None = None  # top-1 agreement with fp32 PyTorch, percent
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    max_rel: float | None = None
+    cosine: float | None = None
+    tolerance: dict[str, float] | None = None
+    would_pass: dict[str, float] | None = None
+    seconds: float = 0.0
+    locate: Located | None = None
+
+    @property
+    def ran(self) -> bool:
+        return self.status in ("PASSED", "FAILED")
+
+
+@dataclass
+class ComparisonResult:
+    name: str
+    source: dict[str, Any]  # variant or ONNX model, weights
+    data: str
+    samples: int
+    backend: str
+    grids: list[str]
+    precisions: list[str]
+    reference: dict[str, float]  # grid -> fp32 PyTorch top-1 (percent)
+    cells: list[Cell] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    versions: dict[str, str | None] = field(default_factory=tool_versions)
+
+    @property
+    def passed(self) -> bool:
+        """Every cell that ran passed, and none errored (unsupported cells do not count)."""
+        return all(c.status in ("PASSED", "unsupported") for c in self.cells) and any(c.ran for c in self.cells)
+
+    def cell(self, grid: str, precision: str) -> Cell | None:
+        return next((c for c in self.cells if c.grid == grid and c.precision == precision), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["passed"] = self.passed
+        d["status"] = "PASSED" if self.passed else "FAILED"
+        return d
+
+
+# --- runners --------------------------------------------------------------------------------------
+
+
+def _recording(inner: Any, name: str | None = None) -> Any:
+    """A Polygraphy runner that delegates to ``inner`` and keeps each output, so the task accuracy is
+    measured on the very outputs ``compare_runners`` compared (one pass per backend)."""
+    from polygraphy.backend.base import BaseRunner
+
+    class RecordingRunner(BaseRunner):
+        def __init__(self) -> None:
+            super().__init__(name=name or inner.name, prefix="recording-runner")
+            self.outputs: list[OrderedDict[str, np.ndarray]] = []
+
+        def activate_impl(self) -> None:
+            inner.activate()
+
+        def get_input_metadata_impl(self) -> Any:
+            return inner.get_input_metadata(use_numpy_dtypes=False)
+
+        def infer_impl(self, feed_dict: dict[str, np.ndarray]) -> OrderedDict[str, np.ndarray]:
+            out = inner.infer(feed_dict, check_inputs=False)
+            self.inference_time = inner.last_inference_time()
+            self.outputs.append(OrderedDict((k, np.array(v, copy=True)) for k, v in out.items()))
+            return out
+
+        def deactivate_impl(self) -> None:
+            inner.deactivate()
+
+    return RecordingRunner()
+
+
+def _reason(e: BaseException) -> str:
+    """A runtime's error as one readable line."""
+    text = str(e).strip() or type(e).__name__
+    m = re.search(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*(\w+)\s*:\s*(.*)", text, re.S)
+    if m:
+        text = f"{m.group(1)}: {m.group(2)}"
+    return " ".join(text.split())[:500]
+
+
+class _OrtBackend:
+    name = "ort"
+
+    def __init__(self) -> None:
+        from ..runners import ort_providers
+
+        self.providers = ort_providers()
+        self.description = f"onnxruntime {package_version('onnxruntime')} ({self.providers[0]})"
+
+    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
+        """A Polygraphy runner for ``path``, or None and why ONNX Runtime cannot run it; and a note.
+
+        Tried for real on one image. When the session fails at ONNX Runtime's default optimisation
+        level, the graph is tried again at the basic level, which skips the fusions of Q/DQ pairs
+        into ONNX Runtime's own integer kernels (those reject fp8, for example), so the Q/DQ pairs
+        run as written: the numerics of the graph, without ONNX Runtime's quantized kernels.
+        """
+        import onnxruntime as ort
+
+        from ..runners import ort_runner
+
+        feed = {k: v[:1] for k, v in sample.items()}
+        default_error = _try_session(path, self.providers, feed, None)
+        if default_error is None:
+            return ort_runner(path, self.providers, name=f"onnxruntime-{precision}"), None, None
+        basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        if _try_session(path, self.providers, feed, basic) is not None:
+            return None, f"ONNX Runtime ({self.providers[0]}) cannot run this graph: {default_error}", None
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        def make_session() -> Any:
+            return ort.InferenceSession(str(path), sess_options=_session_options(basic), providers=self.providers)
+
+        note = (
+            f"run at ONNX Runtime's basic optimisation level (Q/DQ pairs executed as written): at the default "
+            f"level the session fails with {default_error}"
+        )
+        return OnnxrtRunner(make_session, name=f"onnxruntime-{precision}"), None, note
+
+
+def _session_options(level: Any = None) -> Any:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if level is not None:
+        opts.graph_optimization_level = level
+    return opts
+
+
+def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
+    """None when ONNX Runtime creates a session for ``path`` and runs ``feed``; else the reason."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), sess_options=_session_options(level), providers=providers)
+        session.run(None, feed)
+    except Exception as e:
+        return _reason(e)
+    return None
+
+
+class _TrtBackend:
+    name = "trt"
+
+    def __init__(self, profile: str | None, out_dir: Path) -> None:
+        from ..engine.env import require_build_environment
+
+        self.out_dir = out_dir
+        self.profile: Any = None
+        self.unavailable: str | None = None
+        self.description = "tensorrt"
+        try:
+            choice, gpu = require_build_environment("tensorrt", action="build or run TensorRT engines")
+        except UserError as e:
+            self.unavailable = e.message
+            return
+        self.description = f"{choice.label} on {gpu.name}"
+        from ..engine.profiles import list_profiles, load_profile
+
+        if profile is not None:
+            self.profile = load_profile(profile)
+            return
+        matching = [
+            r.profile for r in list_profiles()
+            if r.profile is not None and r.profile.is_tensorrt and r.profile.compute_capability == gpu.compute_capability
+        ]
+        if not matching:
+            self.unavailable = f"no TensorRT profile targets this GPU ({gpu.name}); name one with --profile"
+        else:
+            self.profile = matching[0]
+
+    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
+        if self.unavailable:
+            return None, self.unavailable, None
+        from ..engine.build import build_engine, prepare_build
+        from ..engine.trt import trt_runner
+
+        try:
+            built = build_engine(prepare_build(path, self.profile, None, self.out_dir))
+            return trt_runner(built.engine, name=f"tensorrt-{precision}"), None, None
+        except UserError as e:
+            return None, f"TensorRT cannot run the {precision} graph: {e.message}", None
+
+
+@contextlib.contextmanager
+def _polygraphy_failures_quiet() -> Iterator[None]:
+    """A FAILED cell is a result, shown in the table; Polygraphy would also log it as an error."""
+    logger = logging.getLogger("Polygraphy")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+# --- locate ---------------------------------------------------------------------------------------
+
+
+def _all_outputs(path: Path) -> Any:
+    from polygraphy import constants
+    from polygraphy.backend.onnx import ModifyOutputs, OnnxFromPath
+
+    return ModifyOutputs(OnnxFromPath(str(path)), outputs=constants.MARK_ALL)()
+
+
+def _run_all(model: Any, feed: dict[str, np.ndarray], providers: list[str]) -> dict[str, np.ndarray]:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feed)))
+
+
+def locate_divergence(
+    reference: str | Path, candidate: str | Path, feed: dict[str, np.ndarray], tolerance: Any, providers: list[str] | None = None
+) -> Located:
+    """The first tensor, in the graph order of ``reference`` (the fp32 ONNX graph), whose value in
+    ``candidate`` differs from it by more than ``tolerance`` (max error relative to that tensor's
+    scale, or cosine similarity), with both graphs run on ONNX Runtime with all tensors marked."""
+    from polygraphy.logger import G_LOGGER
+
+    from ..runners import ort_providers
+    from ..validate import output_metrics
+
+    G_LOGGER.module_severity = G_LOGGER.ERROR
+    providers = providers or ort_providers()
+    samples = len(next(iter(feed.values())))
+    result = Located(found=False, tolerance=tolerance.to_dict(), samples=samples, backend=f"onnxruntime ({providers[0]})")
+    try:
+        ref_model = _all_outputs(Path(reference))
+        ref = _run_all(ref_model, feed, providers)
+        cand = _run_all(_all_outputs(Path(candidate)), feed, providers)
+    except Exception as e:
+        result.reason = f"the graphs with every tensor marked could not run on ONNX Runtime: {_reason(e)}"
+        return result
+    result.nodes = len(ref_model.graph.node)
+    for position, node in enumerate(ref_model.graph.node):
+        for name in node.output:
+            r, c = ref.get(name), cand.get(name)
+            if r is None or c is None or r.shape != c.shape or r.size == 0:
+                continue
+            if not (np.issubdtype(r.dtype, np.floating) and np.issubdtype(np.asarray(c).dtype, np.floating)):
+                continue
+            result.checked += 1
+            c32 = np.asarray(c, dtype=np.float32)
+            finite = bool(np.isfinite(c32).all())
+            m = output_metrics(np.nan_to_num(c32, nan=0.0, posinf=0.0, neginf=0.0) if not finite else c32, r)
+            exceeds = (
+                not finite or m["max_rel"] > tolerance.max_error or m["cosine"] < tolerance.min_cosine  # type: ignore[operator]
+            )
+            if exceeds:
+                result.found = True
+                result.node, result.op, result.tensor, result.position = node.name, node.op_type, name, position
+                result.max_abs = float("inf") if not finite else m["max_abs"]
+                result.max_rel = float("inf") if not finite else m["max_rel"]
+                result.cosine = m["cosine"]
+                return result
+    return result
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+
+def parse_precisions(spec: str | list[str] | tuple[str, ...]) -> list[str]:
+    items = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s and s.strip()]
+    if not items:
+        raise UserError("No precision given.", f"Pass e.g. --precisions {','.join(PRECISIONS)}.")
+    return list(dict.fromkeys(check_precision(p) for p in items))
+
+
+@dataclass
+class _Grid:
+    label: str
+    fp32: Path  # the fp32 ONNX graph
+    source: Any  # ModelSource of the PyTorch reference
+
+
+def _plan_grids(model: str, weights: str | None, grids: str | None, out_dir: Path, progress: Progress) -> tuple[str, dict[str, Any], list[_Grid]]:
+    """Name, source description and the fp32 graph of each grid (exporting a variant as needed)."""
+    from ..export import export_onnx, read_metadata, resolve_variant_source
+    from ..models import get_variant
+    from ..validate import reference_source
+
+    is_file = model.endswith(".onnx") or Path(model).is_file()
+    if is_file:
+        path = Path(model)
+        meta = read_metadata(path)  # checks that it exists and is ONNX
+        if meta.get("precision", "fp32") != "fp32":
+            raise UserError(
+                f"{path.name} is a {meta['precision']} graph; compare starts from the fp32 graph.",
+                "Pass the fp32 .onnx written by `lookupvit export` (or the variant name).",
+            )
+        src = reference_source(path, weights=weights)
+        label = _label(tuple(int(v) for v in meta["grid"].split("x")) if meta.get("grid") else None)
+        if grids is not None and [g.strip() for g in grids.split(",") if g.strip()] != [label]:
+            raise UserError(
+                f"{path.name} is exported for grid {label}; an ONNX graph has one grid.",
+                "Drop --grids, or pass the variant name to compare several grids.",
+            )
+        return path.stem, {"onnx": str(path), "weights": src.weights, "weights_id": src.weights_id()}, [_Grid(label, path, src)]
+
+    cfg = get_variant(model).config  # unknown names raise UserError with suggestions
+    if grids is not None:
+        specs: list[Any] = [g for g in grids.split(",") if g.strip()]
+        if not specs:
+            raise UserError("--grids is empty.", "Pass grids as a comma-separated list, e.g. --grids 3,5,7.")
+    else:
+        specs = list(getattr(cfg, "default_grids", ())) or [None]
+    sources = [resolve_variant_source(model, weights, g) for g in specs]
+    out: list[_Grid] = []
+    for src in sources:
+        label = _label(src.grid)
+        progress(f"exporting {model} grid {label}")
+        res = export_onnx(src, out_dir / "onnx")
+        out.append(_Grid(label, res.path, src))
+    return model, {"variant": model, "weights": weights, "weights_id": sources[0].weights_id()}, out
+
+
+def _label(grid: Any) -> str:
+    from ..models import grid_label
+
+    return grid_label(grid) if grid else "-"
+
+
+def compare_precisions(
+    model: str,
+    weights: str | None = None,
+    precisions: str | list[str] | tuple[str, ...] = DEFAULT_PRECISIONS,
+    grids: str | None = None,
+    data: str = "digits",
+    backend: str = "ort",
+    locate: bool = False,
+    out_dir: str | Path | None = None,
+    calib: str = "digits",
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    profile: str | None = None,
+    progress: Progress | None = None,
+) -> ComparisonResult:
+    """Compare ``model`` (a variant name or an fp32 ``.onnx``) across ``precisions`` and ``grids`` on
+    ``data``; write ``accuracy.json`` and ``accuracy.png`` to ``out_dir`` (default
+    ``runs/compare/<name>``). See the module docstring."""
+    from ..data import load_data
+    from ..export import load_source
+    from ..runners import TorchRunner
+    from ..validate import compare_runners, tolerance_for
+
+    t0 = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    wanted = parse_precisions(precisions)
+    if backend not in BACKENDS:
+        raise UserError(f"Unknown backend {backend!r}.", "Use --backend ort (ONNX Runtime) or --backend trt (TensorRT).")
+    if calib_size < 1:
+        raise UserError(f"--calib-size {calib_size} must be at least 1.")
+    if data != "digits" and not Path(data).exists():  # before any export: fail fast
+        raise UserError(
+            f"Cannot read dataset {data!r}: it does not exist.",
+            "Pass --data digits, a folder with one sub-folder of images per class, or an .npz with 'images' and 'labels'.",
+        )
+    if any(p in ("int8", "fp8") for p in wanted) and calib != "digits" and not Path(calib).exists():
+        raise UserError(f"Calibration data {calib!r} does not exist.", "Pass --calib digits, a class-folder directory or an .npz.")
+    name = Path(model).stem if model.endswith(".onnx") else model
+    out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
+    name, source, plan = _plan_grids(model, weights, grids, out, say)
+
+    loaded_first = load_source(plan[0].source)
+    spec = loaded_first.input_spec()
+    dataset = load_data(data, spec)
+    if len(dataset) == 0:
+        raise UserError(f"{dataset.source} has no images.")
+    static = _static_batch(plan[0].fp32)
+    batch = static or BATCH
+    n = len(dataset) - (len(dataset) % batch if static else 0)
+    if n == 0:
+        raise UserError(f"{plan[0].fp32.name} takes batches of {static}; {dataset.source} has only {len(dataset)} images.")
+    feeds = [{"images": dataset.images[i : i + batch]} for i in range(0, n, batch)]
+    labels = dataset.labels[:n]
+
+    runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
+    result = ComparisonResult(
+        name=name, source=source, data=dataset.source, samples=n, backend=runtime.description,
+        grids=[g.label for g in plan], precisions=wanted, reference={},
+    )
+    if static and n < len(dataset):
+        result.notes.append(f"static batch {static}: the last {len(dataset) - n} images are left out")
+    for g in plan:
+        loaded = loaded_first if g is plan[0] else load_source(g.source)
+        for precision in wanted:
+            say(f"grid {g.label}: {precision}")
+            reference = _recording(TorchRunner(loaded.module, loaded.input_shape, loaded.output_names, name="pytorch-fp32"))
+            cell = _run_cell(g, precision, out, runtime, reference, feeds, labels, calib, calib_size, compare_runners, tolerance_for)
+            if g.label not in result.reference and reference.outputs:
+                result.reference[g.label] = _top1(reference.outputs, labels)
+            if cell.top1 is not None and g.label in result.reference:
+                cell.top1_delta = cell.top1 - result.reference[g.label]
+            if locate and cell.status == "FAILED" and cell.model:
+                say(f"grid {g.label}: locating the first {precision} tensor over tolerance")
+                cell.locate = locate_divergence(
+                    g.fp32, Path(cell.model), {"images": dataset.images[:LOCATE_SAMPLES]}, tolerance_for(precision)
+                )
+            result.cells.append(cell)
+        if g.label not in result.reference:  # every cell unsupported: still give the PyTorch figure
+            from ..evaluate import predict
+
+            pred = predict(loaded.module, dataset.images[:n], None)
+            result.reference[g.label] = 100.0 * float((pred == labels).mean())
+    result.calibration = {"data": calib, "size": calib_size, "split": "train" if calib == "digits" else None}
+    result.seconds = round(time.perf_counter() - t0, 2)
+    result.files = {"json": str(out / "accuracy.json"), "plot": str(out / "accuracy.png")}
+    plot_comparison(result, out / "accuracy.png")
+    write_json(out / "accuracy.json", result.to_dict())
+    return result
+
+
+def _static_batch(path: Path) -> int | None:
+    from ..validate.validate import onnx_static_batch
+
+    return onnx_static_batch(path)
+
+
+def _top1(outputs: list[OrderedDict[str, np.ndarray]], labels: np.ndarray) -> float:
+    logits = np.concatenate([next(iter(o.values())) for o in outputs])
+    return 100.0 * float((logits.argmax(-1) == labels[: len(logits)]).mean())
+
+
+def _run_cell(
+    g: _Grid, precision: str, out: Path, runtime: Any, reference: Any, feeds: list[dict[str, np.ndarray]],
+    labels: np.ndarray, calib: str, calib_size: int, compare_runners: Any, tolerance_for: Any,
+) -> Cell:
+    t0 = time.perf_counter()
+    cell = Cell(grid=g.label, precision=precision, status="error", backend=runtime.description)
+    if precision == "fp32":
+        path = g.fp32
+    else:
+        path = out / "onnx" / f"{g.fp32.stem}.{precision}.onnx"
+        try:
+            convert_precision(g.fp32, path, precision, calib=calib, calib_size=calib_size)
+        except UserError as e:
+            cell.reason = f"conversion to {precision} failed: {e.message}"
+            return cell
+    cell.model = str(path)
+    runner, why, cell.note = runtime.runner(path, precision, feeds[0])
+    if runner is None:
+        cell.status, cell.reason = "unsupported", why
+        cell.seconds = time.perf_counter() - t0
+        return cell
+    candidate = _recording(runner)
+    tolerance = tolerance_for(precision)
+    try:
+        with _polygraphy_failures_quiet():
+            outputs = compare_runners(reference, candidate, feeds, tolerance)
+    except Exception as e:
+        cell.reason = f"running the {precision} graph failed: {_reason(e)}"
+        return cell
+    first = next((o for o in outputs if o.top1_agreement is not None), outputs[0] if outputs else None)
+    if first is None:
+        cell.reason = "the graph shares no output name with the PyTorch model"
+        return cell
+    cell.status = "PASSED" if all(o.passed for o in outputs) else "FAILED"
+    cell.samples = int(sum(len(f["images"]) for f in feeds))
+    cell.top1 = _top1(candidate.outputs, labels)
+    cell.agreement = None if first.top1_agreement is None else 100.0 * first.top1_agreement
+    cell.max_abs, cell.mean_abs, cell.max_rel, cell.cosine = first.max_abs, first.mean_abs, first.max_rel, first.cosine
+    cell.tolerance, cell.would_pass = first.tolerance, first.would_pass
+    cell.seconds = round(time.perf_counter() - t0, 3)
+    return cell
+
+
+# --- plot -----------------------------------------------------------------------------------------
+
+
+def plot_comparison(result: ComparisonResult, path: str | Path) -> Path:
+    """Task top-1 and agreement with fp32 PyTorch per precision (lines) over grids, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.arange(len(result.grids), dtype=float)
+    fig, (ax_acc, ax_agree) = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    ref = [result.reference.get(g, np.nan) for g in result.grids]
+    ax_acc.plot(x, ref, "k--", marker="x", markersize=9, label="PyTorch fp32", zorder=5)
+    markers = {"fp32": "o", "fp16": "s", "bf16": "D", "int8": "^", "fp8": "v"}
+    for i, p in enumerate(result.precisions):
+        cells = [result.cell(g, p) for g in result.grids]
+        acc = [c.top1 if c and c.top1 is not None else np.nan for c in cells]
+        agree = [c.agreement if c and c.agreement is not None else np.nan for c in cells]
+        label = p if any(c and c.ran for c in cells) else f"{p} (unsupported)"
+        shift = (i - (len(result.precisions) - 1) / 2) * 0.04  # a small offset so equal values stay visible
+        (line,) = ax_acc.plot(x + shift, acc, marker=markers.get(p, "o"), label=label, alpha=0.85)
+        ax_agree.plot(x + shift, agree, marker=markers.get(p, "o"), label=label, color=line.get_color(), alpha=0.85)
+    for ax, title in ((ax_acc, f"Task top-1 on {result.data}"), (ax_agree, "Top-1 agreement with fp32 PyTorch")):
+        ax.set_xticks(x, result.grids)
+        ax.set_xlabel("compressed grid")
+        ax.set_ylabel("%")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize="small")
+    fig.suptitle(f"{result.name}: precisions on {result.backend}")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,281 @@
+"""``convert_precision``: an fp32 ONNX graph -> the same graph declaring fp16, bf16, int8 or fp8.
+
+DESIGN sections 2 and 5. The precision lives in the graph (TensorRT 11 builds strongly typed), so
+this stage writes a new ONNX file; ONNX Runtime and TensorRT both run that same file. The output
+carries the input's ``lookupvit.*`` metadata plus ``lookupvit.precision``, is written atomically,
+and gets a JSON sidecar ``<output>.json`` (settings, calibration, op and type counts, hashes,
+versions, time). An identical earlier conversion (same input hash and settings) is reused.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..data import InputSpec
+from ..errors import UserError
+from ..io import atomic_path, sha256_file, write_json
+from ..versions import package_version, tool_versions
+from .cast import cast_model, resolve_keep_fp32
+from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model
+from .summary import summarize
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+META_PREFIX = "lookupvit."
+PRECISION_KEY = META_PREFIX + "precision"
+TWO_GB = 2**31
+
+
+@dataclass
+class PrecisionReport:
+    input: str
+    output: str
+    sidecar: str
+    precision: str
+    reused: bool
+    seconds: float
+    settings: dict[str, Any]
+    calibration: dict[str, Any] | None
+    islands: dict[str, Any] | None  # fp16/bf16: what stays fp32
+    before: dict[str, Any]  # graph summary of the input
+    after: dict[str, Any]  # graph summary of the output
+    hashes: dict[str, str]
+    versions: dict[str, str | None] = field(default_factory=tool_versions)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_calib_method(to: str) -> str | None:
+    return CALIB_METHODS[to][0] if to in CALIB_METHODS else None
+
+
+def check_precision(to: str) -> str:
+    p = str(to).lower()
+    if p not in PRECISIONS:
+        raise UserError(f"Unknown precision {to!r}.", f"Choose one of {', '.join(PRECISIONS)}.")
+    return p
+
+
+def input_spec_of(model: Any, meta: dict[str, str]) -> tuple[InputSpec, str | None]:
+    """What the model takes, from its ``lookupvit.*`` metadata, else from its input's declared shape."""
+    from ..models.config import IMAGENET_MEAN, IMAGENET_STD
+
+    if "input_shape" in meta:
+        shape = tuple(json.loads(meta["input_shape"]))
+        mean = tuple(json.loads(meta.get("mean", "null")) or (0.5,) * shape[0])
+        std = tuple(json.loads(meta.get("std", "null")) or (0.5,) * shape[0])
+        return InputSpec(shape, mean, std), None
+    inits = {t.name for t in model.graph.initializer}
+    first = next((i for i in model.graph.input if i.name not in inits), None)
+    dims = [d.dim_value if d.HasField("dim_value") else 0 for d in first.type.tensor_type.shape.dim] if first else []
+    if len(dims) < 4 or 0 in dims[1:]:
+        raise UserError(
+            "The model has no lookupvit metadata and its input has no static (C, H, W) shape, so calibration "
+            "images cannot be prepared for it.",
+            "Convert a model written by `lookupvit export`, or export with a static image size.",
+        )
+    c = dims[1]
+    mean, std = (IMAGENET_MEAN, IMAGENET_STD) if c == 3 else ((0.5,) * c, (0.5,) * c)
+    note = f"no lookupvit metadata: calibration images normalised with mean {list(mean)} / std {list(std)}"
+    return InputSpec(tuple(dims[1:]), tuple(mean), tuple(std)), note
+
+
+def _dataset_id(calib: str) -> str:
+    """A cheap identity of the calibration data for the cache key."""
+    if calib == "digits":
+        return "digits"
+    p = Path(calib)
+    if p.is_file():
+        return f"{p.resolve()}:sha256:{sha256_file(p)}"
+    if p.is_dir():
+        entries = sorted((str(f.relative_to(p)), f.stat().st_size, int(f.stat().st_mtime)) for f in p.rglob("*") if f.is_file())
+        digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+        return f"{p.resolve()}:files:{len(entries)}:{digest}"
+    return calib
+
+
+def _sidecar_path(out: Path) -> Path:
+    return Path(f"{out}.json")
+
+
+def _reusable(out: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(_sidecar_path(out).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("key") != key or not out.is_file() or meta.get("hashes", {}).get("output_sha256") != sha256_file(out):
+        return None
+    return meta
+
+
+def _save(model: Any, out: Path) -> None:
+    """Write ``model`` to ``out`` atomically (external data ``<out>.data`` when over 2 GB)."""
+    import onnx
+
+    if model.ByteSize() < TWO_GB:
+        with atomic_path(out) as tmp:
+            onnx.save(model, str(tmp))
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        data_name = f"{out.name}.data"
+        onnx.save(model, str(tmp_dir / out.name), save_as_external_data=True, location=data_name)
+        os.replace(tmp_dir / data_name, out.parent / data_name)  # the data first, then the model pointing at it
+        os.replace(tmp_dir / out.name, out)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _set_metadata(model: Any, source_meta: list[tuple[str, str]], precision: str, extra: dict[str, str]) -> None:
+    """The input's metadata_props (tool-added keys such as onnx.infer dropped), plus the precision."""
+    del model.metadata_props[:]
+    for k, v in source_meta:
+        if k != PRECISION_KEY:
+            model.metadata_props.add(key=k, value=v)
+    for k, v in {PRECISION_KEY: precision, **extra}.items():
+        model.metadata_props.add(key=k, value=v)
+
+
+def convert_precision(
+    in_path: str | Path,
+    out_path: str | Path,
+    to: str,
+    calib: str = "digits",
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    keep_fp32: str | list[str] | None = None,
+    *,
+    calib_method: str | None = None,
+    force: bool = False,
+) -> PrecisionReport:
+    """Convert the fp32 graph ``in_path`` to ``to`` and write it to ``out_path`` (see module docstring).
+
+    - ``fp16``/``bf16``: cast, with fp32 inputs/outputs and fp32 islands for ``keep_fp32`` (op types
+      and node names; default: LayerNormalization, Softmax (+ Attention's softmax), reductions).
+    - ``int8``/``fp8``: Q/DQ pairs calibrated on ``calib`` (``digits``: its training split; or a
+      dataset path), ``calib_size`` images, ``calib_method`` (int8: minmax | percentile | entropy;
+      fp8: distribution). ``keep_fp32`` names op types or nodes to leave unquantized.
+    - ``fp32``: the graph unchanged, labelled fp32 (so every precision goes through one stage).
+    """
+    import onnx
+
+    t0 = time.perf_counter()
+    to = check_precision(to)
+    in_path, out_path = Path(in_path), Path(out_path)
+    if not in_path.is_file():
+        raise UserError(f"{in_path} does not exist.", "Pass the fp32 .onnx written by `lookupvit export`.")
+    if out_path.resolve() == in_path.resolve():
+        raise UserError("The output would overwrite the input.", "Give -o a different file, e.g. model.fp16.onnx.")
+    if out_path.suffix != ".onnx":
+        raise UserError(f"Output {out_path} does not end in .onnx.", "Name the output e.g. model.int8.onnx.")
+    try:
+        model = onnx.load(str(in_path))
+    except Exception as e:
+        raise UserError(
+            f"{in_path} is not a readable ONNX model ({type(e).__name__}).",
+            "Pass an .onnx file written by `lookupvit export`.",
+        ) from None
+    meta = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+    source_props = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("onnx.")]
+    declared = meta.get("precision", "fp32")
+    before = summarize(model)
+    if declared != "fp32" or before.quantize_linear or before.dequantize_linear or "fp16" in before.initializers or "bf16" in before.initializers:
+        raise UserError(
+            f"{in_path.name} is already a {declared if declared != 'fp32' else 'reduced-precision'} graph.",
+            "Convert from the fp32 graph written by `lookupvit export`; precisions are not stacked.",
+        )
+
+    quantizing = to in ("int8", "fp8")
+    method = calib_method or default_calib_method(to)
+    if quantizing and method not in CALIB_METHODS[to]:
+        raise UserError(f"Calibration method {method!r} is not available for {to}.", f"{to} supports: {', '.join(CALIB_METHODS[to])}.")
+    if not quantizing and calib_method is not None:
+        raise UserError(f"--calib-method applies to int8 and fp8, not {to}.")
+    if quantizing and calib_size < 1:
+        raise UserError(f"--calib-size {calib_size} must be at least 1.", "Use e.g. --calib-size 256.")
+    if to == "fp32" and keep_fp32:
+        raise UserError("--keep-fp32 has no meaning for --to fp32: everything is fp32.")
+    keep_ops, keep_nodes = (
+        resolve_keep_fp32(keep_fp32, model) if not quantizing else resolve_keep_fp32(keep_fp32 or "none", model)
+    )
+    input_sha = sha256_file(in_path)
+    key = {
+        "input_sha256": input_sha,
+        "to": to,
+        "keep_fp32": {"ops": keep_ops, "nodes": keep_nodes},
+        "calibration": {"data": _dataset_id(calib), "size": calib_size, "method": method} if quantizing else None,
+        "tool_version": __version__,
+        "onnxruntime": package_version("onnxruntime"),
+        "onnxconverter-common": package_version("onnxconverter-common"),
+    }
+    if not force and (old := _reusable(out_path, key)) is not None:
+        return PrecisionReport(
+            input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=True,
+            seconds=time.perf_counter() - t0, settings=old["settings"], calibration=old.get("calibration"),
+            islands=old.get("islands"), before=old["before"], after=old["after"], hashes=old["hashes"],
+            versions=old.get("versions", {}), notes=old.get("notes", []),
+        )
+
+    notes: list[str] = []
+    calibration: dict[str, Any] | None = None
+    islands: dict[str, Any] | None = None
+    settings: dict[str, Any] = {"to": to}
+    if to == "fp32":
+        out_model = model
+    elif to in ("fp16", "bf16"):
+        out_model, info = cast_model(model, to, keep_ops, keep_nodes)
+        islands = asdict(info)
+        settings.update(
+            library="onnxconverter-common convert_float_to_float16" + (" + bf16 retyping" if to == "bf16" else ""),
+            io_types="fp32",
+            keep_fp32={"ops": keep_ops, "nodes": keep_nodes},
+        )
+    else:
+        spec, note = input_spec_of(model, meta)
+        if note:
+            notes.append(note)
+        del model
+        images, where = calibration_images(calib, spec, calib_size)
+        out_model, qsettings = quantize_model(in_path, to, images, method, keep_ops, keep_nodes)  # type: ignore[arg-type]
+        settings.update(qsettings, keep_fp32={"ops": keep_ops, "nodes": keep_nodes})
+        calibration = {**where, "seed": 0, "batch": 32, "method": method, "calib_size": calib_size}
+        if where["samples"] < calib_size:
+            notes.append(f"calibration used all {where['samples']} images of {where['source']} (fewer than {calib_size})")
+
+    _set_metadata(out_model, source_props, to, {META_PREFIX + "precision_source": in_path.name})
+    try:
+        onnx.checker.check_model(out_model, full_check=out_model.ByteSize() < TWO_GB)
+    except onnx.checker.ValidationError as e:
+        raise UserError(f"The {to} graph fails onnx.checker: {str(e)[:400]}") from None
+    after = summarize(out_model)
+    _save(out_model, out_path)
+    seconds = time.perf_counter() - t0
+    report = PrecisionReport(
+        input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=False,
+        seconds=round(seconds, 3), settings=settings, calibration=calibration, islands=islands,
+        before=before.to_dict(), after=after.to_dict(weights=True),
+        hashes={"input_sha256": input_sha, "output_sha256": sha256_file(out_path)},
+        notes=notes,
+    )
+    write_json(
+        _sidecar_path(out_path),
+        {
+            "kind": "precision",
+            "key": key,
+            **report.to_dict(),
+            "versions": {**report.versions, "onnxconverter-common": package_version("onnxconverter-common")},
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        },
+    )
+    return report
