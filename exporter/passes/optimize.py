@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import __version__
 from ..errors import UserError
 from ..io import atomic_path, sha256_file, write_json
 from .check import DEFAULT_BATCH, PROTOBUF_LIMIT, CheckResult, compare_outputs, run_model, seeded_feeds, split_weights
@@ -66,6 +67,7 @@ class OptimizeReport:
     opset_after: int
     check: CheckResult  # the output model against the input model
     inputs: str  # what the checks ran on
+    settings: dict[str, Any]  # target, passes asked for, check seed/batch/tolerance (a cache key with input_sha256)
     seconds: float
     input_sha256: str = ""
     output_sha256: str = ""
@@ -167,6 +169,7 @@ def optimize_model(
     rolled back if it changes the outputs beyond the fp32 tolerance."""
     import onnx_graphsurgeon as gs
 
+    from ..validate.tolerances import TOLERANCES
     from ..versions import tool_versions
 
     t_start = time.perf_counter()
@@ -179,6 +182,9 @@ def optimize_model(
     except Exception as e:
         raise UserError(f"ONNX Runtime cannot run {in_path}: {type(e).__name__}: {str(e)[:300]}",
                         "optimize checks every pass with ONNX Runtime on the CPU; pass a model it can run.") from None
+    # the tolerance row of the model's precision (metadata of the precision stage), fp32 by default
+    declared = next((e.value for e in original.metadata_props if e.key == META_PREFIX + "precision"), "fp32")
+    precision = declared if declared in TOLERANCES else "fp32"
     ctx = PassContext(target=target)
     current, outputs = original, reference
     _infer(current)
@@ -211,7 +217,7 @@ def optimize_model(
             if problem:
                 status, note = "rolled back", f"{note}; {problem}"
             else:
-                check = compare_outputs(outputs, new_outputs)
+                check = compare_outputs(outputs, new_outputs, precision)
                 max_abs, max_rel = check.max_abs, check.max_rel
                 if check.passed:
                     status, current, outputs = "kept", candidate, new_outputs
@@ -224,7 +230,7 @@ def optimize_model(
         ))
 
     final = _finish(current, original, target, [r.name for r in records if r.status == "kept"])
-    end_to_end = compare_outputs(reference, outputs)
+    end_to_end = compare_outputs(reference, outputs, precision)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _save(final, out_path)
     report = OptimizeReport(
@@ -233,6 +239,8 @@ def optimize_model(
         ops_before=_counts(original), ops_after=_counts(final),
         opset_before=_opset(original), opset_after=_opset(final), check=end_to_end,
         inputs=", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items()) + " (seeded normal, seed 0)",
+        settings={"target": target, "passes": [p.name for p in chosen], "seed": 0, "batch": DEFAULT_BATCH,
+                  "precision": precision, "tolerance": TOLERANCES[precision].to_dict(), "tool_version": __version__},
         seconds=round(time.perf_counter() - t_start, 3),
         input_sha256=sha256_file(in_path), output_sha256=sha256_file(out_path), versions=tool_versions(),
     )
