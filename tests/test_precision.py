@@ -229,3 +229,47 @@ def test_cli_bad_input(fp32, tmp_path, cli, args, message):
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_initializer_shared_by_an_island_and_a_cast_op(tmp_path):
+    """torch's exporter de-duplicates equal constants (e.g. zero biases of a LayerNorm and a Linear);
+    the fp16 graph must still be well typed."""
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(8, np.float32), "b")
+    s = numpy_helper.from_array(np.ones(8, np.float32), "s")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+        helper.make_node("Add", ["h", "b"], ["h2"], name="add"),
+        helper.make_node("LayerNormalization", ["h2", "s", "b"], ["y"], name="ln", axis=-1),
+    ]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, 8])], [w, b, s],
+    )
+    path = tmp_path / "shared.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 23)], ir_version=10), str(path))
+    r = convert_precision(path, tmp_path / "shared.fp16.onnx", "fp16")
+    assert any("duplicated" in n for n in r.islands["notes"])
+    x = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0]
+    out = ort.InferenceSession(r.output).run(None, {"x": x})[0]
+    assert np.abs(out - ref).max() < 1e-2 * np.abs(ref).max()
+
+
+def test_optimized_graph_with_fused_attention(fp32, tmp_path):
+    """The pipeline converts the optimised graph (gather, self-attention and scatter as ONNX Attention)."""
+    from exporter.passes import optimize_model
+
+    opt = tmp_path / "m.opt.onnx"
+    optimize_model(fp32, opt)
+    n_attention = summarize(onnx.load(str(opt))).ops["Attention"]
+    assert n_attention == 3 * 2  # three per layer, two layers
+    fp16 = _load(convert_precision(opt, tmp_path / "m.opt.fp16.onnx", "fp16"))
+    assert summarize(fp16).compute["Attention"] == {"fp16": n_attention}
+    assert sum(a.name == "softmax_precision" for n in fp16.graph.node for a in n.attribute) == n_attention
+    int8 = summarize(_load(convert_precision(opt, tmp_path / "m.opt.int8.onnx", "int8", calib_size=32)))
+    assert int8.compute["Attention"] == {"int8": n_attention} and int8.quantized_inputs["Attention.activation"] == 3 * n_attention
+    assert int8.all_weights_quantized

@@ -85,6 +85,7 @@ def cast_model(model: Any, to: str, keep_ops: list[str], keep_nodes: list[str]) 
     runtime_ops = [op for op in float16.DEFAULT_OP_BLOCK_LIST if op not in keep_ops]
     src = onnx.ModelProto()
     src.CopyFrom(model)
+    unshared = _unshare_initializers(src, {*keep_ops, *runtime_ops}, set(keep_nodes))
     try:
         out = float16.convert_float_to_float16(
             src,
@@ -118,7 +119,43 @@ def cast_model(model: Any, to: str, keep_ops: list[str], keep_nodes: list[str]) 
         islands=islands,
         attention_softmax_fp32=attention,
     )
+    if unshared:
+        info.notes.append(f"{unshared} initializer(s) shared by fp32 islands and cast ops were duplicated")
     return out, info
+
+
+def _unshare_initializers(model: Any, blocked_ops: set[str], blocked_nodes: set[str]) -> int:
+    """Give fp32-island nodes their own copy of an initializer they share with nodes being cast.
+
+    onnxconverter-common keeps such a shared initializer in fp32 without a Cast for the cast
+    consumer, which leaves an ill-typed graph (e.g. torch's exporter de-duplicates equal constants,
+    so an all-zero LayerNorm bias and an all-zero Linear bias become one initializer). Duplicating
+    it for the island nodes lets the converter cast the other copy. Returns the copies made.
+    """
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    uses: dict[str, list[tuple[Any, int]]] = {}
+    for node in g.node:
+        for i, name in enumerate(node.input):
+            if name in inits:
+                uses.setdefault(name, []).append((node, i))
+    names = set(inits) | {o for n in g.node for o in n.output}
+    copies = 0
+    for name, consumers in uses.items():
+        kept = [(n, i) for n, i in consumers if n.op_type in blocked_ops or n.name in blocked_nodes]
+        if not kept or len(kept) == len(consumers) or inits[name].data_type != FLOAT:
+            continue
+        new_name = f"{name}.fp32"
+        while new_name in names:
+            new_name += "_"
+        names.add(new_name)
+        copy = g.initializer.add()
+        copy.CopyFrom(inits[name])
+        copy.name = new_name
+        for node, i in kept:
+            node.input[i] = new_name
+        copies += 1
+    return copies
 
 
 def _set_int_attribute(node: Any, name: str, value: int) -> None:

@@ -256,8 +256,11 @@ def convert_precision(
     _set_metadata(out_model, source_props, to, {META_PREFIX + "precision_source": in_path.name})
     try:
         onnx.checker.check_model(out_model, full_check=out_model.ByteSize() < TWO_GB)
-    except onnx.checker.ValidationError as e:
-        raise UserError(f"The {to} graph fails onnx.checker: {str(e)[:400]}") from None
+    except Exception as e:  # ValidationError, or InferenceError from the full (typed) check
+        raise UserError(
+            f"The {to} graph fails onnx.checker: {type(e).__name__}: {str(e)[:400]}",
+            "Keep the offending op in fp32 with --keep-fp32, or report the graph that triggers this.",
+        ) from None
     after = summarize(out_model)
     _save(out_model, out_path)
     seconds = time.perf_counter() - t0
