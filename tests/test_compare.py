@@ -129,6 +129,7 @@ def test_trt_backend_without_tensorrt_reports_unsupported(run_dir, cli):
         (["lookupvit_tiny32", "--backend", "tvm"], "Invalid value for '--backend'"),
         (["lookupvit_tiny32", "--data", "{o}/nowhere"], "Cannot read dataset"),
         (["lookupvit_tiny32", "--precisions", "int8", "--calib", "{o}/nowhere"], "does not exist"),
+        (["lookupvit_tiny32", "--backend", "trt", "--profile", "h10"], "Unknown profile 'h10'"),
     ],
 )
 def test_cli_bad_input(cli, tmp_path, args, message):

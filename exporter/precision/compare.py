@@ -176,6 +176,7 @@ def _reason(e: BaseException) -> str:
 
 class _OrtBackend:
     name = "ort"
+    max_batch: int | None = None
 
     def __init__(self) -> None:
         from ..runners import ort_providers
@@ -241,30 +242,30 @@ class _TrtBackend:
 
     def __init__(self, profile: str | None, out_dir: Path) -> None:
         from ..engine.env import require_build_environment
+        from ..engine.profiles import list_profiles, load_profile
 
         self.out_dir = out_dir
-        self.profile: Any = None
         self.unavailable: str | None = None
         self.description = "tensorrt"
+        # a named profile is checked first, so a typo is an error even where TensorRT is missing
+        self.profile: Any = load_profile(profile) if profile is not None else None
         try:
             choice, gpu = require_build_environment("tensorrt", action="build or run TensorRT engines")
         except UserError as e:
             self.unavailable = e.message
-            return
-        self.description = f"{choice.label} on {gpu.name}"
-        from ..engine.profiles import list_profiles, load_profile
-
-        if profile is not None:
-            self.profile = load_profile(profile)
-            return
-        matching = [
-            r.profile for r in list_profiles()
-            if r.profile is not None and r.profile.is_tensorrt and r.profile.compute_capability == gpu.compute_capability
-        ]
-        if not matching:
-            self.unavailable = f"no TensorRT profile targets this GPU ({gpu.name}); name one with --profile"
         else:
-            self.profile = matching[0]
+            self.description = f"{choice.label} on {gpu.name}"
+            if self.profile is None:
+                matching = [
+                    r.profile for r in list_profiles()
+                    if r.profile is not None and r.profile.is_tensorrt
+                    and r.profile.compute_capability == gpu.compute_capability
+                ]
+                if matching:
+                    self.profile = matching[0]
+                else:
+                    self.unavailable = f"no TensorRT profile targets this GPU ({gpu.name}); name one with --profile"
+        self.max_batch: int | None = self.profile.batch.max if self.profile is not None else None  # engine's batch range
 
     def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
         if self.unavailable:
@@ -277,6 +278,8 @@ class _TrtBackend:
             return trt_runner(built.engine, name=f"tensorrt-{precision}"), None, None
         except UserError as e:
             return None, f"TensorRT cannot run the {precision} graph: {e.message}", None
+        except Exception as e:  # a builder or runtime failure: report it in the cell
+            return None, f"TensorRT failed on the {precision} graph: {_reason(e)}", None
 
 
 @contextlib.contextmanager
@@ -460,6 +463,7 @@ def compare_precisions(
         raise UserError(f"Calibration data {calib!r} does not exist.", "Pass --calib digits, a class-folder directory or an .npz.")
     name = Path(model).stem if model.endswith(".onnx") else model
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
+    runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
     name, source, plan = _plan_grids(model, weights, grids, out, say)
 
     loaded_first = load_source(plan[0].source)
@@ -468,14 +472,13 @@ def compare_precisions(
     if len(dataset) == 0:
         raise UserError(f"{dataset.source} has no images.")
     static = _static_batch(plan[0].fp32)
-    batch = static or BATCH
+    batch = static or min(BATCH, runtime.max_batch or BATCH)
     n = len(dataset) - (len(dataset) % batch if static else 0)
     if n == 0:
         raise UserError(f"{plan[0].fp32.name} takes batches of {static}; {dataset.source} has only {len(dataset)} images.")
     feeds = [{"images": dataset.images[i : i + batch]} for i in range(0, n, batch)]
     labels = dataset.labels[:n]
 
-    runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
     result = ComparisonResult(
         name=name, source=source, data=dataset.source, samples=n, backend=runtime.description,
         grids=[g.label for g in plan], precisions=wanted, reference={},
@@ -538,7 +541,11 @@ def _run_cell(
             cell.reason = f"conversion to {precision} failed: {e.message}"
             return cell
     cell.model = str(path)
-    runner, why, cell.note = runtime.runner(path, precision, feeds[0])
+    try:
+        runner, why, cell.note = runtime.runner(path, precision, feeds[0])
+    except Exception as e:
+        cell.reason = f"preparing the {precision} runner failed: {_reason(e)}"
+        return cell
     if runner is None:
         cell.status, cell.reason = "unsupported", why
         cell.seconds = time.perf_counter() - t0
