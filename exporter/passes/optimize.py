@@ -166,7 +166,8 @@ def optimize_model(
 ) -> OptimizeReport:
     """Run ``passes`` (default: the target's declared order) over ``in_path``, write ``out_path``
     and ``<out_path>.json``, and return the report. Every pass is checked with ONNX Runtime and
-    rolled back if it changes the outputs beyond the fp32 tolerance."""
+    rolled back if it changes the outputs beyond the tolerance (fp32, or the model's declared
+    ``lookupvit.precision``)."""
     import onnx_graphsurgeon as gs
 
     from ..validate.tolerances import TOLERANCES
@@ -176,6 +177,7 @@ def optimize_model(
     chosen = resolve_passes(target, passes)
     in_path, out_path = Path(in_path), Path(out_path)
     original = _load(in_path)
+    input_sha256 = sha256_file(in_path)  # before OUT is written (OUT may be IN)
     feeds = seeded_feeds(original)
     try:
         reference = run_model(original, feeds)
@@ -242,7 +244,7 @@ def optimize_model(
         settings={"target": target, "passes": [p.name for p in chosen], "seed": 0, "batch": DEFAULT_BATCH,
                   "precision": precision, "tolerance": TOLERANCES[precision].to_dict(), "tool_version": __version__},
         seconds=round(time.perf_counter() - t_start, 3),
-        input_sha256=sha256_file(in_path), output_sha256=sha256_file(out_path), versions=tool_versions(),
+        input_sha256=input_sha256, output_sha256=sha256_file(out_path), versions=tool_versions(),
     )
     write_json(report.sidecar, report.to_dict())
     return report
