@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import click
@@ -42,14 +44,20 @@ def _rich_progress(bar: Any) -> Any:
               help="Run the graph-surgeon passes [default: on when exporter.passes is available].")
 @click.option("--repeats", type=int, default=5, show_default=True,
               help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) of the latency sweep.")
+@click.option("--budget", "budget_min", type=float, default=None,
+              help="Time budget in minutes for the latency models: work that would not fit is reported as "
+              "not run, and a rerun continues it. 0: no budget. [default: 7 on an ONNX Runtime (CPU) profile, "
+              "none on TensorRT profiles]")
 @json_option
-def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, as_json: bool) -> None:
+def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, budget_min: float | None,
+        as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
     The profile's [models] say what runs: accuracy models (top-1 per precision and grid), latency
-    models timed per grid x precision x batch next to the baseline ViT. A rerun skips every stage
-    whose inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
+    models timed per grid x precision x batch next to the baseline ViT, in priority order (first
+    precision, baseline, grids as listed) within the time budget. A rerun skips every stage whose
+    inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -58,7 +66,10 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, as
 
     if repeats < 1:
         raise UserError(f"--repeats {repeats} must be at least 1.")
-    opts = RunOptions(profile=profile_name, out_dir=out_dir, optimize=optimize, repeats=repeats)  # type: ignore[arg-type]
+    if budget_min is not None and budget_min < 0:
+        raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")
+    budget = None if budget_min is None else (math.inf if budget_min == 0 else 60.0 * budget_min)
+    opts = RunOptions(profile=profile_name, out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         result = run_job(opts, _rich_progress(bar))

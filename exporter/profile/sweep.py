@@ -299,7 +299,7 @@ def _run_group(
         else:
             live.append(m)
     try:
-        for m in [*live, *([base] if base else [])]:
+        for m in [*live, *([base] if base and live else [])]:
             say(f"warming up {m.cell.key}")
             try:
                 for _ in range(settings.warmup):
@@ -330,12 +330,6 @@ def _run_group(
                         pairs[m.cell] += b
                     except Exception as e:
                         base.error = f"{type(e).__name__}: {e}"
-            if not live and base is not None and base.error is None:  # nothing to pair with: time it alone
-                try:
-                    b = base.run_chunk(n_iter, n_sec)
-                    order.append(_order_entry(r, base.cell, "baseline", len(b)))
-                except Exception as e:
-                    base.error = f"{type(e).__name__}: {e}"
     finally:
         for m in [*live, *([base] if base else [])]:
             m.timer.close()
@@ -362,6 +356,9 @@ def _run_group(
     if group.baseline is not None:
         if base is not None and base.error is None and base.samples:
             out.append(_result(group.baseline, base, peak, "baseline"))
+        elif base is not None and base.error is None:  # a baseline is only timed next to a LookupViT
+            out.append(_empty(group.baseline, "not run", "no LookupViT cell of its group ran to time it against",
+                              "baseline"))
         else:
             status, reason = failed.get(group.baseline, ("failed", (base.error if base else None) or "not measured"))
             out.append(_empty(group.baseline, status, reason, "baseline"))

@@ -28,6 +28,12 @@ class Unsupported(Exception):
     status = "unsupported"
 
 
+class NotRun(Unsupported):
+    """The cell was left out of this run (e.g. over the run's time budget)."""
+
+    status = "not run"
+
+
 class StageFailed(Unsupported):
     """Making the cell's model failed (an export, optimize, precision or build stage raised)."""
 

@@ -77,6 +77,22 @@ class Artefacts:
 
     # --- stages ----------------------------------------------------------------------------------
 
+    def export_path(self, model: str, grid: Grid | None) -> Path:
+        """Where the exported fp32 graph is (or will be); makes nothing."""
+        if model in self.imported:
+            return self.imported[model]
+        from ..export import resolve_variant_source
+
+        return self.folder(model, grid) / "onnx" / f"{resolve_variant_source(model, grid=grid).file_stem()}.onnx"
+
+    def precision_path(self, model: str, grid: Grid | None, precision: str) -> Path:
+        """Where the graph the backend runs in ``precision`` is (or will be); makes nothing."""
+        src = self.export_path(model, grid)
+        base = self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx") if self.optimizing else src
+        if precision == "fp32":
+            return base
+        return base.with_name(f"{base.name.removesuffix('.onnx')}.{precision}.onnx")
+
     def exported(self, model: str, grid: Grid | None) -> Path:
         """The fp32 graph straight from torch's exporter (or the given file)."""
         if model in self.imported:
@@ -107,7 +123,7 @@ class Artefacts:
             why = "switched off (--no-optimize)" if self.settings.optimize is False else "exporter.passes is not installed"
             self.manifest.note(self._id("optimize", model, grid), "optimize", "unavailable", why)
             return src
-        out_path = self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx")
+        out_path = self.precision_path(model, grid, "fp32")
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"optimize {model} {self._grid_text(grid)}")
@@ -119,12 +135,6 @@ class Artefacts:
 
         out = self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
         return Path(out.result["path"])
-
-    def precision_path(self, model: str, grid: Grid | None, precision: str) -> Path:
-        base = self.optimized(model, grid)
-        if precision == "fp32":
-            return base
-        return base.with_name(f"{base.name.removesuffix('.onnx')}.{precision}.onnx")
 
     def converted(self, model: str, grid: Grid | None, precision: str) -> Path:
         """The graph in ``precision`` (the precision stage; fp32 is the optimised graph itself)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ class RunOptions:
     validate_iterations: int = 2  # random batches per validation
     repeats: int = 5  # interleaved rounds of the latency sweep
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
+    budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
 
 
 @dataclass
@@ -123,6 +125,8 @@ def plan_models(profile: Any) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
 def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     """Run the pipeline of ``opts.profile`` into ``opts.out_dir`` (see the module docstring)."""
     from ..engine.profiles import load_profile
+    from ..profile.peak import measure_peak
+    from ..profile.sweep import resolve_threads
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -135,28 +139,68 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                           manifest, ui.note)
     backend = _backend_of(prof)
     models = plan_models(prof)
-    state: dict[str, Any] = {"validation": [], "accuracy": {}, "sweep": None, "sweep_path": None, "plots": []}
+    budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
+    state: dict[str, Any] = {"validation": [], "accuracy": {}, "sweep": None, "sweep_path": None, "plots": [],
+                             "budget_s": budget, "over_budget": {}}
 
-    steps: list[Step] = []
+    accuracy_steps: list[Step] = []
     for role, variant, grids in models:
-        for grid in grids:
-            steps += _chain_steps(artefacts, manifest, role, variant, grid, prof, backend, opts, state)
-            if role == "accuracy":
-                steps.append(Step(f"compare {variant} {_g(grid)}", _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
-    steps.append(Step("profile latency", lambda: _profile_step(artefacts, manifest, prof, backend, models, opts, state)))
+        if role == "accuracy":
+            for grid in grids:
+                for p in prof.precisions:
+                    accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state)
+                accuracy_steps.append(Step(f"compare {variant} {_g(grid)}",
+                                           _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
+    spec = sweep_spec(prof, backend, models, opts.repeats)
+    latency = [m for m in spec.models if m.baseline]  # the latency models (each paired with the baseline)
+    n_units = sum(len(m.grids) + 1 for m in latency) * len(prof.precisions)
 
-    ui.start(len(steps) + 1)
-    for s in steps:
-        ui.step(s.label)
-        try:
-            with _quiet():
-                s.run()
-        except StageError as e:  # recorded by the manifest; a stage that needs its output is not run
-            if e.stage_id != _stage_id(s.label):
-                manifest.note(_stage_id(s.label), s.label.split()[0], "not run", f"needs {e.stage_id}, which failed")
-        except Exception as e:  # one failing step never stops the run: it is reported
-            manifest.note(_stage_id(s.label), s.label.split()[0], "failed", error_text(e))
-        ui.done(s.label)
+    ui.start(len(accuracy_steps) + n_units + 3)
+    for s in accuracy_steps:
+        _run_step(s, manifest, ui)
+
+    rough_peak = None
+    if budget != math.inf:  # a quick estimate for planning; the sweep measures the peak properly
+        ui.step("estimating the matrix-multiply rate for planning")
+        rough_peak = measure_peak(resolve_threads(prof.benchmark.threads), sizes=(512, 1024), repeats=3, engines=("torch",))
+    ui.done("peak")
+    planner = _BudgetPlanner(spec, rough_peak, budget, t0, _conversion_rates(manifest, models))
+    made: set[tuple[str, Grid | None, str]] = set()
+    for p in prof.precisions:  # priority: first precision, smallest batch, grids as the profile lists them
+        for batch in spec.batches:
+            for m in latency:
+                for grid in m.grids:
+                    units = [(m.baseline, None, p), (m.name, grid, p)]
+                    todo = [u for u in units if u not in made]
+                    cell = (m.name, grid, p, batch)
+                    if not planner.admit(cell, todo):
+                        why = planner.reason()
+                        state["over_budget"][cell] = why
+                        manifest.note(":".join(["latency", m.name, _g(grid), p, f"b{batch}"]), "budget", "not run", why)
+                        continue
+                    for u in todo:
+                        ui.step(f"{u[0]} {_g(u[1])} {u[2]}")
+                        first = (u[0], u[1]) not in {(x[0], x[1]) for x in made}
+                        t_unit = time.perf_counter()
+                        ran_before = sum(o.status == "ran" for o in manifest.outcomes)
+                        for st in _chain_steps(artefacts, manifest, u[0], u[1], u[2], backend, opts, state):
+                            _run_step(st, manifest, ui, advance=False)
+                        did_work = sum(o.status == "ran" for o in manifest.outcomes) > ran_before
+                        planner.record(u, time.perf_counter() - t_unit, did_work, first)
+                        made.add(u)
+                        ui.done(u[0])
+    for _ in range(max(0, n_units - len(made))):
+        ui.done("")
+
+    ui.step("profile latency")
+    try:
+        with _quiet():
+            _profile_step(artefacts, manifest, prof, spec, planner.admitted, opts, state)
+    except StageError:
+        pass  # recorded by the manifest
+    except Exception as e:
+        manifest.note("profile", "profile", "failed", error_text(e))
+    ui.done("profile latency")
 
     ui.step("report")
     from .report import build_summary, write_report
@@ -173,6 +217,148 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     return RunResult(out, summary, report_path, summary_path, list(manifest.outcomes), summary["seconds"])
 
 
+def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True) -> None:
+    ui.step(s.label)
+    try:
+        with _quiet():
+            s.run()
+    except StageError as e:  # recorded by the manifest; a stage that needs its output is not run
+        if e.stage_id != _stage_id(s.label):
+            manifest.note(_stage_id(s.label), s.label.split()[0], "not run", f"needs {e.stage_id}, which failed")
+    except Exception as e:  # one failing step never stops the run: it is reported
+        manifest.note(_stage_id(s.label), s.label.split()[0], "failed", error_text(e))
+    if advance:
+        ui.done(s.label)
+
+
+CPU_BUDGET_S = 7 * 60.0
+
+
+def default_budget(profile: Any) -> float:
+    """The latency models' time budget when none is given: 7 minutes on an ONNX Runtime (CPU)
+    profile, whose run is the quick start; none on a TensorRT profile, a deployment run."""
+    return math.inf if profile.is_tensorrt else CPU_BUDGET_S
+
+
+Unit = tuple[str, Grid | None, str]  # (model, grid, precision): one set of model files
+LatencyCell = tuple[str, Grid | None, str, int]  # (model, grid, precision, batch)
+
+
+def _params(variant: str) -> int:
+    from ..models import get_variant, model_cost
+
+    return model_cost(get_variant(variant).config).params
+
+
+def _conversion_rates(manifest: Manifest, models: list[tuple[str, str, tuple[Grid | None, ...]]]) -> dict[str, float]:
+    """Seconds per parameter of each precision conversion on the accuracy models (the slowest grid),
+    from this run or the recorded one: the prior for converting a larger model."""
+    rates: dict[str, float] = {}
+    accuracy = {v for role, v, _ in models if role == "accuracy"}
+    for stage_id, entry in manifest.entries.items():
+        parts = stage_id.split(":")  # precision:<variant>:<grid>:<precision>
+        if len(parts) == 4 and parts[0] == "precision" and parts[1] in accuracy:
+            rate = float(entry.get("seconds", 0.0)) / _params(parts[1])
+            rates[parts[3]] = max(rates.get(parts[3], 0.0), rate)
+    return rates
+
+
+class _BudgetPlanner:
+    """Decides which latency-model cells fit the run's time budget, in priority order.
+
+    Cells (model, grid, precision, batch) are considered in priority order (first precision,
+    smallest batch, grids as the profile lists them); the first that does not fit ends the plan, so
+    what runs is always a prefix of that order. A cell costs its calls in the sweep plus the baseline
+    calls interleaved with them, and, when its model files (or the baseline's) are not made yet, the
+    stages that make them. It fits when the time spent so far, plus the sweep time of the cells
+    already admitted, plus its own predicted time stays within the budget.
+
+    Predictions: call time from the analytic MACs at half the measured matmul rate; session loading
+    from the weights' size; stage time from the last unit of the same model and kind (making a
+    grid's fp32 graph, or converting to a precision). Without a measurement, a grid's first export
+    is assumed free (the first grid of a model is tried if any time is left) and a conversion is
+    scaled from the accuracy model's by the parameter count (int8 calibration of a 224-px model
+    on a CPU is slow, so it is not started on a guess).
+    """
+
+    EFFICIENCY_GUESS = 0.5
+    LOAD_BYTES_PER_S = 200e6
+
+    def __init__(self, spec: Any, peak: Any, budget: float, t0: float, conversion_rates: dict[str, float]):
+        self.spec, self.budget, self.t0 = spec, budget, t0
+        self.rates = conversion_rates
+        best = (peak.best("cuda") or peak.best("cpu")) if peak is not None else None
+        self.flops = (best.gflops if best else 50.0) * 1e9 * self.EFFICIENCY_GUESS
+        self.admitted: set[LatencyCell] = set()
+        self.sweep_s = 0.0
+        self.loaded: set[Unit] = set()
+        self.stage_s: dict[tuple[str, str], float] = {}  # (model, "grid" or precision) -> seconds
+        self.closed = False
+        self._why = ""
+
+    def _calls(self) -> int:
+        st = self.spec.settings
+        return st.warmup + st.rounds() * st.chunk_iterations()
+
+    def _call_s(self, model: str, grid: Grid | None, precision: str, batch: int) -> float:
+        from ..profile.sweep import Cell, cell_macs
+
+        m = self.spec.model(model)
+        return 2.0 * (cell_macs(Cell(m.name, m.variant, grid, precision, batch, "ort")) or 0) * batch / self.flops
+
+    def _load_s(self, unit: Unit) -> float:
+        return 4 * _params(unit[0]) / self.LOAD_BYTES_PER_S  # the fp32 size: an upper bound
+
+    @staticmethod
+    def kind(unit: Unit, first: bool) -> str:
+        return "grid" if first else unit[2]
+
+    def _stage_s(self, unit: Unit, first: bool) -> float:
+        kind = self.kind(unit, first)
+        if (unit[0], kind) in self.stage_s:
+            return self.stage_s[(unit[0], kind)]
+        if kind == "grid":
+            return 0.0
+        return self.rates.get(kind, 0.0) * _params(unit[0])
+
+    def admit(self, cell: LatencyCell, todo: list[Unit]) -> bool:
+        """Whether ``cell`` fits; ``todo``: the model files it needs that are not made yet."""
+        if self.budget == math.inf:
+            self.admitted.add(cell)
+            return True
+        if self.closed:
+            return False
+        model, grid, precision, batch = cell
+        base = self.spec.model(model).baseline
+        sweep = self._calls() * (self._call_s(model, grid, precision, batch) + self._call_s(base, None, precision, batch))
+        units = [(base, None, precision), (model, grid, precision)]
+        sweep += sum(self._load_s(u) for u in units if u not in self.loaded)
+        made_grids = {(u[0], u[1]) for u in self.loaded}
+        stages = sum(self._stage_s(u, (u[0], u[1]) not in made_grids) for u in todo)
+        need = time.perf_counter() - self.t0 + self.sweep_s + stages + sweep
+        if need > self.budget:
+            self.closed = True
+            self._why = (
+                f"over the run's time budget ({self.budget / 60:.0f} min; about {need / 60:.1f} min with "
+                f"{model} {_g(grid)} {precision} b{batch}): rerun with a larger --budget (finished stages are "
+                "kept), or --budget 0 for none"
+            )
+            return False
+        self.admitted.add(cell)
+        self.sweep_s += sweep
+        self.loaded.update(units)
+        return True
+
+    def record(self, unit: Unit, seconds: float, did_work: bool, first: bool) -> None:
+        """The time the stages of ``unit`` took (learnt only when they really ran); ``first``: they
+        included the export and optimize of its grid."""
+        if did_work:
+            self.stage_s[(unit[0], self.kind(unit, first))] = seconds
+
+    def reason(self) -> str:
+        return self._why
+
+
 def _g(grid: Grid | None) -> str:
     from ..models import grid_label
 
@@ -184,21 +370,21 @@ def _stage_id(label: str) -> str:
 
 
 def _chain_steps(
-    artefacts: Artefacts, manifest: Manifest, role: str, variant: str, grid: Grid | None, prof: Any, backend: str,
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
     opts: RunOptions, state: dict[str, Any],
 ) -> list[Step]:
-    g = _g(grid)
-    steps = [
+    """The stages that make and check one model in one precision (export and optimize once per grid)."""
+    g, p = _g(grid), precision
+    steps = [  # asked for by every precision; the first one makes them, the others find them
         Step(f"export {variant} {g}", partial(artefacts.exported, variant, grid)),
         Step(f"optimize {variant} {g}", partial(artefacts.optimized, variant, grid)),
     ]
-    for p in prof.precisions:
-        if p != "fp32":
-            steps.append(Step(f"precision {variant} {g} {p}", partial(artefacts.converted, variant, grid, p)))
-        if backend == "trt":
-            steps.append(Step(f"build {variant} {g} {p}", partial(artefacts.engine, variant, grid, p)))
-        steps.append(Step(f"validate {variant} {g} {p}",
-                          partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state)))
+    if p != "fp32":
+        steps.append(Step(f"precision {variant} {g} {p}", partial(artefacts.converted, variant, grid, p)))
+    if backend == "trt":
+        steps.append(Step(f"build {variant} {g} {p}", partial(artefacts.engine, variant, grid, p)))
+    steps.append(Step(f"validate {variant} {g} {p}",
+                      partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state)))
     return steps
 
 
@@ -211,7 +397,7 @@ def _validate(
         from ..engine.validate import validate_engine
 
         target = artefacts.engine(variant, grid, precision)
-        report_path = target.with_name(target.name.removesuffix(".plan") + ".validate.json")
+        report_path = target.with_name(target.name + ".validate.json")
 
         def validate() -> Any:
             return validate_engine(target, None, None, None, "random", opts.validate_iterations, precision)
@@ -309,21 +495,32 @@ def _accuracy_points(state: dict[str, Any]) -> list[Any]:
 
 
 def _profile_step(
-    artefacts: Artefacts, manifest: Manifest, prof: Any, backend: str,
-    models: list[tuple[str, str, tuple[Grid | None, ...]]], opts: RunOptions, state: dict[str, Any],
+    artefacts: Artefacts, manifest: Manifest, prof: Any, spec: Any,
+    admitted: set[LatencyCell], opts: RunOptions, state: dict[str, Any],
 ) -> None:
+    """The sweep over every accuracy-model cell and the admitted latency-model cells."""
     import json
 
     from ..profile.api import LATENCY_JSON, ProfileRequest, make_timer_factory, write_sweep
-    from ..profile.sweep import SweepResult, resolve_threads, run_sweep, spec_to_dict
+    from ..profile.sweep import Cell, SweepResult, resolve_threads, run_sweep, spec_to_dict
+    from ..profile.timers import NotRun, Timer
 
-    spec = sweep_spec(prof, backend, models, opts.repeats)
+    pairs = {m.name: m.baseline for m in spec.models if m.baseline}
+    over = state["over_budget"]
+
+    def wanted(model: str, grid: Grid | None, precision: str, batch: int) -> bool:
+        if model in pairs:
+            return (model, grid, precision, batch) in admitted
+        if any(m.is_baseline and m.name == model for m in spec.models):  # timed only next to a latency model
+            return any(pairs.get(c[0]) == model and c[2:] == (precision, batch) for c in admitted)
+        return True  # accuracy models: every cell
+
     inputs: dict[str, Path] = {}
     for m in spec.models:
         for grid in m.grids:
             for p in spec.precisions:
                 path = artefacts.precision_path(m.name, grid, p)
-                if path.is_file():
+                if any(wanted(m.name, grid, p, b) for b in spec.batches) and path.is_file():
                     inputs[f"{m.name}:{_g(grid)}:{p}"] = path
     for variant, results in state["accuracy"].items():
         for r in results:
@@ -334,12 +531,20 @@ def _profile_step(
     def run() -> tuple[Any, list[Path]]:
         req = ProfileRequest(targets=[], settings=spec.settings, optimize=opts.optimize,
                              profile=prof if prof.is_tensorrt else None)
-        factory = make_timer_factory(req, artefacts, resolve_threads(spec.settings.threads))
+        make = make_timer_factory(req, artefacts, resolve_threads(spec.settings.threads))
+
+        def factory(cell: Cell) -> Timer:
+            if not wanted(cell.model, cell.grid, cell.precision, cell.batch):
+                why = over.get((cell.model, cell.grid, cell.precision, cell.batch))
+                raise NotRun(why or "no latency-model cell of this precision and batch is measured in this run")
+            return make(cell)
+
         result = run_sweep(spec, factory, progress=artefacts.say, measure_peak_sizes=opts.peak_sizes)
         path, plots = write_sweep(result, artefacts.root, accuracy)
         return {"path": LATENCY_JSON, "plots": [str(p.relative_to(artefacts.root)) for p in plots]}, [path, *plots]
 
-    settings = {"spec": spec_to_dict(spec), "peak_sizes": list(opts.peak_sizes or ())}
+    chosen = sorted(f"{m}:{_g(g)}:{p}:b{b}" for m, g, p, b in admitted)
+    settings = {"spec": spec_to_dict(spec), "latency_cells": chosen, "peak_sizes": list(opts.peak_sizes or ())}
     outcome = manifest.stage("profile", "profile", settings, inputs, run)
     path = artefacts.root / outcome.result["path"]
     state["sweep"] = SweepResult.from_dict(json.loads(path.read_text()))

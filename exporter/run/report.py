@@ -91,6 +91,7 @@ def build_summary(
         "seconds": round(seconds, 2),
         "run_dir": str(out),
         "profile": prof.to_dict(),
+        "budget_s": None if state.get("budget_s") in (None, float("inf")) else state["budget_s"],
         "stages": [o.to_dict() for o in outcomes],
         "stage_counts": counts,
         "summary": summary_rows(sweep, acc),
@@ -156,7 +157,10 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
         f" &middot; lookupvit-deploy {html.escape(summary['tool_version'])}</p>",
     ]
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary["stage_counts"].items()))
-    parts.append(f"<p>Stages: {html.escape(counts or 'none')}. Run folder: <code>{html.escape(summary['run_dir'])}</code>.</p>")
+    budget = summary.get("budget_s")
+    budget_text = f"time budget for the latency models {budget / 60:.0f} min" if budget else "no time budget"
+    parts.append(f"<p>Stages: {html.escape(counts or 'none')}; {budget_text}. "
+                 f"Run folder: <code>{html.escape(summary['run_dir'])}</code>.</p>")
 
     parts.append("<h2>Summary</h2>")
     rows = summary["summary"]
