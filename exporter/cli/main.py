@@ -33,9 +33,16 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import export, models, optimize, validate  # noqa: F401  (verbs register themselves on ``main``)
-    from . import engine  # noqa: F401  (profiles, build, doctor)
-    from . import precision  # noqa: F401  (precision, compare)
+    from . import (  # noqa: F401  (verbs register themselves on ``main``)
+        engine,  # profiles, build, doctor
+        export,
+        models,
+        optimize,
+        precision,  # precision, compare
+        profile,  # profile: latency sweeps
+        run,  # run: the main job and its report
+        validate,
+    )
 
 
 _register()
