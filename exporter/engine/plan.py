@@ -57,18 +57,10 @@ class OnnxInput:
 def read_onnx(path: str | Path) -> OnnxInput:
     """Read the first graph input and the declared precision of an ONNX file (weights stay on disk
     when they are external)."""
-    import onnx
+    from ..onnx_io import load_onnx
 
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ONNX file {path} does not exist.", "Give the path of an exported .onnx model.")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise UserError(
-            f"{path} is not a readable ONNX model ({type(e).__name__}: {e}).",
-            "Pass a .onnx file written by `lookupvit export` (or any ONNX exporter).",
-        ) from None
+    model = load_onnx(path, weights=False)
     g = model.graph
     initializers = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in initializers]

@@ -31,11 +31,11 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..io import sha256_file, write_json
+from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
 from ..versions import tool_versions
 from .source import ModelSource, load_source, source_to_json
 
 MIN_OPSET, MAX_OPSET = 18, 23
-META_PREFIX = "lookupvit."
 INPUT_NAME = "images"
 TWO_GB = 2**31
 
@@ -225,18 +225,4 @@ def export_onnx(
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``lookupvit.*`` metadata of an ONNX model (without loading its weights)."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path} does not exist.", "Pass the path of an .onnx model.")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise UserError(
-            f"{path} is not a readable ONNX model ({type(e).__name__}).",
-            "Pass an .onnx file written by `lookupvit export` or another ONNX exporter.",
-        ) from None
-    return {
-        p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)
-    }
+    return lookupvit_metadata(load_onnx(path, weights=False))

@@ -20,10 +20,9 @@ from typing import Any
 from .. import __version__
 from ..errors import UserError
 from ..io import atomic_path, sha256_file, write_json
+from ..onnx_io import META_PREFIX, load_onnx
 from .check import DEFAULT_BATCH, PROTOBUF_LIMIT, CheckResult, compare_outputs, run_model, seeded_feeds, split_weights
 from .registry import PassContext, resolve_passes
-
-META_PREFIX = "lookupvit."
 
 
 @dataclass
@@ -89,21 +88,7 @@ class OptimizeReport:
 
 
 def _load(path: Path):
-    import onnx
-
-    if not path.is_file():
-        raise UserError(f"{path} does not exist.", "Pass the path of an .onnx model, e.g. one written by `lookupvit export`.")
-    try:
-        model = onnx.load(str(path))
-    except Exception as e:
-        raise UserError(
-            f"{path} is not a readable ONNX model ({type(e).__name__}).",
-            "Pass an .onnx file written by `lookupvit export` or another ONNX exporter.",
-        ) from None
-    if not model.graph.output or not model.opset_import:
-        raise UserError(f"{path} is not an ONNX model (no graph outputs or opset).",
-                        "Pass an .onnx file written by `lookupvit export` or another ONNX exporter.")
-    return model
+    return load_onnx(path)
 
 
 def _infer(model, skeleton=None) -> None:

@@ -24,13 +24,13 @@ from .. import __version__
 from ..data import InputSpec
 from ..errors import UserError
 from ..io import atomic_path, sha256_file, write_json
+from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
 from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model
 from .summary import summarize
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
-META_PREFIX = "lookupvit."
 PRECISION_KEY = META_PREFIX + "precision"
 TWO_GB = 2**31
 
@@ -173,20 +173,12 @@ def convert_precision(
     t0 = time.perf_counter()
     to = check_precision(to)
     in_path, out_path = Path(in_path), Path(out_path)
-    if not in_path.is_file():
-        raise UserError(f"{in_path} does not exist.", "Pass the fp32 .onnx written by `lookupvit export`.")
     if out_path.resolve() == in_path.resolve():
         raise UserError("The output would overwrite the input.", "Give -o a different file, e.g. model.fp16.onnx.")
     if out_path.suffix != ".onnx":
         raise UserError(f"Output {out_path} does not end in .onnx.", "Name the output e.g. model.int8.onnx.")
-    try:
-        model = onnx.load(str(in_path))
-    except Exception as e:
-        raise UserError(
-            f"{in_path} is not a readable ONNX model ({type(e).__name__}).",
-            "Pass an .onnx file written by `lookupvit export`.",
-        ) from None
-    meta = {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
+    model = load_onnx(in_path)
+    meta = lookupvit_metadata(model)
     source_props = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith("onnx.")]
     declared = meta.get("precision", "fp32")
     before = summarize(model)

@@ -18,6 +18,7 @@ from ..data import InputSpec, load_data
 from ..errors import UserError
 from ..export import LoadedModel, ModelSource, load_source, read_metadata, source_from_json
 from ..io import write_json
+from ..onnx_io import load_onnx
 from ..runners import TorchRunner, ort_providers, ort_runner
 from ..versions import tool_versions
 from .comparison import OutputComparison, compare_runners
@@ -102,9 +103,7 @@ def make_feeds(
 
 
 def onnx_static_batch(path: str | Path) -> int | None:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
+    model = load_onnx(path, weights=False)
     dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     return dim.dim_value if dim.HasField("dim_value") else None
 
