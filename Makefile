@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: install
-	$(VENV)/bin/lookupvit evaluate lookupvit_digits
+	$(VENV)/bin/lookupvit run --profile cpu -o $(OUT)
 
 test: install
 	$(VENV)/bin/python -m pytest -q

@@ -33,8 +33,8 @@ SPEEDUP_TARGET = 0.9  # of the analytic MAC ratio
 EFFICIENCY_TARGET = 0.70  # of the measured matmul peak
 
 
-def op_profile(path: Path, threads: int, runs: int) -> dict[str, object]:
-    """Kernel time per op type over ``runs`` batch-1 calls (ONNX Runtime's profiler), per call."""
+def op_profile(path: Path, threads: int, runs: int, batch: int = 1) -> dict[str, object]:
+    """Kernel time per op type over ``runs`` calls (ONNX Runtime's profiler), per call."""
     import numpy as np
     import onnxruntime as ort
 
@@ -48,7 +48,7 @@ def op_profile(path: Path, threads: int, runs: int) -> dict[str, object]:
     opts.enable_profiling = True
     opts.profile_file_prefix = str(path.with_suffix("")) + ".ortprof"
     sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    x = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((1, *shape), dtype=np.float32)}
+    x = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, *shape), dtype=np.float32)}
     sess.run(None, x)  # warm-up (also profiled; subtracted below by counting only the last runs)
     t0 = time.perf_counter()
     for _ in range(runs):
@@ -81,13 +81,14 @@ def main() -> int:
     ap.add_argument("--grid", default="7")
     ap.add_argument("--baseline", default="auto", help="ViT baseline (auto: vit_<size><patch>)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=1, help="batch size (the targets are stated for batch 1)")
     ap.add_argument("--iters", type=int, default=40, help="timed calls per model")
     ap.add_argument("--repeats", type=int, default=8, help="interleaved rounds")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--optimize", action=argparse.BooleanOptionalAction, default=None)
     ap.add_argument("--profile-runs", type=int, default=5, help="calls under ONNX Runtime's profiler (0: skip)")
     ap.add_argument("--work", default="runs/bench-latency", help="folder for the models")
-    ap.add_argument("--out", default="bench/results/bench_latency.json")
+    ap.add_argument("--out", default="runs/bench/bench_latency.json")
     args = ap.parse_args()
 
     from exporter.profile.api import ProfileRequest, profile_latency, resolve_target
@@ -96,7 +97,7 @@ def main() -> int:
     t0 = time.perf_counter()
     target = resolve_target(args.variant, args.grid)
     req = ProfileRequest(
-        [target], precisions=("fp32",), batches=(1,), backends=("ort",),
+        [target], precisions=("fp32",), batches=(args.batch,), backends=("ort",),
         baseline=None if args.baseline == "none" else args.baseline,
         settings=SweepSettings(warmup=args.warmup, iterations=args.iters, repeats=args.repeats, threads=args.threads),
         optimize=args.optimize,
@@ -112,7 +113,7 @@ def main() -> int:
     out: dict[str, object] = {
         "benchmark": "bench_latency",
         "backend": "onnxruntime CPUExecutionProvider",
-        "batch": 1,
+        "batch": args.batch,
         "threads": result.threads,
         "model": lvit.model,
         "grid": lvit.grid,
@@ -144,7 +145,7 @@ def main() -> int:
         profiles = {}
         for cell, grid in ((lvit, target.grids[0]), (vit, None)):
             if cell is not None and cell.status == "ok":
-                profiles[cell.model] = op_profile(art.converted(cell.model, grid, "fp32"), result.threads, args.profile_runs)
+                profiles[cell.model] = op_profile(art.converted(cell.model, grid, "fp32"), result.threads, args.profile_runs, args.batch)
         out["op_profile"] = profiles
     out["seconds"] = round(time.perf_counter() - t0, 1)
     path = Path(args.out)
@@ -154,7 +155,7 @@ def main() -> int:
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{100 * v:.0f}%"
 
-    print(f"{lvit.model} g{lvit.grid} vs {out['baseline']} (ONNX Runtime CPU, batch 1, {result.threads} threads)")
+    print(f"{lvit.model} g{lvit.grid} vs {out['baseline']} (ONNX Runtime CPU, batch {args.batch}, {result.threads} threads)")
     print(f"  p50: {lvit.latency.p50_ms:.1f} ms vs {vit.latency.p50_ms:.1f} ms" if vit and vit.latency and lvit.latency else "")
     print(f"  speedup measured {lvit.speedup:.2f}x, analytic {lvit.analytic_speedup:.2f}x -> {pct(ratio)} of analytic "
           f"(target {pct(SPEEDUP_TARGET)})" if ratio else "  speedup: not measured")

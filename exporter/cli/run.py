@@ -46,7 +46,7 @@ def _rich_progress(bar: Any) -> Any:
               help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) of the latency sweep.")
 @click.option("--budget", "budget_min", type=float, default=None,
               help="Time budget in minutes for the latency models: work that would not fit is reported as "
-              "not run, and a rerun continues it. 0: no budget. [default: 7 on an ONNX Runtime (CPU) profile, "
+              "not run, and a rerun continues it. 0: no budget. [default: 6 on an ONNX Runtime (CPU) profile, "
               "none on TensorRT profiles]")
 @json_option
 def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, budget_min: float | None,

@@ -137,7 +137,7 @@ def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], pa
     for a, c in pts:
         groups.setdefault((a.model, c.backend, a.precision, c.batch), []).append((a, c))
     for (model, backend, precision, batch), pairs in sorted(groups.items()):
-        pairs.sort(key=lambda r: r[1].latency.p50_ms)  # type: ignore[union-attr]
+        pairs.sort(key=lambda r: r[1].tokens or 0)  # in grid order: the curve a grid setting walks along
         xs = [c.latency.p50_ms for _, c in pairs]  # type: ignore[union-attr]
         ys = [a.top1 for a, _ in pairs]
         ax.plot(xs, ys, marker="o", label=f"{model} {backend} {precision} (b{batch})")

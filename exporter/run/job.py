@@ -231,11 +231,11 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
         ui.done(s.label)
 
 
-CPU_BUDGET_S = 7 * 60.0
+CPU_BUDGET_S = 6 * 60.0
 
 
 def default_budget(profile: Any) -> float:
-    """The latency models' time budget when none is given: 7 minutes on an ONNX Runtime (CPU)
+    """The latency models' time budget when none is given: 6 minutes on an ONNX Runtime (CPU)
     profile, whose run is the quick start; none on a TensorRT profile, a deployment run."""
     return math.inf if profile.is_tensorrt else CPU_BUDGET_S
 

@@ -1,0 +1,226 @@
+"""The latency profile: statistics, peak, sweep shape, interleaving with the ViT baseline, the verb."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from exporter.profile import stats
+from exporter.profile.api import ProfileRequest, build_spec, default_baseline, make_timer_factory, resolve_target
+from exporter.profile.peak import MatmulPeak, PeakMeasurement, measure_peak
+from exporter.profile.sweep import SweepSettings, run_sweep
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def test_percentiles_on_known_samples():
+    xs = [float(v) for v in range(1, 11)]  # 1..10, shuffled below
+    shuffled = [7.0, 2.0, 10.0, 4.0, 1.0, 9.0, 3.0, 8.0, 6.0, 5.0]
+    assert sorted(shuffled) == xs
+    assert stats.percentile(shuffled, 50) == pytest.approx(5.5)
+    assert stats.percentile(shuffled, 90) == pytest.approx(9.1)
+    assert stats.percentile(shuffled, 99) == pytest.approx(9.91)
+    assert stats.percentile(shuffled, 0) == 1.0 and stats.percentile(shuffled, 100) == 10.0
+    assert stats.percentile([3.0], 99) == 3.0
+    assert stats.median([1.0, 100.0, 2.0]) == 2.0
+
+
+def test_percentiles_match_numpy_linear():
+    rng = np.random.default_rng(1)
+    for n in (2, 7, 100, 1001):
+        xs = rng.exponential(size=n).tolist()
+        for q in (50, 90, 99, 12.5):
+            assert stats.percentile(xs, q) == pytest.approx(float(np.percentile(xs, q, method="linear")))
+
+
+def test_percentile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        stats.percentile([], 50)
+    with pytest.raises(ValueError):
+        stats.percentile([1.0], 101)
+
+
+def test_summarize_throughput_and_gflops():
+    s = stats.summarize([0.001, 0.002, 0.003, 0.004])  # seconds
+    assert (s.n, s.min_ms, s.max_ms) == (4, 1.0, 4.0)
+    assert s.p50_ms == pytest.approx(2.5) and s.mean_ms == pytest.approx(2.5)
+    assert s.std_ms == pytest.approx(math.sqrt(5 / 3))  # sample standard deviation
+    assert stats.throughput(8, 4.0) == pytest.approx(2000.0)  # 8 images per 4 ms
+    # 1e9 MACs per image, batch 2, 10 ms: 2 FLOPs per MAC -> 400 GFLOP/s
+    assert stats.gflops(10**9, 2, 10.0) == pytest.approx(400.0)
+
+
+# --- peak -----------------------------------------------------------------------------------------
+
+
+def test_measured_peak_records_every_engine_and_size():
+    peak = measure_peak(threads=1, sizes=(64, 128), repeats=2, cuda=False)
+    assert {(m.engine, m.size) for m in peak.measurements} == {
+        ("torch", 64), ("torch", 128), ("onnxruntime", 64), ("onnxruntime", 128)
+    }
+    assert all(m.gflops > 0 and m.device == "cpu" and m.dtype == "fp32" for m in peak.measurements)
+    best = peak.best("cpu")
+    assert best is not None and best.gflops == max(m.gflops for m in peak.measurements)
+    assert peak.for_cell("cpu", "int8") == ("cpu/fp32", best.gflops)  # no int8 peak: against fp32
+    assert peak.for_cell("cuda", "fp16") is None
+    again = MatmulPeak.from_dict(json.loads(json.dumps(peak.to_dict())))
+    assert again.best("cpu") == best
+
+
+def test_peak_prefers_the_matching_dtype():
+    peak = MatmulPeak(1, [PeakMeasurement("torch", "cuda", "fp32", 8, 10.0, 3),
+                          PeakMeasurement("torch", "cuda", "fp16", 8, 40.0, 3)])
+    assert peak.for_cell("cuda", "fp16") == ("cuda/fp16", 40.0)
+    assert peak.for_cell("cuda", "int8") == ("cuda/fp32", 10.0)
+
+
+# --- targets and the sweep definition ---------------------------------------------------------------
+
+
+def test_default_baseline_is_the_vit_of_the_same_width():
+    assert default_baseline("lookupvit_b16") == "vit_b16"
+    assert default_baseline("lookupvit_tiny32") == "vit_tiny32"
+    assert default_baseline("lookupvit_b16_features") == "vit_b16"
+    assert default_baseline("lookupvit_b16_video") is None  # a video model has no image ViT baseline
+    assert default_baseline("lookupvit_digits") is None  # no vit_digits
+
+
+def test_sweep_shape():
+    tgt = resolve_target("lookupvit_tiny32", "2,4")
+    req = ProfileRequest([tgt], precisions=("fp32", "int8"), batches=(1, 8), backends=("torch", "ort"))
+    spec = build_spec(req)
+    assert [m.name for m in spec.models] == ["lookupvit_tiny32", "vit_tiny32"]
+    assert spec.models[0].baseline == "vit_tiny32" and spec.models[1].is_baseline
+    groups = spec.groups()
+    assert len(groups) == 2 * 2 * 2  # backends x precisions x batches
+    for g in groups:
+        assert [c.grid for c in g.cells] == [(2, 2), (4, 4)]
+        assert g.baseline is not None and g.baseline.model == "vit_tiny32" and g.baseline.grid is None
+        assert {c.precision for c in g.cells} == {g.baseline.precision}
+    cells = [c for g in groups for c in [*g.cells, g.baseline]]
+    assert len({c.key for c in cells}) == len(cells) == 24
+
+
+def test_bad_targets_are_user_errors():
+    from exporter.errors import UserError
+
+    with pytest.raises(UserError, match="Did you mean"):
+        resolve_target("lookupvit_b61")
+    with pytest.raises(UserError, match="does not fit"):
+        resolve_target("lookupvit_tiny32", "9")
+    with pytest.raises(UserError, match="no compressed grid"):
+        resolve_target("vit_b16", "7")
+    with pytest.raises(UserError, match="plain ViT"):
+        build_spec(ProfileRequest([resolve_target("lookupvit_tiny32")], baseline="lookupvit_digits"))
+
+
+# --- the sweep, on real PyTorch models -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def torch_sweep(tmp_path_factory):
+    """lookupvit_tiny32 at grids 2 and 4 next to vit_tiny32, PyTorch eager on the CPU."""
+    from exporter.run.artefacts import Artefacts, ChainSettings
+    from exporter.run.manifest import Manifest
+
+    out = tmp_path_factory.mktemp("sweep")
+    req = ProfileRequest(
+        [resolve_target("lookupvit_tiny32", "2,4")], precisions=("fp32", "int8"), batches=(1, 2),
+        backends=("torch",), settings=SweepSettings(warmup=1, iterations=6, repeats=3, threads=1),
+    )
+    artefacts = Artefacts(out, ChainSettings(optimize=False), Manifest(out))
+    peak = MatmulPeak(1, [PeakMeasurement("torch", "cpu", "fp32", 64, 50.0, 1)])
+    return run_sweep(build_spec(req), make_timer_factory(req, artefacts, 1), peak=peak)
+
+
+def test_sweep_measures_every_cell(torch_sweep):
+    from exporter.models import get_variant, model_cost
+
+    ok = torch_sweep.ok()
+    assert len(ok) == 2 * 3  # fp32 cells at batches 1 and 2: two grids and the baseline
+    assert all(c.precision == "fp32" for c in ok)
+    for c in ok:
+        # 3 rounds of 2 calls; the baseline runs after each grid's chunk, so twice as often
+        assert c.latency.n == len(c.samples_ms) == (6 if c.role == "lookupvit" else 12)
+        assert c.latency.p50_ms <= c.latency.p90_ms <= c.latency.p99_ms <= c.latency.max_ms
+        assert c.throughput == pytest.approx(1e3 * c.batch / c.latency.p50_ms)
+        assert c.gflops == pytest.approx(2 * c.gmacs * c.batch / (c.latency.p50_ms / 1e3))
+        assert c.efficiency == pytest.approx(c.gflops / 50.0) and c.peak == "cpu/fp32"
+    g2 = next(c for c in ok if c.grid == "2" and c.batch == 1)
+    assert g2.gmacs == pytest.approx(model_cost(get_variant("lookupvit_tiny32").config, (2, 2)).gmacs)
+    vit = model_cost(get_variant("vit_tiny32").config).macs
+    assert g2.baseline == "vit_tiny32" and g2.speedup is not None and g2.speedup > 0
+    assert g2.analytic_speedup == pytest.approx(vit / model_cost(get_variant("lookupvit_tiny32").config, (2, 2)).macs)
+
+
+def test_unsupported_precisions_are_reported_not_fatal(torch_sweep):
+    int8 = [c for c in torch_sweep.cells if c.precision == "int8"]
+    assert len(int8) == 6 and all(c.status == "unsupported" for c in int8)
+    assert all("int8" in c.reason and c.latency is None for c in int8)
+
+
+def test_baseline_is_interleaved(torch_sweep):
+    for batch in (1, 2):
+        entries = [o for o in torch_sweep.order if f"|b{batch}|" in o["cell"] and "|fp32|" in o["cell"]]
+        roles = [o["role"] for o in entries]
+        assert roles == ["lookupvit", "baseline"] * (len(roles) // 2) and len(roles) == 3 * 2 * 2
+        grids = [o["grid"] for o in entries if o["role"] == "lookupvit"]
+        assert grids == ["2", "4"] * 3  # round by round
+        assert [o["round"] for o in entries[::4]] == [0, 1, 2]
+
+
+def test_sweep_result_round_trips_through_json(torch_sweep):
+    from exporter.profile.sweep import SweepResult
+
+    doc = json.loads(json.dumps(torch_sweep.to_dict()))
+    again = SweepResult.from_dict(doc)
+    assert again.cells == torch_sweep.cells
+    assert again.to_dict() == doc
+
+
+def test_plots_from_a_sweep(torch_sweep, tmp_path):
+    from exporter.profile.plots import AccuracyPoint, plot_all
+
+    acc = [AccuracyPoint("lookupvit_tiny32", "2", "fp32", 50.0, "test"),
+           AccuracyPoint("lookupvit_tiny32", "4", "fp32", 60.0, "test")]
+    files = plot_all(torch_sweep, tmp_path, acc)
+    assert sorted(p.name for p in files) == ["accuracy_latency.png", "latency_lookupvit_tiny32.png", "speedup.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in files)
+
+
+# --- the verb -------------------------------------------------------------------------------------
+
+
+def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
+    result = cli("profile", "lookupvit_tiny32", "--grids", "2", "--backends", "ort,trt", "--iters", "4",
+                 "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak-sizes", "64,128", "--no-optimize",
+                 "-o", str(tmp_path), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)  # stdout is one JSON document
+    cells = {(c["model"], c["backend"]): c for c in doc["cells"]}
+    assert cells[("lookupvit_tiny32", "ort")]["status"] == "ok"
+    assert cells[("vit_tiny32", "ort")]["role"] == "baseline"
+    assert cells[("lookupvit_tiny32", "ort")]["speedup"] > 0
+    trt = cells[("lookupvit_tiny32", "trt")]
+    assert trt["status"] == "ok" or "TensorRT" in trt["reason"] or "GPU" in trt["reason"]
+    assert doc["peak"]["threads"] == 1 and doc["threads"] == 1
+    assert (tmp_path / "latency.json").is_file()
+    assert (tmp_path / "lookupvit_tiny32" / "g2" / "onnx" / "lookupvit_tiny32_g2.onnx").is_file()
+    assert all((tmp_path / p).is_file() for p in doc["plots"]) and "plots/speedup.png" in doc["plots"]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["lookupvit_b61"], "Did you mean"),
+        (["lookupvit_tiny32", "--iters", "0"], "at least 1"),
+        (["lookupvit_tiny32", "--iters", "3", "--seconds", "1"], "not both"),
+        (["lookupvit_tiny32", "--backends", "ort,onnx"], "Unknown backend"),
+        (["lookupvit_tiny32", "--batch", "0"], "positive integers"),
+        (["lookupvit_tiny32", "--precisions", "fp4"], "Unknown precision"),
+    ],
+)
+def test_profile_bad_input_exits_2(cli, args, message):
+    result = cli("profile", *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output

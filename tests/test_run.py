@@ -1,0 +1,160 @@
+"""`lookupvit run`: the README's quick start on a tiny profile, the report, and resuming."""
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = Path(__file__).resolve().parent / "profiles" / "tiny.toml"
+QUICKSTART = "lookupvit run --profile cpu -o runs/quickstart"
+
+
+def _files(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """The quick-start command of the README, with the tiny profile in place of cpu."""
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    out = tmp_path_factory.mktemp("run") / "quickstart"
+    args = QUICKSTART.split()[1:]
+    args[args.index("cpu")] = str(TINY)
+    args[args.index("runs/quickstart")] = str(out)
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    return out, result, _files(out)
+
+
+def test_readme_and_makefile_run_the_main_job():
+    readme = (ROOT / "README.md").read_text()
+    quick = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert QUICKSTART in quick
+    recipe = re.search(r"^quickstart:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.M)
+    assert recipe is not None and "run --profile cpu -o $(OUT)" in recipe.group(1)
+    assert re.search(r"^OUT \?= runs/quickstart$", (ROOT / "Makefile").read_text(), re.M)
+
+
+def test_quickstart_completes_with_a_summary_table(first_run):
+    out, result, _ = first_run
+    assert result.exit_code == 0, result.output
+    assert "lookupvit run --profile tiny" in result.output  # the summary table's title
+    for model in ("lookupvit_digits", "lookupvit_tiny32", "vit_tiny32 (baseline)"):
+        assert model in result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["profile"]["name"] == "tiny" and summary["stage_counts"].get("ran", 0) > 0
+    assert not [s for s in summary["stages"] if s["status"] == "failed" and s["kind"] in ("export", "profile")]
+
+
+def test_run_folder_layout(first_run):
+    out, _, files = first_run
+    for f in ("stages.json", "latency.json", "summary.json", "report.html",
+              "lookupvit_digits/g2/onnx/lookupvit_digits_g2.onnx", "lookupvit_digits/g2/onnx/lookupvit_digits_g2.onnx.json",
+              "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.onnx", "lookupvit_tiny32/g4/onnx/lookupvit_tiny32_g4.onnx",
+              "vit_tiny32/onnx/vit_tiny32.onnx"):
+        assert f in files, f
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert {"export:lookupvit_tiny32:g4", "validate:lookupvit_tiny32:g4:fp32", "profile"} <= set(stages)
+    assert all(len(e["key"]) == 64 and e["outputs"] for e in stages.values())
+
+
+def test_summary_has_latency_accuracy_and_validation(first_run):
+    out, _, _ = first_run
+    s = json.loads((out / "summary.json").read_text())
+    cells = s["latency"]["cells"]
+    ok = [c for c in cells if c["status"] == "ok"]
+    assert {c["model"] for c in ok} >= {"lookupvit_digits", "lookupvit_tiny32", "vit_tiny32"}
+    tiny = [c for c in ok if c["model"] == "lookupvit_tiny32"]
+    assert tiny and all(c["speedup"] and c["analytic_speedup"] and c["baseline"] == "vit_tiny32" for c in tiny)
+    assert not [c for c in cells if c["model"] == "lookupvit_digits" and c["baseline"]]  # no vit_digits
+    assert s["latency"]["peak"]["peaks"]["cpu/fp32"]["gflops"] > 0
+    fp32 = [a for a in s["accuracy"] if a["precision"] == "fp32"]
+    assert fp32 and fp32[0]["model"] == "lookupvit_digits" and fp32[0]["top1"] > 80  # the trained model
+    assert any(v["precision"] == "fp32" and v["status"] == "PASSED" for v in s["validation"])
+    assert s["machine"]["cores"] >= 1 and s["versions"]["onnxruntime"]
+
+
+def test_report_embeds_every_plot(first_run):
+    out, _, _ = first_run
+    summary = json.loads((out / "summary.json").read_text())
+    html = (out / "report.html").read_text()
+    assert len(summary["plots"]) >= 3
+    assert {Path(p).name for p in summary["plots"]} >= {"speedup.png", "accuracy_latency.png", "latency_lookupvit_tiny32.png"}
+    for p in summary["plots"]:
+        assert base64.b64encode((out / p).read_bytes()).decode() in html, p
+    assert 'src="http' not in html and "<link" not in html  # self-contained
+    for heading in ("Summary", "Latency per cell", "Speedup over the ViT baseline", "Accuracy per precision",
+                    "Validation against PyTorch", "Stages", "Machine", "Tool versions"):
+        assert heading in html
+
+
+def test_rerun_skips_finished_stages(first_run):
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    out, _, before = first_run
+    result = CliRunner().invoke(main, ["run", "--profile", str(TINY), "-o", str(out), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0
+    summary = json.loads(result.output)
+    statuses = {s["id"]: s["status"] for s in summary["stages"]}
+    assert statuses and "ran" not in statuses.values()
+    assert statuses["profile"] == "skipped" and statuses["export:lookupvit_tiny32:g2"] == "skipped"
+    after = _files(out)
+    changed = {f for f in before if after.get(f) != before[f]}
+    assert changed <= {"summary.json", "report.html"}  # no model, measurement or plot was made again
+
+
+def test_rerun_after_a_change_reruns_only_what_depends_on_it(first_run, tmp_path):
+    import shutil
+
+    from exporter.run import RunOptions, run_job
+
+    out, _, _ = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "latency.json").unlink()  # the sweep's output is gone: that stage runs again, nothing else
+    result = run_job(RunOptions(profile=TINY, out_dir=copy, peak_sizes=(64,)))
+    ran = [o.id for o in result.outcomes if o.status == "ran"]
+    assert ran == ["profile"]
+    assert (copy / "latency.json").is_file()
+
+
+def test_cpu_profile_plan():
+    from exporter.engine.profiles import load_profile
+    from exporter.run.job import plan_models, sweep_spec
+
+    prof = load_profile("cpu")
+    models = plan_models(prof)
+    roles = {variant: role for role, variant, _ in models}
+    assert roles == {"lookupvit_digits": "accuracy", "lookupvit_b16": "latency", "vit_b16": "baseline"}
+    spec = sweep_spec(prof, "ort", models, repeats=3)
+    b16 = spec.model("lookupvit_b16")
+    assert b16.baseline == "vit_b16" and spec.model("vit_b16").is_baseline
+    assert spec.model("lookupvit_digits").baseline is None
+
+
+def test_work_over_the_time_budget_is_reported_not_run(first_run, tmp_path):
+    import shutil
+
+    from exporter.run import RunOptions, run_job
+
+    out, _, _ = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    result = run_job(RunOptions(profile=TINY, out_dir=copy, budget_s=1e-6, peak_sizes=(64,)))
+    budget = [o for o in result.outcomes if o.kind == "budget"]
+    assert {o.id for o in budget} == {
+        "latency:lookupvit_tiny32:g2:fp32:b1", "latency:lookupvit_tiny32:g4:fp32:b1",
+        "latency:lookupvit_tiny32:g2:int8:b1", "latency:lookupvit_tiny32:g4:int8:b1",
+    }
+    assert all(o.status == "not run" and "budget" in o.note for o in budget)
+    cells = result.summary["latency"]["cells"]
+    assert {c["status"] for c in cells if c["model"] != "lookupvit_digits"} == {"not run"}
+    assert any(c["status"] == "ok" for c in cells if c["model"] == "lookupvit_digits")  # accuracy models always run
+    assert result.summary["budget_s"] == pytest.approx(1e-6)
