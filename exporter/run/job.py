@@ -11,6 +11,11 @@ latency models at ``grids.latency`` next to the ``baseline`` ViT) and its precis
 Every stage is recorded in ``DIR/stages.json`` (:mod:`.manifest`): a rerun skips stages whose
 inputs did not change. A stage that fails (a precision a backend cannot run, no TensorRT here) is
 reported with its reason and the run goes on; the report says what ran, what was skipped and why.
+
+The accuracy models always run completely. The latency models' cells are admitted in priority
+order within a time budget (:class:`_BudgetPlanner`; 6 minutes on an ONNX Runtime profile, the
+quick start, none on TensorRT profiles): what does not fit is reported as not run, and a rerun,
+skipping what is done, continues with it.
 """
 
 from __future__ import annotations
@@ -174,9 +179,9 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                     todo = [u for u in units if u not in made]
                     cell = (m.name, grid, p, batch)
                     if not planner.admit(cell, todo):
-                        why = planner.reason()
-                        state["over_budget"][cell] = why
-                        manifest.note(":".join(["latency", m.name, _g(grid), p, f"b{batch}"]), "budget", "not run", why)
+                        state["over_budget"][cell] = f"over the run's time budget ({budget / 60:.0f} min); a rerun continues"
+                        manifest.note(":".join(["latency", m.name, _g(grid), p, f"b{batch}"]), "budget", "not run",
+                                      planner.reason())
                         continue
                     for u in todo:
                         ui.step(f"{u[0]} {_g(u[1])} {u[2]}")
