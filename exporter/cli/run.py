@@ -56,7 +56,7 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, bu
 
     The profile's [models] say what runs: accuracy models (top-1 per precision and grid), latency
     models timed per grid x precision x batch next to the baseline ViT, in priority order (first
-    precision, baseline, grids as listed) within the time budget. A rerun skips every stage whose
+    precision, smallest batch, grids as listed) within the time budget. A rerun skips every stage whose
     inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
