@@ -118,14 +118,15 @@ def plot_speedup(result: SweepResult, path: str | Path) -> Path | None:
 
 
 def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], path: str | Path) -> Path | None:
-    """Top-1 vs p50 latency at the smallest measured batch, one point per grid, per precision."""
+    """Top-1 vs p50 latency per image at the largest measured batch (where per-call overheads weigh
+    least), one point per grid, per precision."""
     pts: list[tuple[AccuracyPoint, CellResult]] = []
     for a in accuracy:
         rows = [c for c in result.ok() if c.model == a.model and c.grid == a.grid and c.precision == a.precision
                 and c.latency is not None]
         if not rows:
             continue
-        batch = min(c.batch for c in rows)
+        batch = max(c.batch for c in rows)
         for c in rows:
             if c.batch == batch:
                 pts.append((a, c))
@@ -138,12 +139,12 @@ def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], pa
         groups.setdefault((a.model, c.backend, a.precision, c.batch), []).append((a, c))
     for (model, backend, precision, batch), pairs in sorted(groups.items()):
         pairs.sort(key=lambda r: r[1].tokens or 0)  # in grid order: the curve a grid setting walks along
-        xs = [c.latency.p50_ms for _, c in pairs]  # type: ignore[union-attr]
+        xs = [c.latency.p50_ms / c.batch for _, c in pairs]  # type: ignore[union-attr]
         ys = [a.top1 for a, _ in pairs]
         ax.plot(xs, ys, marker="o", label=f"{model} {backend} {precision} (b{batch})")
         for (a, _), x, y in zip(pairs, xs, ys):
             ax.annotate(f"g{a.grid}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set_xlabel("latency p50 [ms]")
+    ax.set_xlabel("latency p50 per image [ms] (p50 of a batch / batch size)")
     ax.set_ylabel("top-1 [%]")
     ax.set_title("accuracy vs latency per compressed grid")
     ax.grid(alpha=0.3)
