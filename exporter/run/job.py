@@ -38,6 +38,7 @@ from .manifest import Manifest, StageError, StageOutcome, error_text
 
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
+ACCURACY_DATA = "digits"  # the labelled data of the accuracy models: comparisons, calibration, validation
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
         if role == "accuracy":
             for grid in grids:
                 for p in prof.precisions:
-                    accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state)
+                    accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state,
+                                                   data=ACCURACY_DATA)
                 accuracy_steps.append(Step(f"compare {variant} {_g(grid)}",
                                            _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
@@ -376,9 +378,11 @@ def _stage_id(label: str) -> str:
 
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
-    opts: RunOptions, state: dict[str, Any],
+    opts: RunOptions, state: dict[str, Any], data: str = "random",
 ) -> list[Step]:
-    """The stages that make and check one model in one precision (export and optimize once per grid)."""
+    """The stages that make and check one model in one precision (export and optimize once per grid).
+    ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
+    were calibrated for), or seeded random images for the latency models."""
     g, p = _g(grid), precision
     steps = [  # asked for by every precision; the first one makes them, the others find them
         Step(f"export {variant} {g}", partial(artefacts.exported, variant, grid)),
@@ -389,15 +393,15 @@ def _chain_steps(
     if backend == "trt":
         steps.append(Step(f"build {variant} {g} {p}", partial(artefacts.engine, variant, grid, p)))
     steps.append(Step(f"validate {variant} {g} {p}",
-                      partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state)))
+                      partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))
     return steps
 
 
 def _validate(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
-    opts: RunOptions, state: dict[str, Any],
+    opts: RunOptions, state: dict[str, Any], data: str,
 ) -> None:
-    """The model as the backend runs it, against the PyTorch fp32 reference (random inputs)."""
+    """The model as the backend runs it, against the PyTorch fp32 reference, on ``data``."""
     if backend == "trt":
         from ..engine.validate import validate_engine
 
@@ -405,7 +409,7 @@ def _validate(
         report_path = target.with_name(target.name + ".validate.json")
 
         def validate() -> Any:
-            return validate_engine(target, None, None, None, "random", opts.validate_iterations, precision)
+            return validate_engine(target, None, None, None, data, opts.validate_iterations, precision)
     else:
         from ..validate import validate_onnx
 
@@ -413,7 +417,7 @@ def _validate(
         report_path = target.with_suffix(".validate.json")
 
         def validate() -> Any:
-            return validate_onnx(target, data="random", iterations=opts.validate_iterations, precision=precision)
+            return validate_onnx(target, data=data, iterations=opts.validate_iterations, precision=precision)
 
     def run() -> tuple[Any, list[Path]]:
         r = validate()
@@ -428,7 +432,7 @@ def _validate(
         return row, [report_path] if report_path.is_file() else []
 
     stage_id = ":".join(["validate", variant, _g(grid), precision])
-    settings = {"precision": precision, "data": "random", "iterations": opts.validate_iterations, "backend": backend}
+    settings = {"precision": precision, "data": data, "iterations": opts.validate_iterations, "backend": backend}
     outcome = manifest.stage(stage_id, "validate", settings, {"model": target}, run)
     state["validation"].append(outcome.result)
 
@@ -446,8 +450,8 @@ def _compare_step(
 
         def run() -> tuple[Any, list[Path]]:
             r = compare_precisions(
-                str(fp32), precisions=list(prof.precisions), data="digits", backend=backend, out_dir=folder,
-                calib="digits", calib_size=DEFAULT_CALIB_SIZE, profile=prof.name if backend == "trt" else None,
+                str(fp32), precisions=list(prof.precisions), data=ACCURACY_DATA, backend=backend, out_dir=folder,
+                calib=ACCURACY_DATA, calib_size=DEFAULT_CALIB_SIZE, profile=prof.name if backend == "trt" else None,
                 progress=artefacts.say,
             )
             d = r.to_dict()
@@ -460,8 +464,8 @@ def _compare_step(
             files = [Path(v) for v in d.get("files", {}).values() if Path(v).is_file()]
             return result, files
 
-        settings = {"precisions": list(prof.precisions), "data": "digits", "backend": backend,
-                    "calib": "digits", "calib_size": DEFAULT_CALIB_SIZE}
+        settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
+                    "calib": ACCURACY_DATA, "calib_size": DEFAULT_CALIB_SIZE}
         outcome = manifest.stage(":".join(["compare", variant, _g(grid)]), "compare", settings, {"model": fp32}, run)
         state["accuracy"].setdefault(variant, []).append(outcome.result)
 
