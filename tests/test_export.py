@@ -151,3 +151,13 @@ def test_foreign_model_without_metadata_needs_reference(tmp_path, cli):
     onnx.save(helper.make_model(graph), str(path))
     result = cli("validate", str(path))
     assert result.exit_code == 2 and "--reference" in result.output
+
+
+def test_missing_external_data_is_not_reused(tmp_path):
+    """A sidecar naming an external data file that is gone forces a fresh export."""
+    src = resolve_variant_source("lookupvit_tiny32", grid="2")
+    first = export_onnx(src, tmp_path)
+    side = json.loads(first.sidecar.read_text())
+    side["settings"]["external_data"] = ["lookupvit_tiny32_g2.onnx.data"]
+    first.sidecar.write_text(json.dumps(side))
+    assert not export_onnx(src, tmp_path).reused

@@ -101,6 +101,7 @@ def _reusable(path: Path, key: dict[str, object]) -> bool:
         meta is not None
         and meta.get("key") == key
         and path.is_file()
+        and all((path.parent / name).is_file() for name in meta.get("settings", {}).get("external_data", []))
         and meta.get("output", {}).get("sha256") == sha256_file(path)
     )
 
