@@ -37,7 +37,6 @@ from .source import ModelSource, load_source, source_to_json
 
 MIN_OPSET, MAX_OPSET = 18, 23
 INPUT_NAME = "images"
-TWO_GB = 2**31
 
 
 @dataclass

@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-PROTOBUF_LIMIT = 2**31 - 2**24  # models above this are saved with external data
 WEIGHT_MIN_ELEMENTS = 4096  # initializers this large are fed as inputs when checking (see split_weights)
 DEFAULT_BATCH = 2
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from ..io import atomic_path, sha256_file, write_json
-from ..onnx_io import META_PREFIX, load_onnx
-from .check import DEFAULT_BATCH, PROTOBUF_LIMIT, CheckResult, compare_outputs, run_model, seeded_feeds, split_weights
+from ..io import sha256_file, write_json
+from ..onnx_io import META_PREFIX, load_onnx, save_onnx
+from .check import DEFAULT_BATCH, CheckResult, compare_outputs, run_model, seeded_feeds, split_weights
 from .registry import PassContext, resolve_passes
 
 
@@ -219,7 +219,7 @@ def optimize_model(
     final = _finish(current, original, target, [r.name for r in records if r.status == "kept"])
     end_to_end = compare_outputs(reference, outputs, precision)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _save(final, out_path)
+    save_onnx(final, out_path)
     report = OptimizeReport(
         input=str(in_path), output=str(out_path), sidecar=f"{out_path}.json", target=target, passes=records,
         nodes_before=len(original.graph.node), nodes_after=len(final.graph.node),
@@ -247,18 +247,6 @@ def _finish(model, original, target: str, kept: list[str]):
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v
     return model
-
-
-def _save(model, out_path: Path) -> None:
-    import onnx
-
-    large = model.ByteSize() >= PROTOBUF_LIMIT
-    with atomic_path(out_path) as tmp:
-        if large:  # weights next to the model, as the exporter does above 2 GB
-            onnx.save_model(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=f"{out_path.name}.data")
-        else:
-            onnx.save_model(model, str(tmp))
 
 
 __all__ = ["DEFAULT_BATCH", "OptimizeReport", "PassRecord", "optimize_model"]

@@ -12,9 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,8 +20,8 @@ from typing import Any
 from .. import __version__
 from ..data import InputSpec
 from ..errors import UserError
-from ..io import atomic_path, sha256_file, write_json
-from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
+from ..io import sha256_file, write_json
+from ..onnx_io import META_PREFIX, PROTOBUF_LIMIT, load_onnx, lookupvit_metadata, save_onnx
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
 from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model
@@ -32,7 +29,6 @@ from .summary import summarize
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 PRECISION_KEY = META_PREFIX + "precision"
-TWO_GB = 2**31
 
 
 @dataclass
@@ -117,25 +113,6 @@ def _reusable(out: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     if meta.get("key") != key or not out.is_file() or meta.get("hashes", {}).get("output_sha256") != sha256_file(out):
         return None
     return meta
-
-
-def _save(model: Any, out: Path) -> None:
-    """Write ``model`` to ``out`` atomically (external data ``<out>.data`` when over 2 GB)."""
-    import onnx
-
-    if model.ByteSize() < TWO_GB:
-        with atomic_path(out) as tmp:
-            onnx.save(model, str(tmp))
-        return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        data_name = f"{out.name}.data"
-        onnx.save(model, str(tmp_dir / out.name), save_as_external_data=True, location=data_name)
-        os.replace(tmp_dir / data_name, out.parent / data_name)  # the data first, then the model pointing at it
-        os.replace(tmp_dir / out.name, out)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
 def _set_metadata(model: Any, source_meta: list[tuple[str, str]], precision: str, extra: dict[str, str]) -> None:
@@ -247,14 +224,14 @@ def convert_precision(
 
     _set_metadata(out_model, source_props, to, {META_PREFIX + "precision_source": in_path.name})
     try:
-        onnx.checker.check_model(out_model, full_check=out_model.ByteSize() < TWO_GB)
+        onnx.checker.check_model(out_model, full_check=out_model.ByteSize() < PROTOBUF_LIMIT)
     except Exception as e:  # ValidationError, or InferenceError from the full (typed) check
         raise UserError(
             f"The {to} graph fails onnx.checker: {type(e).__name__}: {str(e)[:400]}",
             "Keep the offending op in fp32 with --keep-fp32, or report the graph that triggers this.",
         ) from None
     after = summarize(out_model)
-    _save(out_model, out_path)
+    save_onnx(out_model, out_path)
     seconds = time.perf_counter() - t0
     report = PrecisionReport(
         input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=False,
