@@ -88,11 +88,11 @@ def run_model(model, feeds: dict[str, np.ndarray], split: tuple | None = None) -
     """Run ``model`` (a ModelProto; or its ``split_weights``) on ONNX Runtime's CPU provider."""
     import onnxruntime as ort
 
+    from ..runners import ort_session
+
     skeleton, weights = split or split_weights(model)
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    sess = ort.InferenceSession(skeleton.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort_session(skeleton.SerializeToString(), ["CPUExecutionProvider"], level=basic)
     names = [o.name for o in sess.get_outputs()]
     return dict(zip(names, sess.run(None, {**feeds, **weights})))
 

@@ -203,35 +203,19 @@ class _OrtBackend:
         basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         if _try_session(path, self.providers, feed, basic) is not None:
             return None, f"ONNX Runtime ({self.providers[0]}) cannot run this graph: {default_error}", None
-        from polygraphy.backend.onnxrt import OnnxrtRunner
-
-        def make_session() -> Any:
-            return ort.InferenceSession(str(path), sess_options=_session_options(basic), providers=self.providers)
-
         note = (
             f"run at ONNX Runtime's basic optimisation level (Q/DQ pairs executed as written): at the default "
             f"level the session fails with {default_error}"
         )
-        return OnnxrtRunner(make_session, name=f"onnxruntime-{precision}"), None, note
-
-
-def _session_options(level: Any = None) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if level is not None:
-        opts.graph_optimization_level = level
-    return opts
+        return ort_runner(path, self.providers, name=f"onnxruntime-{precision}", level=basic), None, note
 
 
 def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
     """None when ONNX Runtime creates a session for ``path`` and runs ``feed``; else the reason."""
-    import onnxruntime as ort
+    from ..runners import ort_session
 
     try:
-        session = ort.InferenceSession(str(path), sess_options=_session_options(level), providers=providers)
-        session.run(None, feed)
+        ort_session(path, providers, level=level).run(None, feed)
     except Exception as e:
         return _reason(e)
     return None
@@ -305,11 +289,9 @@ def _all_outputs(path: Path) -> Any:
 
 
 def _run_all(model: Any, feed: dict[str, np.ndarray], providers: list[str]) -> dict[str, np.ndarray]:
-    import onnxruntime as ort
+    from ..runners import ort_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), sess_options=opts, providers=providers)
+    session = ort_session(model.SerializeToString(), providers)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feed)))
 

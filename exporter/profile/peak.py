@@ -93,8 +93,9 @@ def _torch_peak(device: str, dtype: str, size: int, repeats: int) -> float:
 
 
 def _ort_peak(size: int, repeats: int, threads: int) -> float:
-    import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
+
+    from ..runners import ort_session
 
     rng = np.random.default_rng(0)
     weight = numpy_helper.from_array(rng.standard_normal((size, size), dtype=np.float32), "B")
@@ -107,11 +108,7 @@ def _ort_peak(size: int, repeats: int, threads: int) -> float:
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    sess = ort_session(model.SerializeToString(), ["CPUExecutionProvider"], threads)
     a = rng.standard_normal((size, size), dtype=np.float32)
     times = _time_repeats(lambda: sess.run(None, {"A": a}), repeats)
     return 2.0 * size**3 / median(times) / 1e9

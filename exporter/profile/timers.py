@@ -96,17 +96,11 @@ def torch_timer(module: Any, batch: int, input_shape: tuple[int, ...], precision
 
 def ort_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads: int, prefer_cuda: bool = True) -> Timer:
     """ONNX Runtime on its CUDA execution provider when installed, else the CPU provider."""
-    import onnxruntime as ort
-
-    from ..runners import ort_providers
+    from ..runners import ort_providers, ort_session
 
     providers = ort_providers(prefer_cuda)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        sess = ort_session(path, providers, threads)
     except Exception as e:
         raise Unsupported(f"ONNX Runtime cannot load {Path(path).name} on {providers[0]}: {_first_line(e)}") from None
     name = sess.get_inputs()[0].name

@@ -1,8 +1,10 @@
-"""ONNX Runtime as a Polygraphy runner: the CPU execution provider, or CUDA where installed."""
+"""ONNX Runtime sessions and the Polygraphy runner over them: the CPU execution provider, or CUDA
+where installed. Every ONNX Runtime session of the project is made here."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 def ort_providers(prefer_cuda: bool = True) -> list[str]:
@@ -15,17 +17,29 @@ def ort_providers(prefer_cuda: bool = True) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def ort_runner(path: str | Path, providers: list[str] | None = None, threads: int | None = None, name: str | None = None):
-    """A Polygraphy ``OnnxrtRunner`` over ``path``."""
+def ort_session(
+    model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None, level: Any = None
+):
+    """An ``InferenceSession`` over a model path (or serialised bytes), quiet, with ``threads``
+    intra-op threads (one inter-op thread) and graph optimisation ``level`` when given."""
     import onnxruntime as ort
-    from polygraphy.backend.onnxrt import OnnxrtRunner
 
     opts = ort.SessionOptions()
+    opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    opts.log_severity_level = 3
+        opts.inter_op_num_threads = 1
+    if level is not None:
+        opts.graph_optimization_level = level
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=providers or ort_providers())
 
-    def make_session():
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers or ort_providers())
 
-    return OnnxrtRunner(make_session, name=name)
+def ort_runner(
+    path: str | Path, providers: list[str] | None = None, threads: int | None = None, name: str | None = None,
+    level: Any = None,
+):
+    """A Polygraphy ``OnnxrtRunner`` over ``path``."""
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    return OnnxrtRunner(lambda: ort_session(path, providers, threads, level), name=name)
