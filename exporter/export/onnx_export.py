@@ -31,6 +31,7 @@ import torch
 from .. import __version__
 from ..errors import UserError
 from ..io import sha256_file, write_json
+from ..models.config import grid_dims
 from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
 from ..versions import tool_versions
 from .source import ModelSource, load_source, source_to_json
@@ -137,7 +138,7 @@ def export_onnx(
     out_dir = Path(out_dir)
     path = out_dir / f"{src.file_stem()}.onnx"
     key = _cache_key(src, static_batch, opset)
-    grid_text = "x".join(map(str, src.grid)) if src.grid else None
+    grid_text = grid_dims(src.grid) if src.grid else None
     if not force and _reusable(path, key):
         return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid_text, path.stat().st_size)
 

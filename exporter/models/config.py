@@ -176,16 +176,16 @@ def check_grid(grid: Grid, lookup_grid: Grid) -> Grid:
     """Validate a compressed grid against the lookup grid: same rank, each axis 1..lookup extent."""
     if len(grid) != len(lookup_grid):
         raise UserError(
-            f"Grid {_dims(grid)} has {len(grid)} axes but this model's lookup grid "
-            f"{_dims(lookup_grid)} has {len(lookup_grid)}.",
+            f"Grid {grid_dims(grid)} has {len(grid)} axes but this model's lookup grid "
+            f"{grid_dims(lookup_grid)} has {len(lookup_grid)}.",
             "Give a single number (used on every axis) or one size per axis, e.g. 7 or 4x7x7.",
         )
     for g, n in zip(grid, lookup_grid):
         if not 1 <= g <= n:
             raise UserError(
-                f"Grid {_dims(grid)} does not fit the lookup grid {_dims(lookup_grid)}: "
+                f"Grid {grid_dims(grid)} does not fit the lookup grid {grid_dims(lookup_grid)}: "
                 "each compressed axis must be between 1 and the lookup extent.",
-                f"Choose a grid no larger than {_dims(lookup_grid)}.",
+                f"Choose a grid no larger than {grid_dims(lookup_grid)}.",
             )
     return tuple(grid)
 
@@ -231,8 +231,9 @@ def grid_label(grid: Grid) -> str:
     """``(7, 7)`` -> ``"7"``; ``(4, 7, 7)`` -> ``"4x7x7"``; used in file names and tables."""
     if len(set(grid)) == 1 and len(grid) == 2:
         return str(grid[0])
-    return "x".join(str(g) for g in grid)
+    return grid_dims(grid)
 
 
-def _dims(grid: Grid) -> str:
+def grid_dims(grid: Grid) -> str:
+    """Every axis spelled out: ``(7, 7)`` -> ``"7x7"`` (messages and metadata)."""
     return "x".join(str(g) for g in grid)
