@@ -35,7 +35,7 @@ from .graph import Dim, GraphView, attr, node_label
 
 DOC = "TensorRT developer guide: Fused Attention; IAttention API; TensorRT 10.6 release notes (FP8 MHA on Ada)"
 LAYOUT = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Flatten"}
-PRECISION = {
+PRECISION: dict[int, str] = {
     onnx.TensorProto.FLOAT: "fp32",
     onnx.TensorProto.FLOAT16: "fp16",
     onnx.TensorProto.BFLOAT16: "bf16",

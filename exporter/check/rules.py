@@ -213,7 +213,7 @@ def attention_kv_cache(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) ->
 
 @node_rule("Attention")
 def attention_attributes(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
-    if float(attr(node, "softcap", 0.0)) != 0.0:  # type: ignore[arg-type]
+    if float(attr(node, "softcap", 0.0)) != 0.0:
         yield found(
             node, "attention.softcap", "Attention sets softcap, which TensorRT's Attention does not support.",
             CHECKERS + ": DEFINE_OP_CHECKER(Attention), 'Setting softcap is not supported'",
@@ -331,8 +331,8 @@ def resize_modes(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -> Itera
         yield found(node, "resize.aspect", "Only keep_aspect_ratio_policy 'stretch' is supported.", src,
                     "Set keep_aspect_ratio_policy = 'stretch' and give the exact output sizes.")
     axes = attr(node, "axes", None)
-    if axes is not None and len(set(axes)) != len(axes):  # type: ignore[arg-type]
-        yield found(node, "resize.axes", f"Resize axes {list(axes)} repeat an axis.", src,  # type: ignore[arg-type]
+    if axes is not None and len(set(axes)) != len(axes):
+        yield found(node, "resize.axes", f"Resize axes {list(axes)} repeat an axis.", src,
                     "List each axis once.")
 
 
@@ -367,10 +367,10 @@ def qdq_scale_and_zero_point(node: onnx.NodeProto, g: GraphView, ctx: CheckConte
                         "Calibrate symmetrically (zero point 0).")
     out_dtype = attr(node, "output_dtype", 0)
     if out_dtype:
-        name = TRT_TYPE.get(int(out_dtype))  # type: ignore[arg-type]
+        name = TRT_TYPE.get(int(out_dtype))
         ok = name in QUANTIZED if node.op_type == "QuantizeLinear" else name in ("FP32", "FP16", "BF16")
         if not ok:
-            yield found(node, "qdq.type", f"output_dtype {type_name(int(out_dtype))} is not allowed here.", src,  # type: ignore[arg-type]
+            yield found(node, "qdq.type", f"output_dtype {type_name(int(out_dtype))} is not allowed here.", src,
                         "QuantizeLinear: FP8, INT8, INT4 or FP4; DequantizeLinear: FLOAT, FLOAT16 or BFLOAT16.")
 
 
@@ -385,7 +385,7 @@ def qdq_axis_and_blocks(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -
     size = int(np.prod([d for d in s if isinstance(d, int)])) if all(isinstance(d, int) for d in s) else None
     if size in (None, 1):
         return  # per-tensor (or unknown): the axis is ignored
-    axis = int(attr(node, "axis", 1))  # type: ignore[arg-type]
+    axis = int(attr(node, "axis", 1))
     if not -len(x) <= axis < len(x):
         yield found(node, "qdq.axis", f"axis {axis} is outside the input's rank {len(x)}.", src,
                     "Set axis to the channel axis of the input.")
@@ -396,12 +396,13 @@ def qdq_axis_and_blocks(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -
             yield found(node, "qdq.axis", f"{size} scales for {k} channels on axis {axis}.", src,
                         "Give one scale per channel of the quantized axis.")
     elif len(s) == len(x):
-        if all(isinstance(d, int) for d in [*x, *s]):
-            blocked = [i for i, (a, b) in enumerate(zip(x, s)) if a != b]
+        xi, si = [d for d in x if isinstance(d, int)], [d for d in s if isinstance(d, int)]
+        if len(xi) == len(x) and len(si) == len(s):
+            blocked = [i for i, (a, b) in enumerate(zip(xi, si)) if a != b]
             if len(blocked) != 1:
                 yield found(node, "qdq.block", f"Block quantization over axes {blocked}: only one blocked axis is "
                             "allowed.", src, "Block along a single axis (block_size on that axis).")
-            elif x[blocked[0]] % s[blocked[0]]:  # type: ignore[operator]
+            elif xi[blocked[0]] % si[blocked[0]]:
                 yield found(node, "qdq.block", "The block size does not divide the blocked axis.", src,
                             "Choose a block_size that divides the axis.")
     else:
@@ -414,14 +415,14 @@ def cast_strongly_typed(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -
     to = attr(node, "to", None) if node.op_type == "Cast" else g.elem_type(_input(node, 1))
     if to is None:
         return
-    name = TRT_TYPE.get(int(to))  # type: ignore[arg-type]
+    name = TRT_TYPE.get(int(to))
     if name in QUANTIZED:
-        yield found(node, "cast.quantized", f"Cast to {type_name(int(to))}: a strongly typed network reaches INT8/FP8 "  # type: ignore[arg-type]
+        yield found(node, "cast.quantized", f"Cast to {type_name(int(to))}: a strongly typed network reaches INT8/FP8 "
                     "only through QuantizeLinear (TensorRT rejects casts to FP8).",
                     IMPORTERS + ": DEFINE_BUILTIN_OP_IMPORTER(Cast); " + OPERATORS_DOC + " (row Cast)",
                     "Replace the Cast with a QuantizeLinear/DequantizeLinear pair (`lookupvit precision int8|fp8`).")
-    elif name is None or (name not in SUPPORTED["Cast"] and int(to) != onnx.TensorProto.DOUBLE):  # type: ignore[arg-type]
-        yield found(node, "cast.type", f"Cast to {type_name(int(to))}, a type TensorRT does not have.",  # type: ignore[arg-type]
+    elif name is None or (name not in SUPPORTED["Cast"] and int(to) != onnx.TensorProto.DOUBLE):
+        yield found(node, "cast.type", f"Cast to {type_name(int(to))}, a type TensorRT does not have.",
                     CHECKERS + ": DEFINE_OP_CHECKER(Cast), 'Unsupported data type for the Cast operator'",
                     "Cast to FLOAT, FLOAT16, BFLOAT16, INT32, INT64, UINT8 or BOOL.")
 
