@@ -33,6 +33,7 @@ from .plan import (
     read_sidecar,
     resolve_precision,
 )
+from .plugin import load_plugin
 from .profiles import Profile, list_profiles, load_profile
 
 
@@ -122,10 +123,17 @@ def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
 
 def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress | None = None) -> BuildResult:
     """Build (or reuse) the engine of a prepared request (:func:`prepare_build`); see the module
-    docstring. Raises :class:`UserError`, before writing anything, without TensorRT or a GPU."""
+    docstring. Raises :class:`UserError`, before writing anything, without TensorRT or a GPU, and
+    :class:`exporter.check.CheckFailed` (exit 1) for a graph TensorRT's ONNX parser would refuse,
+    before TensorRT is looked for."""
+    from ..check import CheckFailed, check_graph
+
     prof = req.profile
+    if not (readiness := check_graph(req.onnx.path, prof)).passed:
+        raise CheckFailed(readiness)
     choice, gpu = env.require_build_environment(prof.backend)
     check_gpu_matches(prof, gpu, choice)
+    plugin = load_plugin(req.onnx.path, choice.backend)  # None without plugin nodes; UserError if it cannot load
     plan = make_build_plan(prof, req.onnx, req.precision, req.out_dir, backend=choice.backend)
 
     onnx_sha = sha256_file(plan.onnx)
@@ -160,6 +168,7 @@ def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress
         "tensorrt": {"backend": choice.backend, "module": choice.module, "version": choice.version},
         "gpu": gpu.to_dict(),
         "plan": plan.to_dict(),
+        "plugin": plugin.to_dict() if plugin else None,
         "build_seconds": round(built.seconds, 3),
         "layers": built.layers,
         "engine_bytes": built.engine_bytes,

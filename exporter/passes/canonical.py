@@ -60,7 +60,7 @@ def _describe(counts: Counter) -> str:
 
 
 @register_pass("opset", "canonical", "upgrade the model to opset 23 (the Attention op) with onnx.version_converter",
-               targets=("attention",))
+               targets=("attention", "plugin"))
 def upgrade_opset(graph: gs.Graph, ctx: PassContext) -> PassResult:
     from onnx import version_converter
 

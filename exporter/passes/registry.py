@@ -18,6 +18,8 @@ from ..errors import UserError, closest
 TARGETS: dict[str, str] = {
     "attention": "the ONNX Attention op (opset 23; ONNX Runtime >= 1.23, TensorRT >= 10.14)",
     "trt-mha": "MatMul-Softmax-MatMul in 4-D [B, H, S, d] layout, scale on Q (older TensorRT's MHA fusion)",
+    "plugin": "each layer's gather/scatter as the LookupGather/LookupScatter plugin pair (local functions for "
+              "ONNX Runtime; the TensorRT plugin of plugins/ where it is loaded)",
 }
 
 # The declared default order. Canonicalisation first (so that the attention matchers see one form),
@@ -30,6 +32,10 @@ DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     "trt-mha": (
         "einsum", "fold-constants", "layout", "layernorm", "gelu",
         "unfuse-attention", "gather", "self-attention", "scatter",
+    ),
+    "plugin": (
+        "opset", "einsum", "fold-constants", "layout", "layernorm", "gelu",
+        "gather", "self-attention", "scatter", "lookup-plugin",
     ),
 }
 
@@ -81,7 +87,7 @@ def register_pass(
 
 
 def _load() -> None:
-    from . import attention, canonical  # noqa: F401  (the pass families register themselves)
+    from . import attention, canonical, plugin  # noqa: F401  (the pass families register themselves)
 
 
 def all_passes() -> list[Pass]:
