@@ -156,6 +156,8 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
     workspace, timing cache and compatibility from the profile. Engines are cached by (ONNX sha256,
     profile hash, TensorRT version, GPU name) and described by a .plan.json sidecar. Needs TensorRT
     (pip install -e '.[tensorrt]') or TensorRT-RTX (pip install -e '.[tensorrt-rtx]') and a GPU.
+    First runs `lookupvit check` on MODEL: a graph TensorRT's ONNX parser would refuse is refused
+    here (exit 1, the same findings) before TensorRT is looked for.
     """
     from ..engine.build import build_engine, prepare_build
 
