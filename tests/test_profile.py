@@ -8,7 +8,7 @@ import pytest
 
 from exporter.profile import stats
 from exporter.profile.api import ProfileRequest, build_spec, default_baseline, make_timer_factory, resolve_target
-from exporter.profile.peak import MatmulPeak, PeakMeasurement, measure_peak
+from exporter.profile.peak import MatmulPeak, PeakMeasurement, PeakRef, measure_peak
 from exporter.profile.sweep import SweepSettings, run_sweep
 
 # --- statistics -----------------------------------------------------------------------------------
@@ -46,23 +46,58 @@ def test_summarize_throughput_and_gflops():
     assert (s.n, s.min_ms, s.max_ms) == (4, 1.0, 4.0)
     assert s.p50_ms == pytest.approx(2.5) and s.mean_ms == pytest.approx(2.5)
     assert s.std_ms == pytest.approx(math.sqrt(5 / 3))  # sample standard deviation
+    assert s.spread is None and s.rounds == 1 and not s.noisy()  # one round: no spread to judge
     assert stats.throughput(8, 4.0) == pytest.approx(2000.0)  # 8 images per 4 ms
     # 1e9 MACs per image, batch 2, 10 ms: 2 FLOPs per MAC -> 400 GFLOP/s
     assert stats.gflops(10**9, 2, 10.0) == pytest.approx(400.0)
+
+
+def test_spread_is_the_variation_of_round_medians():
+    steady = [[0.010, 0.010, 0.011], [0.010, 0.0101, 0.012], [0.0102, 0.010, 0.013]]  # seconds, 3 rounds
+    s = stats.summarize([x for r in steady for x in r], steady)
+    medians = [10.0, 10.1, 10.2]  # ms
+    assert s.rounds == 3
+    assert s.spread == pytest.approx(float(np.std(medians, ddof=1) / np.mean(medians)))
+    assert not s.noisy(0.05) and s.noisy(0.001)
+    drifting = [[0.010] * 5, [0.020] * 5, [0.010] * 5]  # one round at twice the time: noisy
+    d = stats.summarize([x for r in drifting for x in r], drifting)
+    assert d.p50_ms == pytest.approx(10.0) and d.spread == pytest.approx(math.sqrt(3) / 4) and d.noisy(0.05)
+    assert stats.coefficient_of_variation([1.0]) is None
+
+
+def test_median_confidence_interval():
+    xs = [float(v) for v in range(1, 101)]
+    lo, hi = stats.median_ci(xs)
+    assert lo < stats.median(xs) < hi
+    assert (lo, hi) == (41.0, 60.0)  # ranks 50 -+ 1.96 * sqrt(100) / 2 = 50 -+ 9.8
+    assert stats.median_ci([3.0]) == (3.0, 3.0)
+    s = stats.summarize([x / 1e3 for x in xs])
+    assert (s.ci_low_ms, s.ci_high_ms) == pytest.approx((41.0, 60.0)) and s.p10_ms == pytest.approx(10.9)
+
+
+def test_settings_bound_the_measurement_by_time_and_count():
+    st = SweepSettings(warmup=3, warmup_seconds=0.2, iterations=20, seconds=1.0, repeats=5)
+    assert st.rounds() == 5 and st.chunk_iterations() == 4 and st.chunk_seconds() == pytest.approx(0.2)
+    assert st.predict_seconds(0.001) == pytest.approx(0.2 + 1.0)  # fast calls: the time minimum rules
+    assert st.predict_seconds(0.1) == pytest.approx(0.3 + 2.0)  # slow calls: the count minimum rules
 
 
 # --- peak -----------------------------------------------------------------------------------------
 
 
 def test_measured_peak_records_every_engine_and_size():
-    peak = measure_peak(threads=1, sizes=(64, 128), repeats=2, cuda=False)
-    assert {(m.engine, m.size) for m in peak.measurements} == {
-        ("torch", 64), ("torch", 128), ("onnxruntime", 64), ("onnxruntime", 128)
+    peak = measure_peak(threads=1, sizes=(64, 128), repeats=3, cuda=False, round_seconds=0.01)
+    assert {(m.engine, m.dtype, m.size) for m in peak.measurements} == {
+        ("torch", "fp32", 64), ("torch", "fp32", 128), ("onnxruntime", "fp32", 64), ("onnxruntime", "fp32", 128),
+        ("onnxruntime", "int8", 64), ("onnxruntime", "int8", 128),
     }
-    assert all(m.gflops > 0 and m.device == "cpu" and m.dtype == "fp32" for m in peak.measurements)
+    assert all(m.gflops > 0 and m.device == "cpu" and m.rounds == 3 and m.repeats >= 6 for m in peak.measurements)
+    assert all(m.spread is not None and m.spread >= 0 for m in peak.measurements)  # its own spread, over rounds
     best = peak.best("cpu")
-    assert best is not None and best.gflops == max(m.gflops for m in peak.measurements)
-    assert peak.for_cell("cpu", "int8") == ("cpu/fp32", best.gflops)  # no int8 peak: against fp32
+    assert best is not None and best.gflops == max(m.gflops for m in peak.measurements if m.dtype == "fp32")
+    assert peak.for_cell("cpu", "fp16") == PeakRef("cpu/fp32", best.gflops, best.spread)  # no fp16 peak: fp32
+    int8 = peak.best("cpu", "int8")
+    assert int8 is not None and peak.for_cell("cpu", "int8") == PeakRef("cpu/int8", int8.gflops, int8.spread)
     assert peak.for_cell("cuda", "fp16") is None
     again = MatmulPeak.from_dict(json.loads(json.dumps(peak.to_dict())))
     assert again.best("cpu") == best
@@ -70,9 +105,9 @@ def test_measured_peak_records_every_engine_and_size():
 
 def test_peak_prefers_the_matching_dtype():
     peak = MatmulPeak(1, [PeakMeasurement("torch", "cuda", "fp32", 8, 10.0, 3),
-                          PeakMeasurement("torch", "cuda", "fp16", 8, 40.0, 3)])
-    assert peak.for_cell("cuda", "fp16") == ("cuda/fp16", 40.0)
-    assert peak.for_cell("cuda", "int8") == ("cuda/fp32", 10.0)
+                          PeakMeasurement("torch", "cuda", "fp16", 8, 40.0, 3, 3, 0.02)])
+    assert peak.for_cell("cuda", "fp16") == PeakRef("cuda/fp16", 40.0, 0.02)
+    assert peak.for_cell("cuda", "int8") == PeakRef("cuda/fp32", 10.0, None)
 
 
 # --- targets and the sweep definition ---------------------------------------------------------------
@@ -127,10 +162,11 @@ def torch_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     req = ProfileRequest(
         [resolve_target("lookupvit_tiny32", "2,4")], precisions=("fp32", "int8"), batches=(1, 2),
-        backends=("torch",), settings=SweepSettings(warmup=1, iterations=6, repeats=3, threads=1),
+        backends=("torch",), settings=SweepSettings(warmup=1, warmup_seconds=0.0, iterations=6, seconds=0.3, repeats=3,
+                                                     threads=1),
     )
     artefacts = Artefacts(out, ChainSettings(optimize=False), Manifest(out))
-    peak = MatmulPeak(1, [PeakMeasurement("torch", "cpu", "fp32", 64, 50.0, 1)])
+    peak = MatmulPeak(1, [PeakMeasurement("torch", "cpu", "fp32", 64, 50.0, 5, 5, 0.01)])
     return run_sweep(build_spec(req), make_timer_factory(req, artefacts, 1), peak=peak)
 
 
@@ -141,12 +177,18 @@ def test_sweep_measures_every_cell(torch_sweep):
     assert len(ok) == 2 * 3  # fp32 cells at batches 1 and 2: two grids and the baseline
     assert all(c.precision == "fp32" for c in ok)
     for c in ok:
-        # 3 rounds of 2 calls; the baseline runs after each grid's chunk, so twice as often
-        assert c.latency.n == len(c.samples_ms) == (6 if c.role == "lookupvit" else 12)
-        assert c.latency.p50_ms <= c.latency.p90_ms <= c.latency.p99_ms <= c.latency.max_ms
+        # 3 rounds of at least 2 calls and 0.1 s wall time (the calls themselves a little less); the baseline
+        # runs after each grid's chunk, so twice as often
+        rounds = 3 if c.role == "lookupvit" else 6
+        assert c.latency.rounds == rounds and c.latency.n == len(c.samples_ms) >= 2 * rounds
+        assert c.latency.seconds >= 0.1 * rounds * 0.8 and sum(c.samples_ms) == pytest.approx(1e3 * c.latency.seconds, rel=1e-3)
+        assert c.latency.p10_ms <= c.latency.p50_ms <= c.latency.p90_ms <= c.latency.p99_ms <= c.latency.max_ms
+        assert c.latency.spread is not None and c.noisy == (c.latency.spread > 0.05)
+        assert c.load is None or c.load >= 0
         assert c.throughput == pytest.approx(1e3 * c.batch / c.latency.p50_ms)
         assert c.gflops == pytest.approx(2 * c.gmacs * c.batch / (c.latency.p50_ms / 1e3))
         assert c.efficiency == pytest.approx(c.gflops / 50.0) and c.peak == "cpu/fp32"
+        assert c.efficiency_error == pytest.approx(c.efficiency * math.hypot(c.latency.spread, 0.01))
     g2 = next(c for c in ok if c.grid == "2" and c.batch == 1)
     assert g2.gmacs == pytest.approx(model_cost(get_variant("lookupvit_tiny32").config, (2, 2)).gmacs)
     vit = model_cost(get_variant("vit_tiny32").config).macs
@@ -156,8 +198,12 @@ def test_sweep_measures_every_cell(torch_sweep):
 
 def test_unsupported_precisions_are_reported_not_fatal(torch_sweep):
     int8 = [c for c in torch_sweep.cells if c.precision == "int8"]
-    assert len(int8) == 6 and all(c.status == "unsupported" for c in int8)
-    assert all("int8" in c.reason and c.latency is None for c in int8)
+    mine = [c for c in int8 if c.role == "lookupvit"]
+    assert len(int8) == 6 and len(mine) == 4 and all(c.status == "unsupported" for c in mine)
+    assert all("int8" in c.reason and c.latency is None for c in mine)
+    # the baseline is made only when a LookupViT cell of its group runs: never loaded here
+    base = [c for c in int8 if c.role == "baseline"]
+    assert all(c.status == "not run" and "no LookupViT cell" in c.reason for c in base)
 
 
 def test_baseline_is_interleaved(torch_sweep):
@@ -215,7 +261,7 @@ def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
     [
         (["lookupvit_b61"], "Did you mean"),
         (["lookupvit_tiny32", "--iters", "0"], "at least 1"),
-        (["lookupvit_tiny32", "--iters", "3", "--seconds", "1"], "not both"),
+        (["lookupvit_tiny32", "--seconds", "-1"], "must not be negative"),
         (["lookupvit_tiny32", "--backends", "ort,onnx"], "Unknown backend"),
         (["lookupvit_tiny32", "--batch", "0"], "positive integers"),
         (["lookupvit_tiny32", "--precisions", "fp4"], "Unknown precision"),
@@ -224,3 +270,45 @@ def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
 def test_profile_bad_input_exits_2(cli, args, message):
     result = cli("profile", *args)
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+# --- a given graph is described by what it declares --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def int8_graph(tmp_path_factory):
+    """lookupvit_digits at grid 2, exported and quantized to int8 by the precision stage."""
+    from exporter.export import export_onnx, resolve_variant_source
+    from exporter.precision import convert_precision
+
+    folder = tmp_path_factory.mktemp("int8")
+    exported = export_onnx(resolve_variant_source("lookupvit_digits", grid=(2, 2)), folder)
+    out = folder / "lookupvit_digits_g2.opt.int8.onnx"
+    convert_precision(exported.path, out, "int8", calib="digits", calib_size=16)
+    return out
+
+
+def test_an_int8_graph_is_profiled_as_int8_and_not_converted_again(cli, int8_graph, tmp_path):
+    target = resolve_target(str(int8_graph))
+    assert (target.kind, target.precision, target.precision_source) == ("onnx", "int8", "metadata")
+    assert target.variant == "lookupvit_digits" and target.grids == ((2, 2),)
+    beside = sorted(p.name for p in int8_graph.parent.iterdir())
+    out = tmp_path / "prof"
+    result = cli("profile", str(int8_graph), "--precisions", "int8", "--backends", "torch,ort", "--iters", "4",
+                 "--seconds", "0", "--repeats", "2", "--warmup", "1", "--warmup-seconds", "0", "--threads", "1",
+                 "--peak-sizes", "64", "-o", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    cells = {c["backend"]: c for c in doc["cells"]}
+    ort = cells["ort"]
+    assert (ort["status"], ort["precision"], ort["peak"]) == ("ok", "int8", "cpu/int8")  # labelled and divided as int8
+    assert cells["torch"]["status"] == "unsupported" and "int8" in cells["torch"]["reason"]
+    assert sorted(p.name for p in int8_graph.parent.iterdir()) == beside  # nothing written beside the graph
+    assert not list(out.rglob("*.onnx"))  # never optimised or converted again (no ...int8.opt.onnx)
+
+
+def test_another_precision_of_a_given_graph_is_refused_before_any_work(cli, int8_graph, tmp_path):
+    out = tmp_path / "prof"
+    result = cli("profile", str(int8_graph), "--precisions", "fp32,int8", "--backends", "ort", "-o", str(out))
+    assert result.exit_code == 2 and "int8 graph" in result.output and "Traceback" not in result.output
+    assert not out.exists()  # refused before the peak, the baseline or any conversion

@@ -4,28 +4,39 @@ from __future__ import annotations
 
 import click
 
+from ..profile.peak import DEFAULT_SIZES
+from ..profile.sweep import SweepSettings
 from .main import main
 from .options import json_option, print_json, print_table, stderr
+
+_DEFAULTS = SweepSettings()
 
 
 @main.command()
 @click.argument("target", metavar="VARIANT|MODEL.onnx|ENGINE")
 @click.option("--grids", default=None, help="Compressed grids, e.g. 3,5,7,10. Default: the variant's grids.")
-@click.option("--precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, bf16, int8, fp8.")
+@click.option("--precisions", default=None,
+              help="Comma-separated: fp32, fp16, bf16, int8, fp8. Default: fp32 for a variant; a given ONNX file or "
+              "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
 @click.option("--backends", default="torch,ort,trt", show_default=True,
               help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT). Missing ones are reported, not fatal.")
 @click.option("--baseline", default="auto", show_default=True,
               help="The ViT timed next to a LookupViT: a variant, 'auto' (vit_<size><patch>) or 'none'.")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls per cell first.")
-@click.option("--iters", type=int, default=None, help="Timed calls per cell [default: 20].")
-@click.option("--seconds", type=float, default=None, help="Time each cell for at least this long instead of --iters.")
-@click.option("--repeats", type=int, default=5, show_default=True,
+@click.option("--warmup", type=int, default=_DEFAULTS.warmup, show_default=True, help="Untimed calls per cell first (at least).")
+@click.option("--warmup-seconds", type=float, default=_DEFAULTS.warmup_seconds, show_default=True,
+              help="Warm each cell up for at least this long.")
+@click.option("--iters", type=int, default=_DEFAULTS.iterations, show_default=True, help="Timed calls per cell (at least).")
+@click.option("--seconds", type=float, default=_DEFAULTS.seconds, show_default=True,
+              help="Time each cell for at least this long (and at least --iters calls).")
+@click.option("--repeats", type=int, default=_DEFAULTS.repeats, show_default=True,
               help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) the calls are split into.")
+@click.option("--noise-threshold", type=float, default=100 * _DEFAULTS.noise_threshold, show_default=True,
+              help="Flag a cell noisy when its round medians vary by more than this (coefficient of variation, %).")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: every available core).")
 @click.option("--optimize/--no-optimize", default=None,
               help="Run the graph-surgeon passes before ONNX Runtime/TensorRT [default: on when available].")
-@click.option("--peak-sizes", default="512,1024,2048", show_default=True,
+@click.option("--peak-sizes", default=",".join(map(str, DEFAULT_SIZES)), show_default=True,
               help="Square matrix sizes for the matrix-multiply peak (the best of them counts).")
 @click.option("--profile", "profile_name", default=None, help="GPU profile for TensorRT engine builds (e.g. h100).")
 @click.option("--accuracy", "accuracy_file", default=None, type=click.Path(dir_okay=False),
@@ -35,16 +46,21 @@ from .options import json_option, print_json, print_table, stderr
               help="Folder for the models, latency.json and plots/.")
 @json_option
 def profile(
-    target: str, grids: str | None, precisions: str, batch: str, backends: str, baseline: str, warmup: int,
-    iters: int | None, seconds: float | None, repeats: int, threads: int, optimize: bool | None,
+    target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
+    warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, threads: int,
+    optimize: bool | None,
     peak_sizes: str, profile_name: str | None, accuracy_file: str | None, out_dir: str, as_json: bool,
 ) -> None:
     """Time TARGET per compressed grid x precision x batch x backend, with its ViT baseline interleaved.
 
-    Per cell: p50/p90/p99 latency, throughput, analytic GMACs, achieved GFLOP/s and efficiency
-    against the matrix-multiply peak measured in the same run with the same threads; per grid the
-    speedup over the ViT measured side by side (A/B/A/B) next to the analytic MAC ratio. Writes
-    OUT/latency.json and plots in OUT/plots/; models are made in OUT/<variant>/g<grid>/ and reused.
+    Each cell is warmed up (at least --warmup calls and --warmup-seconds), then timed for at least
+    --iters calls and at least --seconds in --repeats interleaved rounds. Per cell: p50/p90/p99
+    latency, the spread of the round medians (flagged noisy above --noise-threshold, with the load
+    average), throughput, analytic GMACs, achieved GFLOP/s and efficiency against the matrix-multiply
+    peak measured in the same run with the same threads; per grid the speedup over the ViT measured
+    side by side (A/B/A/B) next to the analytic MAC ratio. Writes OUT/latency.json and plots in
+    OUT/plots/; models are made in OUT/<variant>/g<grid>/ and reused. A given ONNX file or engine is
+    timed as given, in the precision it declares.
     """
     from ..errors import UserError
     from ..profile.api import (
@@ -53,28 +69,29 @@ def profile(
         evaluate_accuracy,
         parse_batches,
         parse_list,
+        precisions_for,
         profile_latency,
         resolve_target,
     )
     from ..profile.sweep import SweepSettings
     from ..profile.timers import BACKENDS
 
-    if iters is not None and seconds is not None:
-        raise UserError("Give --iters or --seconds, not both.")
     for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0)):
-        if value is not None and value < least:
+        if value < least:
             raise UserError(f"{name} {value} must be at least {least}.")
-    if seconds is not None and seconds <= 0:
-        raise UserError(f"--seconds {seconds} must be positive.")
+    for name, number in (("--seconds", seconds), ("--warmup-seconds", warmup_seconds), ("--noise-threshold", noise_threshold)):
+        if number < 0:
+            raise UserError(f"{name} {number} must not be negative.")
     from ..precision import PRECISIONS
 
     tgt = resolve_target(target, grids)
     backend_list = parse_list(backends, "backend", BACKENDS)
     if tgt.kind == "engine":
         backend_list = ("trt",)
+    chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
-        warmup=warmup, iterations=iters if iters is not None else (1 if seconds else 20),
-        seconds=seconds or 0.0, repeats=repeats, threads=threads,
+        warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
+        threads=threads, noise_threshold=noise_threshold / 100.0,
     )
     prof = None
     if profile_name:
@@ -82,7 +99,7 @@ def profile(
 
         prof = load_profile(profile_name)
     req = ProfileRequest(
-        targets=[tgt], precisions=parse_list(precisions, "precision", PRECISIONS), batches=parse_batches(batch),
+        targets=[tgt], precisions=chosen, batches=parse_batches(batch),
         backends=backend_list, baseline=None if baseline == "none" else baseline, settings=settings,
         optimize=optimize, profile=prof, peak_sizes=parse_batches(peak_sizes, "--peak-sizes"),
     )
@@ -101,10 +118,38 @@ def profile(
         print_json(json.loads(path.read_text()))
         return
     print_latency_table(result, f"{tgt.name}: latency per cell")
-    peak: dict = result.peak.to_dict()["peaks"] if result.peak else {}  # type: ignore[assignment]
-    say(f"matrix-multiply peak ({result.threads} threads): "
-        + ", ".join(f"{k} {v['gflops']:.1f} GFLOP/s ({v['engine']}, n={v['size']})" for k, v in peak.items()))
+    say(peak_line(result))
+    noisy = [c for c in result.cells if c.noisy]
+    if noisy:
+        say(f"{len(noisy)} cell(s) marked noisy: their round medians vary by more than "
+            f"{100 * result.noise_threshold:.0f}% (load average {' '.join(map(str, result.load)) or '?'} when the sweep "
+            "began); rerun on a quieter machine or with a longer --seconds")
     say(f"wrote {path} and {len(plots)} plot(s) in {path.parent / 'plots'}")
+
+
+def peak_line(result) -> str:
+    """The measured peaks with their spread, in one line."""
+    peak: dict = result.peak.to_dict()["peaks"] if result.peak else {}  # type: ignore[assignment]
+    unit = {"int8": "GOP/s"}
+    return f"matrix-multiply peak ({result.threads} threads): " + ", ".join(
+        f"{k} {v['gflops']:.1f} {unit.get(k.split('/')[1], 'GFLOP/s')}"
+        + (f" +-{100 * v['spread']:.0f}%" if v.get("spread") is not None else "")
+        + f" ({v['engine']}, n={v['size']})" for k, v in peak.items())
+
+
+def spread_text(c) -> str:
+    """The spread of a cell's round medians, with the noise flag and the load when flagged."""
+    if c.latency is None or c.latency.spread is None:
+        return "-"
+    text = f"{100 * c.latency.spread:.1f}%"
+    return f"{text} NOISY (load {c.load})" if c.noisy else text
+
+
+def efficiency_text(c) -> str:
+    if c.efficiency is None:
+        return "-"
+    err = f"+-{100 * c.efficiency_error:.0f}" if c.efficiency_error is not None else ""
+    return f"{100 * c.efficiency:.0f}{err}%"
 
 
 def print_latency_table(result, title: str) -> None:
@@ -117,13 +162,14 @@ def print_latency_table(result, title: str) -> None:
         rows.append([
             c.model + (" (baseline)" if c.role == "baseline" else ""), c.grid, c.backend, c.precision, c.batch,
             f"{lat.p50_ms:.2f}" if lat else "-", f"{lat.p90_ms:.2f}" if lat else "-", f"{lat.p99_ms:.2f}" if lat else "-",
+            spread_text(c), str(lat.n) if lat else "-",
             f"{c.throughput:.1f}" if c.throughput else "-", f"{c.gmacs:.3g}" if c.gmacs else "-",
-            f"{c.gflops:.1f}" if c.gflops else "-", f"{100 * c.efficiency:.0f}%" if c.efficiency else "-",
+            f"{c.gflops:.1f}" if c.gflops else "-", efficiency_text(c),
             speed or "-", "ok" if c.status == "ok" and not c.reason else f"{c.status}: {c.reason}"[:90],
         ])
     print_table(
         title,
-        ["model", "grid", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "GMACs", "GFLOP/s",
-         "eff", "speedup (analytic)", "status"],
+        ["model", "grid", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "spread", "calls", "img/s", "GMACs",
+         "GFLOP/s", "eff", "speedup (analytic)", "status"],
         rows,
     )

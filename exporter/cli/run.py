@@ -42,14 +42,15 @@ def _rich_progress(bar: Any) -> Any:
               help="Run folder: models per <variant>/g<grid>/, stages.json, latency.json, plots/, report.html, summary.json.")
 @click.option("--optimize/--no-optimize", default=None,
               help="Run the graph-surgeon passes [default: on when exporter.passes is available].")
-@click.option("--repeats", type=int, default=5, show_default=True,
-              help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) of the latency sweep.")
+@click.option("--repeats", type=int, default=None,
+              help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) of the latency sweep "
+              "[default: the profile's benchmark.repeats].")
 @click.option("--budget", "budget_min", type=float, default=None,
               help="Time budget in minutes for the latency models: work that would not fit is reported as "
               "not run, and a rerun continues it. 0: no budget. [default: 6 on an ONNX Runtime (CPU) profile, "
               "none on TensorRT profiles]")
 @json_option
-def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, budget_min: float | None,
+def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | None, budget_min: float | None,
         as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
@@ -64,7 +65,7 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int, bu
     from ..errors import UserError
     from ..run import RunOptions, run_job
 
-    if repeats < 1:
+    if repeats is not None and repeats < 1:
         raise UserError(f"--repeats {repeats} must be at least 1.")
     if budget_min is not None and budget_min < 0:
         raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")

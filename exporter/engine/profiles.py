@@ -119,13 +119,19 @@ class Compatibility:
 
 @dataclass(frozen=True)
 class BenchmarkSettings:
-    """``[benchmark]``: a measurement runs at least ``iterations`` and at least ``seconds``."""
+    """``[benchmark]``: a measurement warms up for at least ``warmup`` calls and ``warmup_seconds``,
+    then runs at least ``iterations`` calls and at least ``seconds`` in ``repeats`` interleaved
+    rounds; a cell whose round medians vary by more than ``noise_threshold`` (coefficient of
+    variation, a fraction) is flagged noisy."""
 
     warmup: int = 10  # untimed iterations first
     iterations: int = 100
     seconds: float = 0.0
     threads: int = 1  # ONNX Runtime intra-op threads (0: its default) / host threads feeding a GPU
     cuda_graphs: bool = False  # capture the enqueue in a CUDA graph and replay it
+    warmup_seconds: float = 0.2
+    repeats: int = 5
+    noise_threshold: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -368,7 +374,7 @@ GRIDS_KEYS = ("accuracy", "latency")
 BATCH_KEYS = ("min", "opt", "max")
 BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache")
 COMPAT_KEYS = ("hardware", "version_compatible", "exclude_lean_runtime")
-BENCH_KEYS = ("warmup", "iterations", "seconds", "threads", "cuda_graphs")
+BENCH_KEYS = ("warmup", "warmup_seconds", "iterations", "seconds", "repeats", "noise_threshold", "threads", "cuda_graphs")
 
 
 def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
@@ -486,6 +492,10 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         seconds=float(be.get("seconds", 0.0, _is_nonneg_number, "a non-negative number of seconds")),
         threads=be.get("threads", 1, _is_nonneg_int, "a non-negative integer (0: the runtime's default)"),
         cuda_graphs=be.get("cuda_graphs", False, _is_bool, "true or false"),
+        warmup_seconds=float(be.get("warmup_seconds", 0.2, _is_nonneg_number, "a non-negative number of seconds")),
+        repeats=be.get("repeats", 5, _is_pos_int, "a positive integer (interleaved rounds)"),
+        noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
+                                     "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
     )
     if bench.cuda_graphs and not is_trt:
         raise UserError(

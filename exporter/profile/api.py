@@ -3,6 +3,12 @@
 The library behind the verb and the ``profile`` stage of ``lookupvit run``. Model files come from
 the pipeline's stages in the output folder (:class:`exporter.run.artefacts.Artefacts`: export ->
 optimize -> precision -> build), so a second call with the same inputs reuses them.
+
+A given ONNX file or engine is described by what it declares: its precision from its
+``lookupvit.precision`` metadata, else from its graph (casts and Q/DQ types, the rule TensorRT's
+strongly typed builds follow: :func:`exporter.engine.plan.read_onnx`), its variant and grid from its
+``lookupvit.*`` metadata. It is timed as given, never optimised or converted again; asking for
+another precision of it is an error before any work.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class Target:
     variant: str | None  # the registered variant (for MACs, the PyTorch model and the baseline)
     grids: tuple[Grid | None, ...]
     path: Path | None = None  # the given ONNX file or engine
+    precision: str | None = None  # what a given file declares (None for a variant: any precision)
+    precision_source: str = ""  # "metadata" or "graph"
 
     @property
     def is_lookupvit(self) -> bool:
@@ -67,13 +75,17 @@ def resolve_target(spec: str, grids: str | None = None) -> Target:
         meta = {k.removeprefix("lookupvit."): v for k, v in (side.get("onnx", {}).get("metadata") or {}).items()}
         variant = meta.get("variant") or None
         _no_grids_for_files(grids, path)
-        return Target("engine", path.name.removesuffix(path.suffix), variant, (_meta_grid(meta),), path)
+        precision = side.get("precision") or meta.get("precision") or None
+        return Target("engine", path.name.removesuffix(path.suffix), variant, (_meta_grid(meta),), path,
+                      precision, "engine sidecar" if precision else "")
     if path.suffix == ".onnx" or path.is_file():
-        from ..export import read_metadata
+        from ..engine.plan import read_onnx
 
-        meta = read_metadata(path)
+        info = read_onnx(path)  # checks the file; reads no weights
+        meta = {k.removeprefix("lookupvit."): v for k, v in info.metadata.items() if k.startswith("lookupvit.")}
         _no_grids_for_files(grids, path)
-        return Target("onnx", path.name.removesuffix(".onnx"), meta.get("variant") or None, (_meta_grid(meta),), path)
+        return Target("onnx", path.name.removesuffix(".onnx"), meta.get("variant") or None, (_meta_grid(meta),), path,
+                      info.precision, info.precision_source)
     v = get_variant(spec)  # unknown names raise with suggestions
     cfg = v.config
     if not cfg.default_grids:
@@ -90,6 +102,26 @@ def _no_grids_for_files(grids: str | None, path: Path) -> None:
             f"{path.name} is built for one compressed grid; --grids applies to variants.",
             "Drop --grids, or pass the variant name to sweep grids.",
         )
+
+
+def precisions_for(targets: list[Target], requested: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The sweep's precisions: ``requested`` (default fp32) for variants; a given file runs in the
+    precision it declares, and asking for another one is an error here, before any work."""
+    declared = {t.precision for t in targets if t.kind != "variant" and t.precision}
+    for t in targets:
+        if t.kind == "variant" or not t.precision or requested is None:
+            continue
+        other = [p for p in requested if p != t.precision]
+        if other:
+            raise UserError(
+                f"--precisions {','.join(requested)}: {t.path.name if t.path else t.name} is a {t.precision} graph "
+                f"(from its {t.precision_source}); it is timed as given and never converted again.",
+                f"Drop --precisions (or pass --precisions {t.precision}); to time another precision, profile the "
+                f"variant ({t.variant or 'its variant name'}) or convert the fp32 graph with `lookupvit precision`.",
+            )
+    if requested is not None:
+        return requested
+    return tuple(sorted(declared)) or ("fp32",)
 
 
 def parse_list(spec: str, what: str, allowed: tuple[str, ...] | None = None) -> tuple[str, ...]:
@@ -212,6 +244,8 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                 if cell.backend == "ort":
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
+                    if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
+                        return ort_timer(t.path, cell.batch, shape, threads)
                     return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads)
                 if cell.backend == "trt":
                     if t is not None and t.kind == "engine" and t.path is not None:
@@ -220,6 +254,13 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                         engine_reason["trt"] = tensorrt_missing()
                     if engine_reason["trt"]:
                         raise Unsupported(engine_reason["trt"])
+                    if t is not None and t.kind == "onnx" and t.path is not None:  # built from the file as given
+                        if req.profile is None:
+                            raise Unsupported("a TensorRT engine needs a GPU profile: pass --profile NAME")
+                        from ..engine.build import build_engine, prepare_build
+
+                        built = build_engine(prepare_build(t.path, req.profile, t.precision, artefacts.folder(t.name, None)))
+                        return trt_timer(built.engine, cell.batch, shape)
                     if cell.model in engine_reason:
                         raise Unsupported(engine_reason[cell.model])
                     try:
@@ -305,9 +346,6 @@ def profile_latency(
     out_dir = Path(out_dir)
     spec = build_spec(req)
     artefacts = Artefacts(out_dir, ChainSettings(optimize=req.optimize, profile=req.profile), Manifest(out_dir), say)
-    for t in req.targets:
-        if t.kind == "onnx" and t.path is not None:
-            artefacts.imported[t.name] = t.path
     threads = resolve_threads(req.settings.threads)
     factory = make_timer_factory(req, artefacts, threads)
     result = run_sweep(spec, factory, progress=say, measure_peak_sizes=req.peak_sizes)
@@ -318,5 +356,5 @@ def profile_latency(
 __all__ = [
     "LATENCY_JSON", "PLOTS_DIR", "AccuracyPoint", "ProfileRequest", "Target", "Unsupported", "accuracy_from_compare",
     "build_spec", "default_baseline", "evaluate_accuracy", "make_timer_factory", "parse_batches", "parse_list",
-    "profile_latency", "resolve_target", "write_sweep",
+    "precisions_for", "profile_latency", "resolve_target", "write_sweep",
 ]

@@ -1,33 +1,56 @@
-"""The machine's measured matrix-multiply peak, the yardstick for efficiency (DESIGN section 8).
+"""The machine's measured matrix-multiply peak, the yardstick for efficiency.
 
-Efficiency is reported against what this machine actually sustains on a large dense matrix
-multiply, measured in the same run with the same thread count as the sweep, not against a data
-sheet. For each engine (PyTorch ``torch.matmul``, ONNX Runtime ``MatMul``) and each square size the
-median of several timed repeats is taken; the peak of a device and dtype is the best of those
-medians over sizes and engines. On CUDA the fp32 peak is measured with TF32 disabled, plus fp16
-and bf16 peaks for the half-precision cells.
+Efficiency is reported against what this machine sustains on a large dense matrix multiply,
+measured in the same run with the same thread count as the sweep, not against a data sheet.
+
+Measurement: every (engine, dtype, size) is warmed up, then timed in interleaved rounds (each
+round runs every one of them for a short while, so a change in the machine's load hits all of
+them alike). A round's rate is ``2 n^3`` over the median call time of that round; a measurement
+is the median of its round rates, and its spread the coefficient of variation of the round rates.
+The peak of a device and dtype is the best measurement over sizes and engines, reported with its
+spread. Sizes of 1024 and 2048 keep a call long enough (milliseconds) that timer and dispatch
+overheads do not count, and short enough that a round stays well under a second.
+
+Engines: PyTorch ``torch.matmul`` and ONNX Runtime ``MatMul`` in fp32; on the CPU also ONNX
+Runtime ``MatMulInteger`` (uint8 x int8 -> int32, the integer GEMM its quantized MatMuls run on)
+as the int8 peak; on CUDA ``torch.matmul`` in fp32 (TF32 off), fp16 and bf16.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .stats import median
+from .stats import coefficient_of_variation, median
 
-DEFAULT_SIZES = (512, 1024, 2048)
+DEFAULT_SIZES = (1024, 2048)
+DEFAULT_ROUNDS = 5
+ROUND_SECONDS = 0.1  # at least this long per (engine, dtype, size) and round, and at least 2 calls
+WARMUP_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
 class PeakMeasurement:
     engine: str  # "torch" or "onnxruntime"
     device: str  # "cpu" or "cuda"
-    dtype: str  # "fp32", "fp16", "bf16"
+    dtype: str  # "fp32", "fp16", "bf16", "int8"
     size: int  # n of an (n x n) @ (n x n) product
-    gflops: float  # median over the repeats
-    repeats: int
+    gflops: float  # median of the round rates (GOP/s for int8)
+    repeats: int  # timed calls in all
+    rounds: int = 1
+    spread: float | None = None  # coefficient of variation of the round rates
+
+
+@dataclass(frozen=True)
+class PeakRef:
+    """The peak a cell is divided by: which one (``cpu/fp32``), its rate and its spread."""
+
+    label: str
+    gflops: float
+    spread: float | None
 
 
 @dataclass
@@ -39,13 +62,13 @@ class MatmulPeak:
         rows = [m for m in self.measurements if m.device == device and m.dtype == dtype]
         return max(rows, key=lambda m: m.gflops) if rows else None
 
-    def for_cell(self, device: str, precision: str) -> tuple[str, float] | None:
-        """The peak a cell on ``device`` in ``precision`` is measured against: the same dtype
-        when it was measured (fp16/bf16 on CUDA), else fp32. Returns (label, GFLOP/s)."""
+    def for_cell(self, device: str, precision: str) -> PeakRef | None:
+        """The peak a cell on ``device`` in ``precision`` is measured against: the same dtype when it
+        was measured (int8 on the CPU; fp16/bf16 on CUDA), else fp32 (the label says which)."""
         for dtype in (precision, "fp32"):
             m = self.best(device, dtype)
             if m is not None:
-                return f"{device}/{dtype}", m.gflops
+                return PeakRef(f"{device}/{dtype}", m.gflops, m.spread)
         return None
 
     def to_dict(self) -> dict[str, object]:
@@ -53,7 +76,7 @@ class MatmulPeak:
         for key in sorted({(m.device, m.dtype) for m in self.measurements}):
             b = self.best(*key)
             assert b is not None
-            peaks[f"{key[0]}/{key[1]}"] = {"gflops": b.gflops, "engine": b.engine, "size": b.size}
+            peaks[f"{key[0]}/{key[1]}"] = {"gflops": b.gflops, "engine": b.engine, "size": b.size, "spread": b.spread}
         return {
             "threads": self.threads,
             "peaks": peaks,
@@ -65,17 +88,27 @@ class MatmulPeak:
         return cls(int(data["threads"]), [PeakMeasurement(**m) for m in data.get("measurements", [])])
 
 
-def _time_repeats(fn, repeats: int) -> list[float]:
-    fn()  # warm-up: allocations, packing, thread pool start
-    out = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
+@dataclass
+class _Kernel:
+    engine: str
+    device: str
+    dtype: str
+    size: int
+    step: Callable[[], None]
+    rates: list[float] = field(default_factory=list)
+    calls: int = 0
+
+    def run(self, seconds: float, least: int) -> list[float]:
+        times: list[float] = []
+        t_end = time.perf_counter() + seconds
+        while len(times) < least or time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            self.step()
+            times.append(time.perf_counter() - t0)
+        return times
 
 
-def _torch_peak(device: str, dtype: str, size: int, repeats: int) -> float:
+def _torch_step(device: str, dtype: str, size: int) -> Callable[[], None]:
     import torch
 
     tdtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype]
@@ -88,63 +121,84 @@ def _torch_peak(device: str, dtype: str, size: int, repeats: int) -> float:
         torch.matmul(a, b)
         sync()
 
-    times = _time_repeats(step, repeats)
-    return 2.0 * size**3 / median(times) / 1e9
+    return step
 
 
-def _ort_peak(size: int, repeats: int, threads: int) -> float:
+def _ort_step(size: int, threads: int, dtype: str) -> Callable[[], None]:
+    """ONNX Runtime on the CPU: ``MatMul`` (fp32) or ``MatMulInteger`` (int8) against a constant."""
     from onnx import TensorProto, helper, numpy_helper
 
     from ..runners import ort_session
 
     rng = np.random.default_rng(0)
-    weight = numpy_helper.from_array(rng.standard_normal((size, size), dtype=np.float32), "B")
+    if dtype == "int8":
+        weight = numpy_helper.from_array(rng.integers(-128, 128, (size, size), dtype=np.int8), "B")
+        node = helper.make_node("MatMulInteger", ["A", "B"], ["Y"])
+        a_type, y_type = TensorProto.UINT8, TensorProto.INT32
+        a = rng.integers(0, 256, (size, size), dtype=np.uint8)
+    else:
+        weight = numpy_helper.from_array(rng.standard_normal((size, size), dtype=np.float32), "B")
+        node = helper.make_node("MatMul", ["A", "B"], ["Y"])
+        a_type = y_type = TensorProto.FLOAT
+        a = rng.standard_normal((size, size), dtype=np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["A", "B"], ["Y"])],
-        "matmul_peak",
-        [helper.make_tensor_value_info("A", TensorProto.FLOAT, [size, size])],
-        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [size, size])],
-        [weight],
+        [node], "matmul_peak", [helper.make_tensor_value_info("A", a_type, [size, size])],
+        [helper.make_tensor_value_info("Y", y_type, [size, size])], [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     sess = ort_session(model.SerializeToString(), ["CPUExecutionProvider"], threads)
-    a = rng.standard_normal((size, size), dtype=np.float32)
-    times = _time_repeats(lambda: sess.run(None, {"A": a}), repeats)
-    return 2.0 * size**3 / median(times) / 1e9
+    feed = {"A": a}
+
+    def step() -> None:
+        sess.run(None, feed)
+
+    return step
 
 
 def measure_peak(
     threads: int,
     sizes: tuple[int, ...] = DEFAULT_SIZES,
-    repeats: int = 5,
+    repeats: int = DEFAULT_ROUNDS,
     engines: tuple[str, ...] = ("torch", "onnxruntime"),
     cuda: bool | None = None,
+    round_seconds: float = ROUND_SECONDS,
 ) -> MatmulPeak:
-    """Measure the dense matrix-multiply peak with ``threads`` CPU threads (and on CUDA when present)."""
+    """Measure the dense matrix-multiply peak with ``threads`` CPU threads (and on CUDA when present)
+    in ``repeats`` interleaved rounds (see the module docstring)."""
     import torch
 
     if cuda is None:
         cuda = torch.cuda.is_available()
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    result = MatmulPeak(threads)
+    allow = torch.backends.cuda.matmul.allow_tf32
+    kernels: list[_Kernel] = []
     try:
         for n in sizes:
             if "torch" in engines:
-                result.measurements.append(PeakMeasurement("torch", "cpu", "fp32", n, _torch_peak("cpu", "fp32", n, repeats), repeats))
+                kernels.append(_Kernel("torch", "cpu", "fp32", n, _torch_step("cpu", "fp32", n)))
             if "onnxruntime" in engines:
-                result.measurements.append(PeakMeasurement("onnxruntime", "cpu", "fp32", n, _ort_peak(n, repeats, threads), repeats))
+                kernels.append(_Kernel("onnxruntime", "cpu", "fp32", n, _ort_step(n, threads, "fp32")))
+                kernels.append(_Kernel("onnxruntime", "cpu", "int8", n, _ort_step(n, threads, "int8")))
         if cuda:
-            allow = torch.backends.cuda.matmul.allow_tf32
             torch.backends.cuda.matmul.allow_tf32 = False
-            try:
-                for dtype in ("fp32", "fp16", "bf16"):
-                    for n in (*sizes, 4096, 8192):
-                        g = _torch_peak("cuda", dtype, n, repeats)
-                        result.measurements.append(PeakMeasurement("torch", "cuda", dtype, n, g, repeats))
-            finally:
-                torch.backends.cuda.matmul.allow_tf32 = allow
+            for dtype in ("fp32", "fp16", "bf16"):
+                for n in (*sizes, 4096, 8192):
+                    kernels.append(_Kernel("torch", "cuda", dtype, n, _torch_step("cuda", dtype, n)))
+        for k in kernels:  # allocations, weight packing, thread pools, clocks
+            k.run(WARMUP_SECONDS, 2)
+        rounds = max(1, repeats)
+        for _ in range(rounds):
+            for k in kernels:
+                times = k.run(round_seconds, 2)
+                k.calls += len(times)
+                k.rates.append(2.0 * k.size**3 / median(times) / 1e9)
     finally:
+        torch.backends.cuda.matmul.allow_tf32 = allow
         torch.set_num_threads(previous)
-    return result
+    return MatmulPeak(threads, [
+        PeakMeasurement(k.engine, k.device, k.dtype, k.size, median(k.rates), k.calls, len(k.rates),
+                        coefficient_of_variation(k.rates))
+        for k in kernels
+    ])

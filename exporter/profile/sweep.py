@@ -1,6 +1,6 @@
 """The latency sweep: compressed grids x precisions x batch sizes x backends, next to a plain ViT.
 
-DESIGN sections 1 and 8. LookupViT's compute is set by the compressed grid chosen at inference
+LookupViT's compute is set by the compressed grid chosen at inference
 time, so the sweep times one model per grid and reports, per cell, p50/p90/p99 latency, throughput,
 the analytic MACs of that grid (:func:`exporter.models.model_cost`), the achieved GFLOP/s
 (2 x MACs / time) and the efficiency against the matrix-multiply peak measured in the same run
@@ -12,18 +12,27 @@ the baseline (A/B/A/B ...), and the speedup of a grid is the median of the basel
 followed that grid's chunks over the median of that grid's calls. Drifts in machine load (thermal,
 other processes) hit both sides alike, and medians over all rounds keep a stalled call from
 deciding the ratio. Next to it stands the analytic ratio of MACs.
+
+Timing is bounded by time as well as by count, as NVIDIA's trtexec does (``--warmUp`` in
+milliseconds, ``--duration`` and ``--iterations`` as minimums): each cell is warmed up for at least
+``warmup`` calls and ``warmup_seconds``, then timed for at least ``iterations`` calls and at least
+``seconds``, spread over ``repeats`` rounds. A fast cell thus gets thousands of calls and stable
+percentiles, a slow one its minimum count. The spread of a cell is the coefficient of variation of
+its round medians (:mod:`.stats`); above ``noise_threshold`` the cell is flagged noisy, with the
+machine's load average (``os.getloadavg``) at the time recorded beside it.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ..models.config import Grid, grid_label
 from .peak import MatmulPeak
-from .stats import LatencyStats, gflops, median, summarize, throughput
+from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
 
 
@@ -41,13 +50,17 @@ class SweepModel:
 @dataclass(frozen=True)
 class SweepSettings:
     """How long each cell is measured: at least ``iterations`` calls and at least ``seconds``,
-    split over ``repeats`` interleaved rounds, after ``warmup`` untimed calls."""
+    split over ``repeats`` interleaved rounds, after at least ``warmup`` untimed calls and
+    ``warmup_seconds``. A cell whose round medians vary by more than ``noise_threshold``
+    (coefficient of variation) is flagged noisy."""
 
     warmup: int = 5
     iterations: int = 20
-    seconds: float = 0.0
+    seconds: float = 1.0
     repeats: int = 5
     threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
+    warmup_seconds: float = 0.2
+    noise_threshold: float = NOISE_THRESHOLD
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)
@@ -57,6 +70,11 @@ class SweepSettings:
 
     def chunk_seconds(self) -> float:
         return self.seconds / self.rounds()
+
+    def predict_seconds(self, call_s: float) -> float:
+        """The time one side of a cell takes (warm-up plus measurement) at ``call_s`` per call."""
+        warm = max(self.warmup * call_s, self.warmup_seconds)
+        return warm + self.rounds() * max(self.chunk_iterations() * call_s, self.chunk_seconds())
 
 
 @dataclass(frozen=True)
@@ -139,10 +157,13 @@ class CellResult:
     gmacs: float | None = None  # analytic, per image
     gflops: float | None = None  # achieved at p50
     efficiency: float | None = None  # gflops / peak
+    efficiency_error: float | None = None  # its uncertainty from the cell's and the peak's spreads
     peak: str | None = None  # which measured peak, e.g. "cpu/fp32"
     baseline: str | None = None
     speedup: float | None = None  # measured, paired with the baseline
     analytic_speedup: float | None = None  # baseline MACs / these MACs
+    noisy: bool = False  # the spread of the round medians exceeds the sweep's noise threshold
+    load: float | None = None  # 1-minute load average (os.getloadavg) when the cell's timing ended
     samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -167,6 +188,8 @@ class SweepResult:
     versions: dict[str, str | None] = field(default_factory=dict)
     threads: int = 0
     seconds: float = 0.0
+    noise_threshold: float = NOISE_THRESHOLD
+    load: list[float] = field(default_factory=list)  # load averages (1, 5, 15 min) when the sweep began
 
     def ok(self) -> list[CellResult]:
         return [c for c in self.cells if c.status == "ok"]
@@ -182,6 +205,8 @@ class SweepResult:
             "machine": self.machine,
             "versions": self.versions,
             "seconds": round(self.seconds, 3),
+            "noise_threshold": self.noise_threshold,
+            "load": self.load,
         }
 
     @classmethod
@@ -190,7 +215,8 @@ class SweepResult:
             spec=d["spec"], cells=[CellResult.from_dict(c) for c in d["cells"]],
             peak=MatmulPeak.from_dict(d["peak"]) if d.get("peak") else None, order=d.get("order", []),
             machine=d.get("machine", {}), versions=d.get("versions", {}), threads=d.get("threads", 0),
-            seconds=d.get("seconds", 0.0),
+            seconds=d.get("seconds", 0.0), noise_threshold=d.get("noise_threshold", NOISE_THRESHOLD),
+            load=d.get("load", []),
         )
 
 
@@ -228,6 +254,14 @@ class _Measured:
         self.samples: list[float] = []
         self.chunks: list[list[float]] = []
         self.error: str | None = None
+        self.load: float | None = None
+
+    def warm_up(self, calls: int, seconds: float) -> None:
+        t_end = time.perf_counter() + seconds
+        n = 0
+        while n < calls or time.perf_counter() < t_end:
+            self.timer()
+            n += 1
 
     def run_chunk(self, iterations: int, seconds: float) -> list[float]:
         chunk: list[float] = []
@@ -236,7 +270,16 @@ class _Measured:
             chunk.append(self.timer())
         self.samples += chunk
         self.chunks.append(chunk)
+        self.load = load_average()
         return chunk
+
+
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def resolve_threads(threads: int) -> int:
@@ -261,6 +304,10 @@ def run_sweep(
 
     say = progress or (lambda _text: None)
     t_start = time.perf_counter()
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = []
     threads = resolve_threads(spec.settings.threads)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -277,6 +324,7 @@ def run_sweep(
     return SweepResult(
         spec=spec_to_dict(spec), cells=results, peak=peak, order=order, machine=machine_info(),
         versions=tool_versions(), threads=threads, seconds=time.perf_counter() - t_start,
+        noise_threshold=spec.settings.noise_threshold, load=load,
     )
 
 
@@ -287,23 +335,23 @@ def _run_group(
     failed: dict[Cell, tuple[str, str]] = {}
     live: list[_Measured] = []
     base: _Measured | None = None
-    for cell in [*group.cells, *([group.baseline] if group.baseline else [])]:
+    for cell in group.cells:
         say(f"loading {cell.key}")
         try:
-            m = _Measured(cell, make_timer(cell))
+            live.append(_Measured(cell, make_timer(cell)))
         except Unsupported as e:
             failed[cell] = (e.status, str(e))
-            continue
-        if cell is group.baseline:
-            base = m
-        else:
-            live.append(m)
+    if group.baseline is not None and live:  # the baseline is made (converted, built) only when timed
+        say(f"loading {group.baseline.key}")
+        try:
+            base = _Measured(group.baseline, make_timer(group.baseline))
+        except Unsupported as e:
+            failed[group.baseline] = (e.status, str(e))
     try:
         for m in [*live, *([base] if base and live else [])]:
             say(f"warming up {m.cell.key}")
             try:
-                for _ in range(settings.warmup):
-                    m.timer()
+                m.warm_up(settings.warmup, settings.warmup_seconds)
             except Exception as e:
                 m.error = f"{type(e).__name__}: {e}"
         live = [m for m in live if m.error is None]
@@ -342,7 +390,7 @@ def _run_group(
             status, reason = failed.get(cell, ("failed", (found.error if found else None) or "not measured"))
             out.append(_empty(cell, status, reason))
             continue
-        res = _result(cell, found, peak, "lookupvit")
+        res = _result(cell, found, peak, "lookupvit", settings.noise_threshold)
         if base is not None and base.error is None and pairs[cell]:
             res.baseline = group.baseline.model if group.baseline else None
             res.speedup = median(pairs[cell]) / median(found.samples)
@@ -355,8 +403,8 @@ def _run_group(
         out.append(res)
     if group.baseline is not None:
         if base is not None and base.error is None and base.samples:
-            out.append(_result(group.baseline, base, peak, "baseline"))
-        elif base is not None and base.error is None:  # a baseline is only timed next to a LookupViT
+            out.append(_result(group.baseline, base, peak, "baseline", settings.noise_threshold))
+        elif not live or (base is not None and base.error is None):  # timed only next to a LookupViT
             out.append(_empty(group.baseline, "not run", "no LookupViT cell of its group ran to time it against",
                               "baseline"))
         else:
@@ -381,15 +429,20 @@ def _empty(cell: Cell, status: str, reason: str, role: str = "lookupvit") -> Cel
     )
 
 
-def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str) -> CellResult:
-    stats = summarize(m.samples)
+def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float) -> CellResult:
+    stats = summarize(m.samples, m.chunks)
     macs = cell_macs(cell)
     achieved = gflops(macs, cell.batch, stats.p50_ms) if macs else None
     ref = peak.for_cell(m.timer.device, cell.precision)
+    efficiency = (achieved / ref.gflops) if (achieved and ref) else None
+    error = None
+    if efficiency is not None and ref is not None:  # relative errors add in quadrature for a ratio
+        error = efficiency * math.hypot(stats.spread or 0.0, ref.spread or 0.0)
     return CellResult(
         cell.model, cell.variant, cell.grid_text, _tokens(cell), cell.precision, cell.batch, cell.backend,
         "ok", device=m.timer.device, detail=m.timer.detail, role=role, paired_with=cell.paired_with,
         latency=stats, throughput=throughput(cell.batch, stats.p50_ms), gmacs=macs / 1e9 if macs else None,
-        gflops=achieved, efficiency=(achieved / ref[1]) if (achieved and ref) else None,
-        peak=ref[0] if ref else None, samples_ms=[round(1e3 * s, 4) for s in m.samples],
+        gflops=achieved, efficiency=efficiency, efficiency_error=error,
+        peak=ref.label if ref else None, noisy=stats.noisy(threshold), load=m.load,
+        samples_ms=[round(1e3 * s, 4) for s in m.samples],
     )

@@ -47,7 +47,7 @@ class RunOptions:
     out_dir: Path = Path("runs/run")
     optimize: bool | None = None  # None: when exporter.passes is available
     validate_iterations: int = 2  # random batches per validation
-    repeats: int = 5  # interleaved rounds of the latency sweep
+    repeats: int | None = None  # interleaved rounds of the latency sweep (None: the profile's benchmark.repeats)
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
     budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
 
@@ -297,15 +297,18 @@ class _BudgetPlanner:
         best = (peak.best("cuda") or peak.best("cpu")) if peak is not None else None
         self.flops = (best.gflops if best else 50.0) * 1e9 * self.EFFICIENCY_GUESS
         self.admitted: set[LatencyCell] = set()
-        self.sweep_s = 0.0
+        self.sweep_s = self._accuracy_cells_s()  # timed in the same sweep, always
         self.loaded: set[Unit] = set()
         self.stage_s: dict[tuple[str, str], float] = {}  # (model, "grid" or precision) -> seconds
         self.closed = False
         self._why = ""
 
-    def _calls(self) -> int:
+    def _accuracy_cells_s(self) -> float:
+        """The sweep time of the accuracy models' cells (no baseline; each at least the minimum duration)."""
         st = self.spec.settings
-        return st.warmup + st.rounds() * st.chunk_iterations()
+        return sum(st.predict_seconds(self._call_s(m.name, g, p, b)) for m in self.spec.models
+                   if not m.baseline and not m.is_baseline for g in m.grids for p in self.spec.precisions
+                   for b in self.spec.batches)
 
     def _call_s(self, model: str, grid: Grid | None, precision: str, batch: int) -> float:
         from ..profile.sweep import Cell, cell_macs
@@ -337,7 +340,9 @@ class _BudgetPlanner:
             return False
         model, grid, precision, batch = cell
         base = self.spec.model(model).baseline
-        sweep = self._calls() * (self._call_s(model, grid, precision, batch) + self._call_s(base, None, precision, batch))
+        st = self.spec.settings  # each side timed by count and by time (warm-up, then rounds)
+        sweep = st.predict_seconds(self._call_s(model, grid, precision, batch)) + st.predict_seconds(
+            self._call_s(base, None, precision, batch))
         units = [(base, None, precision), (model, grid, precision)]
         sweep += sum(self._load_s(u) for u in units if u not in self.loaded)
         made_grids = {(u[0], u[1]) for u in self.loaded}
@@ -472,7 +477,8 @@ def _compare_step(
     return step
 
 
-def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]], repeats: int) -> Any:
+def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]],
+               repeats: int | None = None) -> Any:
     """The profile's latency sweep: every model at its grids x the profile's precisions x batches."""
     from ..profile.sweep import SweepModel, SweepSettings, SweepSpec
 
@@ -484,7 +490,8 @@ def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid 
         else:
             entries.append(SweepModel(variant, variant, grids, base if role == "latency" else None))
     b = prof.benchmark
-    settings = SweepSettings(warmup=b.warmup, iterations=b.iterations, seconds=b.seconds, repeats=repeats, threads=b.threads)
+    settings = SweepSettings(warmup=b.warmup, iterations=b.iterations, seconds=b.seconds, repeats=repeats or b.repeats,
+                             threads=b.threads, warmup_seconds=b.warmup_seconds, noise_threshold=b.noise_threshold)
     return SweepSpec(tuple(entries), tuple(prof.precisions), tuple(prof.batch_sizes), (backend,), settings)
 
 
