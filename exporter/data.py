@@ -4,6 +4,10 @@ Sources (``--data``):
 - ``digits``: the handwritten digits that scikit-learn ships (1797 grey 8x8 images, 10 classes),
   split deterministically into train (80%) and held-out (20%, stratified, seed 0), upscaled
   bilinearly to the model's image size. Nothing is downloaded.
+- ``photos``: seeded random square crops (with horizontal flips) of the two colour photographs
+  that scikit-learn ships (427x640, "china" and "flower"), cut at the model's image size (at most
+  427 px): 256 crops for the train split, 64 for the held-out one. Calibration data for colour
+  models; its two "classes" are the source photos, so it measures no accuracy.
 - a folder with one sub-folder of images per class (sub-folder names sorted give label ids);
 - an ``.npz`` file with ``images`` (N, H, W), (N, H, W, C) or (N, C, H, W), uint8 in 0..255 or
   float in 0..1, and integer ``labels`` (N,).
@@ -29,6 +33,8 @@ Split = Literal["train", "test"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SEED = 0
+BUILTIN_DATA = ("digits", "photos")
+PHOTO_CROPS = {"train": (256, 0), "test": (64, 1)}  # split -> (crops, seed)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class LabelledData:
     labels: np.ndarray  # (N,) int64
     source: str
     class_names: list[str]
+    native_shape: tuple[int, ...] | None = None  # one image (C, H, W) as stored, before preparation
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -77,6 +84,9 @@ def load_data(source: str | Path, config: ModelConfig | InputSpec, split: Split 
     if str(source) == "digits":
         raw, labels, names = _digits(split)
         where = f"digits ({split} split)"
+    elif str(source) == "photos":
+        raw, labels, names = _photos(split, config.image_size)
+        where = f"photos ({split} split)"
     else:
         path = Path(source)
         if path.is_dir():
@@ -91,7 +101,7 @@ def load_data(source: str | Path, config: ModelConfig | InputSpec, split: Split 
             )
         where = str(path)
     images = prepare_images(raw, config)
-    return LabelledData(images, labels.astype(np.int64), where, names)
+    return LabelledData(images, labels.astype(np.int64), where, names, tuple(int(v) for v in raw.shape[1:]))
 
 
 def prepare_images(raw: np.ndarray, config: ModelConfig | InputSpec) -> np.ndarray:
@@ -124,6 +134,26 @@ def _digits(split: Split) -> tuple[np.ndarray, np.ndarray, list[str]]:
     )
     x, y = (tr_x, tr_y) if split == "train" else (te_x, te_y)
     return x, y, [str(i) for i in range(10)]
+
+
+def _photos(split: Split, size: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images()
+    count, seed = PHOTO_CROPS[split]
+    rng = np.random.default_rng(seed)
+    side = min(size, *(min(im.shape[:2]) for im in photos.images))
+    crops, labels = [], []
+    for i in range(count):
+        which = i % len(photos.images)
+        im = photos.images[which]  # (H, W, 3) uint8
+        y = int(rng.integers(0, im.shape[0] - side + 1))
+        x = int(rng.integers(0, im.shape[1] - side + 1))
+        crop = im[y : y + side, x : x + side]
+        crops.append(crop[:, ::-1] if rng.random() < 0.5 else crop)
+        labels.append(which)
+    names = [Path(f).stem for f in photos.filenames]
+    return _to_nchw01(np.stack(crops), "photos"), np.array(labels), names
 
 
 def _to_nchw01(images: np.ndarray, where: str) -> np.ndarray:

@@ -30,6 +30,7 @@ class EvaluationResult:
     weights: str
     data: str
     rows: list[GridAccuracy] = field(default_factory=list)
+    meaningless: list[str] = field(default_factory=list)  # why the figures mean nothing (--allow-meaningless)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -34,12 +34,16 @@ def test_variants_table(cli):
 def test_evaluate_npz_json(cli, tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", images=rng.random((12, 32, 32)).astype(np.float32), labels=np.arange(12) % 10)
-    result = cli("evaluate", "lookupvit_tiny32", "--data", str(tmp_path / "d.npz"), "--grids", "1,4", "--json")
+    refused = cli("evaluate", "lookupvit_tiny32", "--data", str(tmp_path / "d.npz"), "--grids", "1,4", "--json")
+    assert refused.exit_code == 2 and "random weights" in refused.output and "grey images" in refused.output
+    result = cli("evaluate", "lookupvit_tiny32", "--data", str(tmp_path / "d.npz"), "--grids", "1,4", "--json",
+                 "--allow-meaningless")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert [r["grid"] for r in doc["rows"]] == ["1", "4"]
     assert all(r["total"] == 12 for r in doc["rows"])
     assert doc["weights"] == "random init (seed 0)"
+    assert any("random weights" in m for m in doc["meaningless"])
 
 
 @pytest.mark.parametrize(

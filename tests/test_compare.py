@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(run_dir):
-    return compare_precisions("lookupvit_tiny32", precisions="fp32,fp16,bf16,int8", grids="2", out_dir=run_dir, calib_size=64)
+    return compare_precisions("lookupvit_digits", precisions="fp32,fp16,bf16,int8", grids="2", out_dir=run_dir, calib_size=64)
 
 
 def test_cells_metrics_and_files(result, run_dir):
@@ -37,7 +37,7 @@ def test_cells_metrics_and_files(result, run_dir):
         assert c.ran and c.samples == 360 and c.tolerance == tolerance_for(p).to_dict()
         assert c.max_abs > 0 and 0 < c.mean_abs <= c.max_abs and 0.9 < c.cosine <= 1.0
         assert c.top1_delta == pytest.approx(c.top1 - result.reference["2"])
-        assert c.model.endswith(f"lookupvit_tiny32_g2.{p}.onnx")
+        assert c.model.endswith(f"lookupvit_digits_g2.{p}.onnx")
     doc = json.loads((run_dir / "accuracy.json").read_text())
     assert doc == json.loads(json.dumps(result.to_dict(), default=str))
     assert {"grids", "precisions", "reference", "cells", "calibration", "versions", "status"} <= set(doc)
@@ -54,9 +54,9 @@ def test_bf16_on_cpu_is_unsupported_with_the_runtime_reason(result):
 
 
 def test_onnx_input_uses_its_grid(result, run_dir, tmp_path):
-    fp32 = run_dir / "onnx" / "lookupvit_tiny32_g2.onnx"
+    fp32 = run_dir / "onnx" / "lookupvit_digits_g2.onnx"
     r = compare_precisions(str(fp32), precisions="fp32,fp16", out_dir=tmp_path)
-    assert r.grids == ["2"] and r.name == "lookupvit_tiny32_g2"
+    assert r.grids == ["2"] and r.name == "lookupvit_digits_g2"
     assert r.cell("2", "fp16").top1 == pytest.approx(result.cell("2", "fp16").top1)
     with pytest.raises(UserError, match="exported for grid 2"):
         compare_precisions(str(fp32), precisions="fp32", grids="4", out_dir=tmp_path)
@@ -65,8 +65,8 @@ def test_onnx_input_uses_its_grid(result, run_dir, tmp_path):
 
 
 def test_locate_finds_a_broken_weight(run_dir):
-    fp32 = run_dir / "onnx" / "lookupvit_tiny32_g2.onnx"
-    fp16 = run_dir / "onnx" / "lookupvit_tiny32_g2.fp16.onnx"
+    fp32 = run_dir / "onnx" / "lookupvit_digits_g2.onnx"
+    fp16 = run_dir / "onnx" / "lookupvit_digits_g2.fp16.onnx"
     model = onnx.load(str(fp16))
     inits = {t.name: t for t in model.graph.initializer}
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
@@ -76,7 +76,7 @@ def test_locate_finds_a_broken_weight(run_dir):
     inits[target.input[1]].CopyFrom(numpy_helper.from_array(w, target.input[1]))
     broken = run_dir / "broken.fp16.onnx"
     onnx.save(model, str(broken))
-    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32), dtype=np.float32)
+    images = np.random.default_rng(0).standard_normal((8, 1, 32, 32), dtype=np.float32)
     loc = locate_divergence(fp32, broken, {"images": images}, tolerance_for("fp16"))
     assert loc.found and loc.node == target.name and loc.op == "MatMul" and loc.tensor == target.output[0]
     assert loc.max_rel > tolerance_for("fp16").max_error and loc.checked > 5 and loc.samples == 8
@@ -87,7 +87,7 @@ def test_locate_finds_a_broken_weight(run_dir):
 
 def test_cli_locate_on_a_failing_precision(run_dir, cli, monkeypatch):
     monkeypatch.setitem(TOLERANCES, "fp16", Tolerance(max_error=1e-7, min_cosine=1.0))  # fp16 cannot meet this
-    result = cli("compare", "lookupvit_tiny32", "--grids", "2", "--precisions", "fp32,fp16", "--locate",
+    result = cli("compare", "lookupvit_digits", "--grids", "2", "--precisions", "fp32,fp16", "--locate",
                  "-o", str(run_dir))
     assert result.exit_code == 1, result.output
     assert "FAILED" in result.stdout and "first tensor over tolerance" in result.stdout
@@ -99,7 +99,7 @@ def test_cli_locate_on_a_failing_precision(run_dir, cli, monkeypatch):
 
 
 def test_cli_json_is_one_document(run_dir, cli):
-    result = cli("compare", "lookupvit_tiny32", "--grids", "2", "--precisions", "fp32,int8", "--calib-size", "64",
+    result = cli("compare", "lookupvit_digits", "--grids", "2", "--precisions", "fp32,int8", "--calib-size", "64",
                  "--json", "-o", str(run_dir))
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -109,7 +109,7 @@ def test_cli_json_is_one_document(run_dir, cli):
 
 @pytest.mark.skipif(module_status("tensorrt").installed, reason="TensorRT is installed here")
 def test_trt_backend_without_tensorrt_reports_unsupported(run_dir, cli):
-    result = cli("compare", "lookupvit_tiny32", "--grids", "2", "--precisions", "fp32,fp16", "--backend", "trt",
+    result = cli("compare", "lookupvit_digits", "--grids", "2", "--precisions", "fp32,fp16", "--backend", "trt",
                  "--json", "-o", str(run_dir / "trt"))
     assert "Traceback" not in result.output
     doc = json.loads(result.stdout)
@@ -123,13 +123,13 @@ def test_trt_backend_without_tensorrt_reports_unsupported(run_dir, cli):
     "args,message",
     [
         (["lookupvit_tiny23"], "Did you mean lookupvit_tiny32"),
-        (["lookupvit_tiny32", "--precisions", "fp32,fp12"], "Unknown precision 'fp12'"),
-        (["lookupvit_tiny32", "--grids", "9"], "does not fit the lookup grid"),
+        (["lookupvit_digits", "--precisions", "fp32,fp12"], "Unknown precision 'fp12'"),
+        (["lookupvit_digits", "--grids", "9"], "does not fit the lookup grid"),
         (["{o}/missing.onnx"], "does not exist"),
-        (["lookupvit_tiny32", "--backend", "tvm"], "Invalid value for '--backend'"),
-        (["lookupvit_tiny32", "--data", "{o}/nowhere"], "Cannot read dataset"),
-        (["lookupvit_tiny32", "--precisions", "int8", "--calib", "{o}/nowhere"], "does not exist"),
-        (["lookupvit_tiny32", "--backend", "trt", "--profile", "h10"], "Unknown profile 'h10'"),
+        (["lookupvit_digits", "--backend", "tvm"], "Invalid value for '--backend'"),
+        (["lookupvit_digits", "--data", "{o}/nowhere"], "Cannot read dataset"),
+        (["lookupvit_digits", "--precisions", "int8", "--calib", "{o}/nowhere"], "does not exist"),
+        (["lookupvit_digits", "--backend", "trt", "--profile", "h10"], "Unknown profile 'h10'"),
     ],
 )
 def test_cli_bad_input(cli, tmp_path, args, message):
@@ -150,7 +150,7 @@ def test_conversion_failure_is_a_cell_error(run_dir, tmp_path, monkeypatch):
         return real(in_path, out_path, to, keep_fp32="MatMul,Gemm,Conv,Attention", **kw)
 
     monkeypatch.setattr(compare_module, "convert_precision", keep_all)
-    r = compare_precisions("lookupvit_tiny32", precisions="int8,fp32", grids="2", out_dir=run_dir)
+    r = compare_precisions("lookupvit_digits", precisions="int8,fp32", grids="2", out_dir=run_dir)
     assert r.cell("2", "int8").status == "error" and "excludes every quantizable op" in r.cell("2", "int8").reason
     assert r.cell("2", "fp32").status == "PASSED" and not r.passed
     assert convert_precision  # the library entry point stays importable from exporter.precision

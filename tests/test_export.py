@@ -99,7 +99,9 @@ def test_foreign_lookupvit_via_model_factory(tmp_path, cli):
     paths = [r["path"] for r in json.loads(result.stdout)]
     assert [p.split("/")[-1] for p in paths] == ["einsum_lookupvit_build_g2.onnx", "einsum_lookupvit_build_g3.onnx"]
     assert read_metadata(paths[1])["factory"] == "tests.foreign.einsum_lookupvit:build"
-    result = cli("validate", paths[1], "--json")
+    refused = cli("validate", paths[1], "--json")  # the metadata names a factory: never imported from there
+    assert refused.exit_code == 2 and "--model tests.foreign.einsum_lookupvit:build" in refused.output
+    result = cli("validate", paths[1], "--model", "tests.foreign.einsum_lookupvit:build", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "PASSED"
 
 

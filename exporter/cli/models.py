@@ -55,11 +55,22 @@ def variants(as_json: bool) -> None:
 @data_option
 @grids_option
 @click.option("--batch-size", default=256, show_default=True, help="Images per forward pass.")
+@click.option("--allow-meaningless", is_flag=True,
+              help="Evaluate even where top-1 means nothing (random weights; classes, channels or image size that do "
+              "not match the data); the figures are marked not meaningful.")
 @json_option
-def evaluate(variant: str, weights: str | None, data: str, grids: str | None, batch_size: int, as_json: bool) -> None:
-    """Top-1 accuracy of VARIANT per compressed grid on a labelled dataset (PyTorch, CPU)."""
-    from ..data import load_data
+def evaluate(
+    variant: str, weights: str | None, data: str, grids: str | None, batch_size: int, allow_meaningless: bool,
+    as_json: bool,
+) -> None:
+    """Top-1 accuracy of VARIANT per compressed grid on a labelled dataset (PyTorch, CPU).
+
+    Refuses (exit 2) where the figure would mean nothing: random weights, or a dataset whose classes,
+    channels or image size do not match the model (see --allow-meaningless)."""
+    from ..data import InputSpec, load_data
+    from ..data_fit import accuracy_fit, require_meaningful
     from ..evaluate import evaluate as run_evaluate
+    from ..export import resolve_variant_source
 
     v = get_variant(variant)
     cfg = v.config
@@ -67,14 +78,21 @@ def evaluate(variant: str, weights: str | None, data: str, grids: str | None, ba
     dataset = load_data(data, cfg)
     model = create_model(variant, weights=weights)
     weights_name = str(weights) if weights else (v.weights.name if v.weights else "random init (seed 0)")
+    classes = None if cfg.num_classes == 0 or getattr(cfg, "head", "logits") != "logits" else cfg.num_classes
+    fit = accuracy_fit(dataset, InputSpec(cfg.input_shape, tuple(cfg.mean), tuple(cfg.std)), classes,
+                       resolve_variant_source(variant, weights).weights_id())
+    notes = require_meaningful(fit, variant, allow_meaningless)
+    for note in notes:
+        stderr.print(note)
     if not as_json:
         stderr.print(f"Evaluating {variant} ({weights_name}) on {dataset.source}: {len(dataset)} images")
     result = run_evaluate(model, dataset, grid_list, variant=variant, weights=weights_name)
+    result.meaningless = notes
     if as_json:
         print_json(result.to_dict())
         return
     print_table(
-        f"{variant} top-1 on {dataset.source}",
+        f"{variant} top-1 on {dataset.source}" + (" (NOT MEANINGFUL)" if notes else ""),
         ["grid", "top-1 %", "correct", "GMACs/img", "seconds"],
         [[r.grid, f"{r.top1:.2f}", f"{r.correct}/{r.total}", f"{r.gmacs:.4f}", f"{r.seconds:.2f}"] for r in result.rows],
     )

@@ -16,8 +16,10 @@ _PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
 @click.argument("in_path", metavar="IN.onnx")
 @click.option("--to", "to", required=True, type=click.Choice(_PRECISIONS, case_sensitive=False),
               help="Target precision (fp32 copies the graph and labels it).")
-@click.option("--calib", default="digits", show_default=True,
-              help="int8/fp8 calibration images: 'digits' (its training split) or a dataset PATH (class folders or .npz).")
+@click.option("--calib", default="auto", show_default=True,
+              help="int8/fp8 calibration images: 'auto' (the bundled data matching the model's input: digits for grey "
+              "models, crops of the bundled photos for colour ones), 'digits', 'photos' or a dataset PATH (class "
+              "folders or .npz).")
 @click.option("--calib-size", type=int, default=None, help="Calibration images (seeded random subset). [default: 256]")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "distribution"]), default=None,
               help="int8: minmax (default), percentile, entropy; fp8: minmax (default, amax/448), distribution.")
@@ -95,15 +97,23 @@ def precision(
 @click.option("--backend", type=click.Choice(["ort", "trt"]), default="ort", show_default=True,
               help="ort: ONNX Runtime (CUDA when available, else CPU); trt: TensorRT engines (exporter.engine).")
 @click.option("--profile", default=None, help="TensorRT profile for --backend trt (default: the one matching this GPU).")
-@click.option("--calib", default="digits", show_default=True, help="int8/fp8 calibration data ('digits' training split or a PATH).")
+@click.option("--calib", default="auto", show_default=True,
+              help="int8/fp8 calibration data: 'auto' (digits for grey models, photos for colour ones), 'digits', "
+              "'photos' or a PATH.")
 @click.option("--calib-size", type=int, default=None, help="Calibration images. [default: 256]")
 @click.option("--locate", is_flag=True, help="For a failing precision, find the first tensor over tolerance (marks all outputs).")
+@click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
+              help="PyTorch reference of an ONNX file exported with --model. Imports and runs that Python code.")
+@click.option("--allow-meaningless", is_flag=True,
+              help="Run even where top-1 means nothing (random weights; classes, channels or image size that do not "
+              "match the data); the result is marked NOT MEANINGFUL, never PASSED.")
 @click.option("-o", "--output", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Output folder for accuracy.json, accuracy.png and the ONNX graphs. [default: runs/compare/<name>]")
 @json_option
 def compare(
     model: str, weights: str | None, precisions: str, grids: str | None, data: str, backend: str, profile: str | None,
-    calib: str, calib_size: int | None, locate: bool, out_dir: str | None, as_json: bool,
+    calib: str, calib_size: int | None, locate: bool, factory: str | None, allow_meaningless: bool, out_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Accuracy of VARIANT (exported per grid) or MODEL.onnx (an fp32 graph) across precisions and grids.
 
@@ -120,7 +130,8 @@ def compare(
     with stderr.status(f"comparing {model} ...") as status:
         result = compare_precisions(
             model, weights=weights, precisions=precisions, grids=grids, data=data, backend=backend, locate=locate,
-            out_dir=out_dir, calib=calib, calib_size=size, profile=profile,
+            out_dir=out_dir, calib=calib, calib_size=size, profile=profile, factory=factory,
+            allow_meaningless=allow_meaningless,
             progress=lambda msg: status.update(f"{model}: {msg} ..."),
         )
     if as_json:
@@ -176,4 +187,6 @@ def print_comparison(result) -> None:
                            f"checked on {loc.samples} images (the failure builds up over the batch)")
             click.echo(f"  note: {loc.note}")
     click.echo(f"wrote {result.files['json']} and {result.files['plot']}")
-    click.echo("PASSED" if result.passed else "FAILED")
+    for reason in result.meaningless:
+        click.echo(reason)
+    click.echo(result.status)

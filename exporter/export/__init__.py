@@ -1,9 +1,10 @@
 """Export stage: PyTorch LookupViT (a variant or a user factory) -> ONNX, with provenance."""
 
+from .metadata import ModelMetadata, factory_refusal, read_model_metadata
 from .onnx_export import ExportResult, check_batch, check_opset, export_onnx, read_metadata, read_sidecar
-from .source import LoadedModel, ModelSource, load_source, resolve_variant_source, source_from_json
+from .source import LoadedModel, ModelSource, load_source, resolve_variant_source
 
 __all__ = [
-    "ExportResult", "LoadedModel", "ModelSource", "check_batch", "check_opset", "export_onnx", "load_source",
-    "read_metadata", "read_sidecar", "resolve_variant_source", "source_from_json",
+    "ExportResult", "LoadedModel", "ModelMetadata", "ModelSource", "check_batch", "check_opset", "export_onnx",
+    "factory_refusal", "load_source", "read_metadata", "read_model_metadata", "read_sidecar", "resolve_variant_source",
 ]

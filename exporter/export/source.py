@@ -193,11 +193,3 @@ def source_to_json(src: ModelSource) -> str:
         sort_keys=True,
     )
 
-
-def source_from_json(text: str) -> ModelSource:
-    d = json.loads(text)
-    return ModelSource(
-        d.get("variant"), d.get("factory"), d.get("weights"),
-        tuple(d["grid"]) if d.get("grid") else None, d.get("image_size"), d.get("head", "logits"),
-        d.get("overrides") or {},
-    )

@@ -1,7 +1,10 @@
 """Loading and saving weights: safetensors and torch checkpoints, strictly matched.
 
 A mismatch raises :class:`WeightsMismatch`, which lists every missing, unexpected and
-shape-mismatched key instead of loading part of a model.
+shape-mismatched key instead of loading part of a model. A checkpoint with NaN or Inf in any
+floating-point tensor is refused at load, naming the tensors: every accuracy figure or validation
+verdict computed from it would be meaningless. Torch checkpoints are read with
+``torch.load(weights_only=True)`` (a restricted unpickler: tensors and plain containers, no code).
 """
 
 from __future__ import annotations
@@ -57,8 +60,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt or foreign file: report, don't trace back
         raise UserError(
             f"Cannot read weights {path}: {e}",
@@ -73,7 +77,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"{path} holds no state dict of tensors.",
             "Save weights with torch.save(model.state_dict(), path) or safetensors.",
         )
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    check_finite(state, path)
+    return state
+
+
+def check_finite(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a state dict whose floating-point tensors hold NaN or Inf, naming them."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UserError(
+            f"Weights {path} hold NaN or Inf values in {len(bad)} tensor(s): {_short(bad)}.",
+            "The checkpoint is corrupt or comes from a diverged training run; re-export or retrain it. "
+            "Nothing computed from it would be meaningful.",
+        )
 
 
 def adapt_pos_embed(state: dict[str, torch.Tensor], model: nn.Module) -> None:

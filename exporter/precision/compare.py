@@ -32,13 +32,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from ..data import BUILTIN_DATA
+from ..data_fit import accuracy_fit, require_meaningful
 from ..errors import UserError
 from ..io import atomic_path, write_json
 from ..versions import package_version, tool_versions
 from .convert import DEFAULT_CALIB_SIZE, PRECISIONS, check_precision, convert_precision
+from .quantize import resolve_calibration
 
 BACKENDS = ("ort", "trt")
+NOT_MEANINGFUL = "NOT MEANINGFUL"
 DEFAULT_PRECISIONS = PRECISIONS
 LOCATE_SAMPLES = 16
 BATCH = 64
@@ -79,7 +84,7 @@ class Located:
 class Cell:
     grid: str
     precision: str
-    status: str  # PASSED | FAILED | unsupported | error
+    status: str  # PASSED | FAILED | NOT MEANINGFUL (passed, but top-1 means nothing) | unsupported | error
     reason: str | None = None  # why a cell is unsupported or errored
     note: str | None = None  # how it ran, when not the plain way
     model: str | None = None
@@ -99,7 +104,7 @@ class Cell:
 
     @property
     def ran(self) -> bool:
-        return self.status in ("PASSED", "FAILED")
+        return self.status in ("PASSED", "FAILED", NOT_MEANINGFUL)
 
 
 @dataclass
@@ -116,21 +121,30 @@ class ComparisonResult:
     calibration: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    meaningless: list[str] = field(default_factory=list)  # why top-1 means nothing (--allow-meaningless)
     seconds: float = 0.0
     versions: dict[str, str | None] = field(default_factory=tool_versions)
 
     @property
     def passed(self) -> bool:
         """Every cell that ran passed, and none errored (unsupported cells do not count)."""
-        return all(c.status in ("PASSED", "unsupported") for c in self.cells) and any(c.ran for c in self.cells)
+        ok = ("PASSED", NOT_MEANINGFUL, "unsupported")
+        return all(c.status in ok for c in self.cells) and any(c.ran for c in self.cells)
+
+    @property
+    def status(self) -> str:
+        """PASSED or FAILED; a comparison without meaning is never PASSED."""
+        if not self.passed:
+            return "FAILED"
+        return NOT_MEANINGFUL if self.meaningless else "PASSED"
 
     def cell(self, grid: str, precision: str) -> Cell | None:
         return next((c for c in self.cells if c.grid == grid and c.precision == precision), None)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["passed"] = self.passed
-        d["status"] = "PASSED" if self.passed else "FAILED"
+        d["passed"] = self.passed and not self.meaningless
+        d["status"] = self.status
         return d
 
 
@@ -360,29 +374,36 @@ class _Grid:
     source: Any  # ModelSource of the PyTorch reference
 
 
-def _plan_grids(model: str, weights: str | None, grids: str | None, out_dir: Path, progress: Progress) -> tuple[str, dict[str, Any], list[_Grid]]:
+def _plan_grids(
+    model: str, weights: str | None, grids: str | None, out_dir: Path, progress: Progress, factory: str | None = None
+) -> tuple[str, dict[str, Any], list[_Grid]]:
     """Name, source description and the fp32 graph of each grid (exporting a variant as needed)."""
-    from ..export import export_onnx, read_metadata, resolve_variant_source
+    from ..export import export_onnx, read_model_metadata, resolve_variant_source
     from ..models import get_variant
     from ..validate import reference_source
 
     is_file = model.endswith(".onnx") or Path(model).is_file()
     if is_file:
         path = Path(model)
-        meta = read_metadata(path)  # checks that it exists and is ONNX
-        if meta.get("precision", "fp32") != "fp32":
+        meta = read_model_metadata(path)  # checks that it exists, is ONNX, and that its metadata is sound
+        if meta.precision != "fp32":
             raise UserError(
-                f"{path.name} is a {meta['precision']} graph; compare starts from the fp32 graph.",
+                f"{path.name} is a {meta.precision} graph; compare starts from the fp32 graph.",
                 "Pass the fp32 .onnx written by `lookupvit export` (or the variant name).",
             )
-        src = reference_source(path, weights=weights)
-        label = _label(tuple(int(v) for v in meta["grid"].split("x")) if meta.get("grid") else None)
+        src = reference_source(path, factory=factory, weights=weights)
+        label = _label(meta.grid)
         if grids is not None and [g.strip() for g in grids.split(",") if g.strip()] != [label]:
             raise UserError(
                 f"{path.name} is exported for grid {label}; an ONNX graph has one grid.",
                 "Drop --grids, or pass the variant name to compare several grids.",
             )
         return path.stem, {"onnx": str(path), "weights": src.weights, "weights_id": src.weights_id()}, [_Grid(label, path, src)]
+    if factory is not None:
+        raise UserError(
+            "--model names the PyTorch reference of an ONNX file; with a variant name the variant is the model.",
+            "Pass the .onnx exported with --model, e.g. `lookupvit compare out/mymodel_g7.onnx --model pkg.mod:build`.",
+        )
 
     cfg = get_variant(model).config  # unknown names raise UserError with suggestions
     if grids is not None:
@@ -416,10 +437,12 @@ def compare_precisions(
     backend: str = "ort",
     locate: bool = False,
     out_dir: str | Path | None = None,
-    calib: str = "digits",
+    calib: str = "auto",
     calib_size: int = DEFAULT_CALIB_SIZE,
     profile: str | None = None,
     progress: Progress | None = None,
+    factory: str | None = None,
+    allow_meaningless: bool = False,
 ) -> ComparisonResult:
     """Compare ``model`` (a variant name or an fp32 ``.onnx``) across ``precisions`` and ``grids`` on
     ``data``; write ``accuracy.json`` and ``accuracy.png`` to ``out_dir`` (default
@@ -436,23 +459,25 @@ def compare_precisions(
         raise UserError(f"Unknown backend {backend!r}.", "Use --backend ort (ONNX Runtime) or --backend trt (TensorRT).")
     if calib_size < 1:
         raise UserError(f"--calib-size {calib_size} must be at least 1.")
-    if data != "digits" and not Path(data).exists():  # before any export: fail fast
+    if data not in BUILTIN_DATA and not Path(data).exists():  # before any export: fail fast
         raise UserError(
             f"Cannot read dataset {data!r}: it does not exist.",
             "Pass --data digits, a folder with one sub-folder of images per class, or an .npz with 'images' and 'labels'.",
         )
-    if any(p in ("int8", "fp8") for p in wanted) and calib != "digits" and not Path(calib).exists():
+    if any(p in ("int8", "fp8") for p in wanted) and calib not in ("auto", *BUILTIN_DATA) and not Path(calib).exists():
         raise UserError(f"Calibration data {calib!r} does not exist.", "Pass --calib digits, a class-folder directory or an .npz.")
     name = Path(model).stem if model.endswith(".onnx") else model
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
     runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
-    name, source, plan = _plan_grids(model, weights, grids, out, say)
+    name, source, plan = _plan_grids(model, weights, grids, out, say, factory)
 
     loaded_first = load_source(plan[0].source)
     spec = loaded_first.input_spec()
     dataset = load_data(data, spec)
     if len(dataset) == 0:
         raise UserError(f"{dataset.source} has no images.")
+    fit = accuracy_fit(dataset, spec, _classes(loaded_first, dataset), source.get("weights_id"))
+    meaningless = require_meaningful(fit, name, allow_meaningless)
     static = _static_batch(plan[0].fp32)
     batch = static or min(BATCH, runtime.max_batch or BATCH)
     n = len(dataset) - (len(dataset) % batch if static else 0)
@@ -465,6 +490,7 @@ def compare_precisions(
         name=name, source=source, data=dataset.source, samples=n, backend=runtime.description,
         grids=[g.label for g in plan], precisions=wanted, reference={},
     )
+    result.meaningless = meaningless
     if static and n < len(dataset):
         result.notes.append(f"static batch {static}: the last {len(dataset) - n} images are left out")
     for g in plan:
@@ -482,18 +508,28 @@ def compare_precisions(
                 cell.locate = locate_divergence(
                     g.fp32, Path(cell.model), {"images": dataset.images[:LOCATE_SAMPLES]}, tolerance_for(precision)
                 )
+            if meaningless and cell.status == "PASSED":
+                cell.status = NOT_MEANINGFUL
             result.cells.append(cell)
         if g.label not in result.reference:  # every cell unsupported: still give the PyTorch figure
             from ..evaluate import predict
 
             pred = predict(loaded.module, dataset.images[:n], None)
             result.reference[g.label] = 100.0 * float((pred == labels).mean())
-    result.calibration = {"data": calib, "size": calib_size, "split": "train" if calib == "digits" else None}
+    used_calib = resolve_calibration(calib, spec)
+    result.calibration = {"data": used_calib, "size": calib_size, "split": "train" if used_calib in BUILTIN_DATA else None}
     result.seconds = round(time.perf_counter() - t0, 2)
     result.files = {"json": str(out / "accuracy.json"), "plot": str(out / "accuracy.png")}
     plot_comparison(result, out / "accuracy.png")
     write_json(out / "accuracy.json", result.to_dict())
     return result
+
+
+@torch.inference_mode()
+def _classes(loaded: Any, dataset: Any) -> int | None:
+    """The number of class logits of the PyTorch model (None: it returns no logits)."""
+    out = loaded.module(torch.from_numpy(dataset.images[:1]))
+    return int(out.shape[-1]) if isinstance(out, torch.Tensor) and out.ndim == 2 else None
 
 
 def _static_batch(path: Path) -> int | None:

@@ -89,8 +89,8 @@ def input_spec_of(model: Any, meta: dict[str, str]) -> tuple[InputSpec, str | No
 
 def _dataset_id(calib: str) -> str:
     """A cheap identity of the calibration data for the cache key."""
-    if calib == "digits":
-        return "digits"
+    if calib in ("auto", "digits", "photos"):  # bundled data (auto resolves from the model's input)
+        return calib
     p = Path(calib)
     if p.is_file():
         return f"{p.resolve()}:sha256:{sha256_file(p)}"
@@ -129,7 +129,7 @@ def convert_precision(
     in_path: str | Path,
     out_path: str | Path,
     to: str,
-    calib: str = "digits",
+    calib: str = "auto",
     calib_size: int = DEFAULT_CALIB_SIZE,
     keep_fp32: str | list[str] | None = None,
     *,

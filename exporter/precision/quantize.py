@@ -19,9 +19,12 @@ amax / 127), ``percentile`` (99.999th percentile of |x|) or ``entropy`` (KL dive
 tensor overrides (see :func:`_fp8_amax_overrides` for why); ``distribution`` is ONNX Runtime's own
 fp8 rule (scale from the standard deviation of the data against that of the fp8 grid).
 
-Calibration images come from a labelled dataset (``exporter.data.load_data``): by default the
-digits *training* split (the held-out split is what ``compare`` measures on), converted to the
-model's channels, size and normalisation; a seeded random subset of ``calib_size`` images.
+Calibration images come from a labelled dataset (``exporter.data.load_data``): by default
+(``auto``) the bundled data that matches the model's input, the digits *training* split for
+1-channel models (the held-out split is what ``compare`` measures on) or crops of the bundled
+colour photos otherwise, converted to the model's channels, size and normalisation; a seeded
+random subset of ``calib_size`` images. Data that does not match the model's input (grey images on
+a colour model, a resize beyond 4x) is refused (:mod:`exporter.data_fit`).
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import InputSpec, load_data
+from ..data import BUILTIN_DATA, InputSpec, load_data
+from ..data_fit import require_calibration_fit
 from ..errors import UserError
 from .summary import QUANTIZABLE_OPS
 
@@ -45,6 +49,14 @@ DEFAULT_CALIB_SIZE = 256
 CALIB_BATCH = 32
 CALIB_SEED = 0
 PERCENTILE = 99.999
+
+
+def resolve_calibration(calib: str, spec: InputSpec) -> str:
+    """``auto``: the bundled data that matches the model's input (grey digits for 1-channel
+    models, crops of the bundled colour photos otherwise); any other value as given."""
+    if calib != "auto":
+        return calib
+    return "digits" if spec.in_chans == 1 else "photos"
 
 
 def calibration_images(calib: str, spec: InputSpec, size: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -56,10 +68,12 @@ def calibration_images(calib: str, spec: InputSpec, size: int) -> tuple[np.ndarr
             "int8/fp8 calibration reads labelled images; this is a video model.",
             "Convert video models to fp16 or bf16, or export an image variant.",
         )
-    split = "train" if calib == "digits" else None
+    calib = resolve_calibration(calib, spec)
+    split = "train" if calib in BUILTIN_DATA else None
     data = load_data(calib, spec, split="train")
     if len(data) == 0:
         raise UserError(f"{data.source} has no images to calibrate with.")
+    require_calibration_fit(data, spec, calib)
     order = np.random.default_rng(CALIB_SEED).permutation(len(data))[: min(size, len(data))]
     images = data.images[np.sort(order)]
     return images, {"source": data.source, "split": split, "samples": len(images), "available": len(data)}

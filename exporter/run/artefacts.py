@@ -46,7 +46,7 @@ def optimizer() -> Callable[..., Any] | None:
 class ChainSettings:
     opset: int = 23
     optimize: bool | None = None  # None: when exporter.passes is available
-    calib: str = "digits"
+    calib: str = "auto"
     calib_size: int | None = None  # None: the precision stage's default
     profile: Any = None  # exporter.engine.profiles.Profile, for TensorRT builds
 

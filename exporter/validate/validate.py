@@ -7,6 +7,7 @@ or a labelled dataset. The result goes to ``<model>.validate.json`` next to the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -16,9 +17,9 @@ import numpy as np
 
 from ..data import InputSpec, load_data
 from ..errors import UserError
-from ..export import LoadedModel, ModelSource, load_source, read_metadata, source_from_json
+from ..export import LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata
 from ..io import write_json
-from ..onnx_io import load_onnx
+from ..onnx_io import check_image_model, load_onnx
 from ..runners import TorchRunner, ort_providers, ort_runner
 from ..versions import tool_versions
 from .comparison import OutputComparison, compare_runners
@@ -50,21 +51,28 @@ class ValidationReport:
 def reference_source(
     model_path: str | Path, variant: str | None = None, factory: str | None = None, weights: str | None = None
 ) -> ModelSource:
-    """The PyTorch reference for an ONNX model: from its metadata, optionally overridden."""
-    meta = read_metadata(model_path)
-    if "source" in meta:
-        src = source_from_json(meta["source"])
+    """The PyTorch reference for an ONNX model: from its validated metadata, optionally overridden.
+
+    Metadata is data: a factory recorded in it is never imported (:func:`factory_refusal` asks the user
+    to name it with ``--model``), and the checkpoint found for the reference must hash to the weights id
+    recorded at export, unless the user chose other weights with ``--weights``.
+    """
+    meta = read_model_metadata(model_path)
+    if meta.source is not None:
+        src = dataclasses.replace(meta.source)
     elif variant is None and factory is None:
         raise UserError(
             f"{model_path} carries no lookupvit metadata, so its PyTorch reference is unknown.",
             "Name it with --reference VARIANT or --model PKG.MODULE:FACTORY (and --weights).",
         )
     else:
-        src = ModelSource(grid=_grid_from_meta(meta))
+        src = ModelSource(grid=meta.grid)
     if variant is not None:
-        src.variant, src.factory = variant, None
+        src.variant, src.factory, src.overrides = variant, None, {}
     if factory is not None:
-        src.factory, src.variant = factory, None
+        src.factory, src.variant, src.overrides = factory, None, {}
+    if src.factory is not None and factory is None:
+        raise factory_refusal(Path(model_path), src.factory)
     if weights is not None:
         src.weights = weights
     elif src.weights and not Path(src.weights).is_file():
@@ -72,12 +80,22 @@ def reference_source(
             f"The weights {src.weights} recorded in {model_path} are not there any more.",
             "Pass the checkpoint with --weights.",
         )
+    if weights is None and variant is None and meta.weights_id is not None:
+        now = src.weights_id()
+        if now != meta.weights_id:
+            raise UserError(
+                f"The reference weights of {Path(model_path).name} have changed since it was exported: recorded "
+                f"{_short_id(meta.weights_id)}, now {_short_id(now)} ({src.weights or src.variant}). A comparison "
+                "would test the model against other weights than the ones it was made from.",
+                "Re-export the model from the current checkpoint, or pass --weights FILE to compare against a "
+                "checkpoint on purpose.",
+            )
     return src
 
 
-def _grid_from_meta(meta: dict[str, str]) -> tuple[int, ...] | None:
-    g = meta.get("grid")
-    return tuple(int(v) for v in g.split("x")) if g else None
+def _short_id(weights_id: str) -> str:
+    kind, _, value = weights_id.partition(":")
+    return f"{kind}:{value[:12]}" if kind == "sha256" else weights_id
 
 
 def make_feeds(
@@ -147,10 +165,10 @@ def validate_onnx(
 ) -> ValidationReport:
     """ONNX Runtime on ``model_path`` against the PyTorch reference; writes ``<model>.validate.json``."""
     model_path = Path(model_path)
-    meta = read_metadata(model_path)
+    check_image_model(model_path)  # one image input, known operator domains, external data in its folder
     src = reference_source(model_path, variant, factory, weights)
     loaded = load_source(src)
-    precision = precision or meta.get("precision", "fp32")
+    precision = precision or read_model_metadata(model_path).precision
     providers = ort_providers()
     try:
         candidate = ort_runner(model_path, providers, name="onnxruntime")

@@ -1,0 +1,5 @@
+"""``python -m exporter.cli``: the same command as the ``lookupvit`` script."""
+
+from .main import main
+
+main()
