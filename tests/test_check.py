@@ -283,8 +283,8 @@ def test_check_graph_bad_target():
 
 
 def test_build_refuses_before_tensorrt_is_imported(tmp_path):
-    """In a fresh interpreter: `build` of a failing graph exits 1 with the same findings as `check`, and
-    neither tensorrt nor tensorrt_rtx was imported (the environment probe, which imports them, never ran)."""
+    """In a fresh interpreter: `build` of a failing graph exits 1 with the same findings as `check` (not 2
+    for TensorRT missing here: the check runs first), and neither tensorrt nor tensorrt_rtx was imported."""
     bad = tmp_path / "bad.onnx"
     dynamic = ("B", 4, 8, 16)  # the profile builds batches 1..128
     onnx.save(attention(q=dynamic, k=dynamic, v=dynamic, softmax_precision=1, softcap=2.0), str(bad))
