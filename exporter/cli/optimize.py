@@ -17,7 +17,8 @@ from .options import json_option, print_json, print_table, stderr
               help="Where to write the optimised model (its report goes to OUT.onnx.json).")
 @click.option("--target", default="attention", show_default=True,
               help="attention: the ONNX Attention op (opset 23); trt-mha: MatMul-Softmax-MatMul with the "
-              "scale on Q, in 4-D layout, for older TensorRT.")
+              "scale on Q, in 4-D layout, for older TensorRT; plugin: each layer's gather/scatter as the "
+              "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime).")
 @click.option("--passes", default=None, metavar="A,B,C",
               help="Passes to run, in this order (default: the target's declared order; see --list).")
 @click.option("--list", "list_only", is_flag=True, help="List the registered passes and exit.")
@@ -49,14 +50,18 @@ def optimize(model_path: str | None, out_path: str | None, target: str, passes: 
             return
         print_table(
             "Graph-surgeon passes (default order per target)",
-            ["pass", "family", "attention", "trt-mha", "what it does"],
+            ["pass", "family", "attention", "trt-mha", "plugin", "what it does"],
             [[r["name"], r["family"], r["default_position"].get("attention", "-"),
-              r["default_position"].get("trt-mha", "-"), r["summary"]] for r in rows],
+              r["default_position"].get("trt-mha", "-"), r["default_position"].get("plugin", "-"), r["summary"]]
+             for r in rows],
         )
         return
     if not model_path or not out_path:
         raise UserError("optimize needs a model and an output: lookupvit optimize IN.onnx -o OUT.onnx.",
                         "Run `lookupvit optimize --list` for the passes.")
+    from ..io import check_writable_file
+
+    check_writable_file(out_path)  # before the passes run
     if as_json:
         report = optimize_model(model_path, out_path, target=target, passes=passes)
         print_json(report.to_dict())
@@ -84,7 +89,7 @@ def print_report(report) -> None:
         [[p.name, p.status, p.matches, f"{p.nodes_before} -> {p.nodes_after}", _delta(p.op_delta),
           _num(p.max_abs_change), p.note] for p in report.passes],
     )
-    watch = ("Attention", "Softmax", "MatMul", "Einsum", "Transpose")
+    watch = ("Attention", "LookupGather", "LookupScatter", "Softmax", "MatMul", "Einsum", "Transpose")
     ops = ", ".join(f"{op} {report.ops_before.get(op, 0)} -> {report.ops_after.get(op, 0)}" for op in watch
                     if report.ops_before.get(op, 0) or report.ops_after.get(op, 0))
     c = report.check
