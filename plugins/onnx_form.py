@@ -50,13 +50,14 @@ FUNCTION_ATTRIBUTES = ["scale", "share_probs", "plugin_namespace", "plugin_versi
 SWAP = [0, 1, 3, 2]
 
 
-def _ref(name: str, attr: str, kind: int) -> onnx.AttributeProto:
+def _ref(name: str, attr: str, kind: onnx.AttributeProto.AttributeType) -> onnx.AttributeProto:
     a = onnx.AttributeProto()
     a.name, a.ref_attr_name, a.type = name, attr, kind
     return a
 
 
-def _constant_from_attr(out: str, value_field: str, attr: str, kind: int) -> onnx.NodeProto:
+def _constant_from_attr(out: str, value_field: str, attr: str,
+                        kind: onnx.AttributeProto.AttributeType) -> onnx.NodeProto:
     node = helper.make_node("Constant", [], [out])
     node.attribute.append(_ref(value_field, attr, kind))
     return node
