@@ -198,8 +198,15 @@ def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         for f in sorted((path / name).iterdir()):
             if f.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+            try:
+                with Image.open(f) as im:
+                    arr = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
+            except (OSError, ValueError) as e:  # PIL.UnidentifiedImageError is an OSError
+                raise UserError(
+                    f"{f} is not a readable image ({type(e).__name__}).",
+                    f"Remove or replace it: every file of a class folder with an image suffix "
+                    f"({', '.join(sorted(IMAGE_SUFFIXES))}) must be an image.",
+                ) from None
             if shape is None:
                 shape = arr.shape
             elif arr.shape != shape:  # bring every image to the first one's size
@@ -208,5 +215,8 @@ def _folder(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             images.append(arr)
             labels.append(label)
     if not images:
-        raise UserError(f"{path}: no images found in {len(classes)} class folders.")
+        raise UserError(
+            f"{path}: no images found in {len(classes)} class folders.",
+            f"Put image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in one sub-folder per class.",
+        )
     return _to_nchw01(np.stack(images), str(path)), np.array(labels), classes

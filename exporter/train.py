@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from .data import load_data
 from .errors import UserError
+from .io import check_writable_file
 from .models import create_model, save_weights
 from .models.config import LookupViTConfig
 
@@ -59,6 +60,7 @@ def train(
 ) -> Path:
     """Train ``variant`` from its seeded initialisation on ``data``'s train split; save safetensors."""
     s = settings or TrainSettings()
+    check_writable_file(out)  # before training, not after it
     torch.manual_seed(s.seed)
     random.seed(s.seed)
     model = create_model(variant, pretrained=False, seed=s.seed)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -63,3 +65,29 @@ def print_table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     if not console.is_terminal:  # piped or captured: do not squeeze the table to 80 columns
         console = Console(width=200)
     console.print(table)
+
+
+@contextlib.contextmanager
+def progress_status(title: str) -> Iterator[Callable[[str], None]]:
+    """Progress of a long verb on stderr; yields ``say(message)``. On a terminal, a spinner whose
+    text ``say`` replaces; elsewhere (CI logs, pipes), where a spinner shows nothing, one plain line
+    per message with the elapsed time."""
+    if stderr.is_terminal:
+        with stderr.status(f"{title} ...") as status:
+            yield lambda message: status.update(f"{title}: {message} ...")
+        return
+    t0 = time.perf_counter()
+
+    def say(message: str) -> None:
+        click.echo(f"[{elapsed(time.perf_counter() - t0)}] {title}: {message}", err=True)
+
+    say("started")
+    yield say
+    say("done")
+
+
+def elapsed(seconds: float) -> str:
+    """``seconds`` as m:ss (h:mm:ss past an hour), for progress lines."""
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"

@@ -9,7 +9,12 @@
   ``<model>.onnx.json`` with hashes, settings, tool versions and timings.
 - ``onnx.checker`` (full check) and shape inference run on every export. Models over 2 GB keep
   their weights in an external data file ``<model>.onnx.data`` next to them.
-- Writes are atomic; an export whose sidecar says it was made from the same inputs is reused.
+- Writes are atomic, model and sidecar together (:func:`exporter.io.staged`); an export whose
+  sidecar says it was made from the same inputs is reused. The output folder is checked for
+  writing, and the memory the export needs is estimated from the configuration's shapes, before
+  any model is built.
+- The batch dimension is made dynamic positionally (``dynamic_shapes`` as a tuple over
+  ``forward``'s arguments), so a module's argument may have any name.
 """
 
 from __future__ import annotations
@@ -18,9 +23,7 @@ import contextlib
 import io
 import json
 import logging
-import os
-import shutil
-import tempfile
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -30,8 +33,10 @@ import torch
 
 from .. import __version__
 from ..errors import UserError
-from ..io import sha256_file, write_json
+from ..io import check_memory, check_writable_dir, json_text, sha256_file, staged
+from ..models import get_variant
 from ..models.config import grid_dims
+from ..models.memory import BYTES, export_bytes
 from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
 from ..versions import tool_versions
 from .source import ModelSource, load_source, source_to_json
@@ -108,14 +113,15 @@ def _reusable(path: Path, key: dict[str, object]) -> bool:
 
 @contextlib.contextmanager
 def _quiet_exporter():
-    """torch.export and onnxscript log a lot at INFO/WARNING; keep the terminal for our output."""
+    """torch.export and onnxscript log a lot at INFO/WARNING, and print graphs on stderr when
+    tracing fails; keep the terminal for our output (a failure's cause is in the exception)."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx")]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     buf = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(buf):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -142,9 +148,21 @@ def export_onnx(
     if not force and _reusable(path, key):
         return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid_text, path.stat().st_size)
 
+    check_writable_dir(out_dir)
+    example_batch = static_batch or 2
+    too_big = "Use a smaller --batch (or --batch dynamic) or --image-size."
+    if src.variant:  # from the configuration: before the module (and its position embedding) is built
+        cfg = get_variant(src.variant).config.replace(**{k: v for k, v in src.overrides.items() if k != "head"})
+        check_memory(export_bytes(cfg, example_batch, src.grid), f"Exporting {src.name} at {cfg.image_size} px, "
+                     f"batch {example_batch}", too_big)
     loaded = load_source(src)
-    example = torch.randn(static_batch or 2, *loaded.input_shape)
-    dynamic = None if static_batch else {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}}
+    n_params = sum(p.numel() for p in loaded.module.parameters())
+    check_memory(BYTES * (2 * n_params + example_batch * math.prod(loaded.input_shape)),
+                 f"Exporting {src.name} with batch {example_batch}", too_big)
+    check_writable_dir(out_dir, need_bytes=BYTES * n_params)
+    example = torch.randn(example_batch, *loaded.input_shape)
+    # positional (a tuple over forward's arguments): the module's argument may have any name
+    dynamic = None if static_batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
     t0 = time.perf_counter()
     try:
         with _quiet_exporter():
@@ -160,7 +178,7 @@ def export_onnx(
             )
     except Exception as e:
         raise UserError(
-            f"torch's ONNX exporter failed for {src.name} at opset {opset}: {type(e).__name__}: {str(e)[:400]}",
+            f"torch's ONNX exporter failed for {src.name} at opset {opset}. {root_cause(e)}",
             "Try the default --opset 23; a --model module must be traceable by torch.export "
             "(no data-dependent Python control flow in forward).",
         ) from None
@@ -183,28 +201,19 @@ def export_onnx(
     for k, v in meta.items():
         program.model.metadata_props[META_PREFIX + k] = v
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=out_dir))
-    try:
-        tmp = tmp_dir / path.name
+    with staged(path) as folder:  # model, external data and sidecar are committed together
+        tmp = folder / path.name
         with _quiet_exporter():
             program.save(str(tmp), external_data=None)  # external data is used above 2 GB
-        onnx.checker.check_model(str(tmp), full_check=True)
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except onnx.checker.ValidationError as e:
+            raise UserError(f"The exported model fails onnx.checker: {e}") from None
         onnx.shape_inference.infer_shapes_path(str(tmp), str(tmp))
-        data_files = [p for p in tmp_dir.iterdir() if p.name != path.name]
-        for extra in data_files:  # external data first, then the model that points at it
-            os.replace(extra, out_dir / extra.name)
-        os.replace(tmp, path)
-    except onnx.checker.ValidationError as e:
-        raise UserError(f"The exported model fails onnx.checker: {e}") from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-    total = time.perf_counter() - t0
-    size = path.stat().st_size + sum((out_dir / p.name).stat().st_size for p in data_files)
-    sidecar = write_json(
-        f"{path}.json",
-        {
+        data_files = sorted(p.name for p in folder.iterdir() if p.name != path.name)
+        size = sum((folder / name).stat().st_size for name in [path.name, *data_files])
+        total = time.perf_counter() - t0
+        sidecar = {
             "kind": "onnx-export",
             "key": key,
             "inputs": {
@@ -214,14 +223,31 @@ def export_onnx(
             "settings": {
                 "grid": grid_text, "image_size": loaded.input_shape[-1], "batch": static_batch or "dynamic",
                 "opset": opset, "head": src.head, "input_name": INPUT_NAME, "outputs": loaded.output_names,
-                "external_data": [p.name for p in data_files],
+                "external_data": data_files,
             },
-            "output": {"path": path.name, "sha256": sha256_file(path), "bytes": size},
+            "output": {"path": path.name, "sha256": sha256_file(tmp), "bytes": size},
             "versions": tool_versions(),
             "timings": {"export_s": round(export_seconds, 3), "total_s": round(total, 3)},
-        },
-    )
-    return ExportResult(path, sidecar, False, total, grid_text, size)
+        }
+        (folder / f"{path.name}.json").write_text(json_text(sidecar))
+    return ExportResult(path, Path(f"{path}.json"), False, total, grid_text, size)
+
+
+def root_cause(e: BaseException, tail: int = 6, limit: int = 1500) -> str:
+    """The innermost exception of ``e``'s chain: its type, the first line of its message and the
+    last ``tail`` lines (an exporter's explanation ends with the cause: the call that failed)."""
+    root, seen = e, {id(e)}
+    while (nxt := root.__cause__ or root.__context__) is not None and id(nxt) not in seen:
+        seen.add(id(nxt))
+        root = nxt
+    lines = [ln.rstrip() for ln in str(root).strip().splitlines() if ln.strip()]
+    if len(lines) > tail + 1:
+        lines = [lines[0], "...", *lines[-tail:]]
+    text = "\n".join(lines)
+    if len(text) > limit:
+        text = "..." + text[-limit:]
+    cause = f"Cause: {type(root).__name__}" + (f": {text}" if text else "")
+    return cause if root is e else f"{type(e).__name__}. {cause}"
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import UserError
-from ..io import sha256_file, write_json
+from ..io import sha256_file
 from ..onnx_io import META_PREFIX, load_onnx, save_onnx
 from .check import DEFAULT_BATCH, CheckResult, compare_outputs, run_model, seeded_feeds, split_weights
 from .registry import PassContext, resolve_passes
@@ -218,21 +218,24 @@ def optimize_model(
 
     final = _finish(current, original, target, [r.name for r in records if r.status == "kept"])
     end_to_end = compare_outputs(reference, outputs, precision)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    save_onnx(final, out_path)
-    report = OptimizeReport(
-        input=str(in_path), output=str(out_path), sidecar=f"{out_path}.json", target=target, passes=records,
-        nodes_before=len(original.graph.node), nodes_after=len(final.graph.node),
-        ops_before=_counts(original), ops_after=_counts(final),
-        opset_before=_opset(original), opset_after=_opset(final), check=end_to_end,
-        inputs=", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items()) + " (seeded normal, seed 0)",
-        settings={"target": target, "passes": [p.name for p in chosen], "seed": 0, "batch": DEFAULT_BATCH,
-                  "precision": precision, "tolerance": TOLERANCES[precision].to_dict(), "tool_version": __version__},
-        seconds=round(time.perf_counter() - t_start, 3),
-        input_sha256=input_sha256, output_sha256=sha256_file(out_path), versions=tool_versions(),
-    )
-    write_json(report.sidecar, report.to_dict())
-    return report
+    reports: list[OptimizeReport] = []
+
+    def sidecar(output_sha256: str) -> dict:
+        reports.append(OptimizeReport(
+            input=str(in_path), output=str(out_path), sidecar=f"{out_path}.json", target=target, passes=records,
+            nodes_before=len(original.graph.node), nodes_after=len(final.graph.node),
+            ops_before=_counts(original), ops_after=_counts(final),
+            opset_before=_opset(original), opset_after=_opset(final), check=end_to_end,
+            inputs=", ".join(f"{k} {list(v.shape)}" for k, v in feeds.items()) + " (seeded normal, seed 0)",
+            settings={"target": target, "passes": [p.name for p in chosen], "seed": 0, "batch": DEFAULT_BATCH,
+                      "precision": precision, "tolerance": TOLERANCES[precision].to_dict(), "tool_version": __version__},
+            seconds=round(time.perf_counter() - t_start, 3),
+            input_sha256=input_sha256, output_sha256=output_sha256, versions=tool_versions(),
+        ))
+        return reports[0].to_dict()
+
+    save_onnx(final, out_path, sidecar=sidecar)  # the model and its report are committed together
+    return reports[0]
 
 
 def _finish(model, original, target: str, kept: list[str]):

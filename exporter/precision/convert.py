@@ -13,6 +13,7 @@ import datetime as _dt
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from .. import __version__
 from ..data import InputSpec
 from ..errors import UserError
-from ..io import sha256_file, write_json
+from ..io import check_writable_file, private_folder, sha256_file
 from ..onnx_io import META_PREFIX, PROTOBUF_LIMIT, load_onnx, lookupvit_metadata, save_onnx
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
@@ -29,6 +30,8 @@ from .summary import summarize
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 PRECISION_KEY = META_PREFIX + "precision"
+# the output's size against the fp32 input's; int8/fp8 also hold ONNX Runtime's scratch copies meanwhile
+OUTPUT_SIZE_FACTOR = {"fp32": 1.0, "fp16": 0.5, "bf16": 0.5, "int8": 2.5, "fp8": 2.5}
 
 
 @dataclass
@@ -196,6 +199,8 @@ def convert_precision(
             versions=old.get("versions", {}), notes=old.get("notes", []),
         )
 
+    # before the work: the output folder takes about this much (int8/fp8 also ONNX Runtime's scratch copies)
+    check_writable_file(out_path, need_bytes=int(in_path.stat().st_size * OUTPUT_SIZE_FACTOR[to]))
     notes: list[str] = []
     calibration: dict[str, Any] | None = None
     islands: dict[str, Any] | None = None
@@ -203,7 +208,10 @@ def convert_precision(
     if to == "fp32":
         out_model = model
     elif to in ("fp16", "bf16"):
-        out_model, info = cast_model(model, to, keep_ops, keep_nodes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out_model, info = cast_model(model, to, keep_ops, keep_nodes)
+        notes += _summarise_cast_warnings(caught, to)
         islands = asdict(info)
         settings.update(
             library="onnxconverter-common convert_float_to_float16" + (" + bf16 retyping" if to == "bf16" else ""),
@@ -216,7 +224,8 @@ def convert_precision(
             notes.append(note)
         del model
         images, where = calibration_images(calib, spec, calib_size)
-        out_model, qsettings = quantize_model(in_path, to, images, method, keep_ops, keep_nodes)  # type: ignore[arg-type]
+        with private_folder(out_path, ".scratch") as scratch:  # removed on every way out, Ctrl-C included
+            out_model, qsettings = quantize_model(in_path, to, images, method, keep_ops, keep_nodes, scratch)  # type: ignore[arg-type]
         settings.update(qsettings, keep_fp32={"ops": keep_ops, "nodes": keep_nodes})
         calibration = {**where, "seed": 0, "batch": 32, "method": method, "calib_size": calib_size}
         if where["samples"] < calib_size:
@@ -231,23 +240,37 @@ def convert_precision(
             "Keep the offending op in fp32 with --keep-fp32, or report the graph that triggers this.",
         ) from None
     after = summarize(out_model)
-    save_onnx(out_model, out_path)
-    seconds = time.perf_counter() - t0
-    report = PrecisionReport(
-        input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=False,
-        seconds=round(seconds, 3), settings=settings, calibration=calibration, islands=islands,
-        before=before.to_dict(), after=after.to_dict(weights=True),
-        hashes={"input_sha256": input_sha, "output_sha256": sha256_file(out_path)},
-        notes=notes,
-    )
-    write_json(
-        _sidecar_path(out_path),
-        {
+    reports: list[PrecisionReport] = []
+
+    def sidecar(output_sha256: str) -> dict[str, Any]:
+        report = PrecisionReport(
+            input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=False,
+            seconds=round(time.perf_counter() - t0, 3), settings=settings, calibration=calibration, islands=islands,
+            before=before.to_dict(), after=after.to_dict(weights=True),
+            hashes={"input_sha256": input_sha, "output_sha256": output_sha256},
+            notes=notes,
+        )
+        reports.append(report)
+        return {
             "kind": "precision",
             "key": key,
             **report.to_dict(),
             "versions": {**report.versions, "onnxconverter-common": package_version("onnxconverter-common")},
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        },
-    )
-    return report
+        }
+
+    save_onnx(out_model, out_path, sidecar=sidecar)  # the graph and its sidecar are committed together
+    return reports[0]
+
+
+def _summarise_cast_warnings(caught: list[warnings.WarningMessage], to: str) -> list[str]:
+    """onnxconverter-common warns once per constant it clamps into the fp16 range (16 lines for a
+    224-px model); one note instead. Other warnings are passed on."""
+    clamped = [str(w.message) for w in caught if "will be truncated" in str(w.message)]
+    for w in caught:
+        if "will be truncated" not in str(w.message):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not clamped:
+        return []
+    return [f"{to}: {len(clamped)} constant value(s) outside the fp16 range were clamped to it "
+            f"(e.g. {clamped[0].removeprefix('the float32 number ')})"]

@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,7 @@ import numpy as np
 from ..data import BUILTIN_DATA, InputSpec, load_data
 from ..data_fit import require_calibration_fit
 from ..errors import UserError
+from ..io import is_environment_error
 from .summary import QUANTIZABLE_OPS
 
 CALIB_METHODS = {"int8": ("minmax", "percentile", "entropy"), "fp8": ("minmax", "distribution")}
@@ -177,11 +180,43 @@ def _fp8_amax_overrides(
     return overrides
 
 
+def _scratch_copy(in_path: Path, scratch: Path) -> Path:
+    """``in_path`` and its external data files linked (else copied) into ``scratch``: ONNX Runtime's
+    quantizer writes ``<input>-inferred.onnx`` next to the model it is given, which must not be the
+    user's folder (it may be read-only, or shared by two conversions)."""
+    import onnx
+
+    model = onnx.load(str(in_path), load_external_data=False)
+    names = {e.value for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+             for e in t.external_data if e.key == "location"}
+    for name in [in_path.name, *sorted(names)]:
+        src, dst = in_path.parent / name, scratch / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dst)
+        except OSError:  # another file system, or links not allowed
+            shutil.copyfile(src, dst)
+    return scratch / in_path.name
+
+
+@contextlib.contextmanager
+def _temporary_files_in(folder: Path) -> Iterator[None]:
+    """Python's temporary files (ONNX Runtime's ``ort.quant.*`` folders) go to ``folder`` meanwhile."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+
+
 def quantize_model(
-    in_path: Path, to: str, images: np.ndarray, method: str, exclude_ops: list[str], exclude_nodes: list[str]
+    in_path: Path, to: str, images: np.ndarray, method: str, exclude_ops: list[str], exclude_nodes: list[str],
+    scratch: Path,
 ) -> tuple[Any, dict[str, Any]]:
     """Quantize the float32 model at ``in_path``; returns the quantized ``onnx.ModelProto`` and the
-    settings handed to ONNX Runtime."""
+    settings handed to ONNX Runtime. Every file ONNX Runtime writes goes into the private folder
+    ``scratch`` (the caller removes it)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -220,43 +255,47 @@ def quantize_model(
     if method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
     reader = Reader(input_name, images, CALIB_BATCH, static_batch)
-    with tempfile.TemporaryDirectory(prefix="lookupvit-quant-") as tmp:
-        out = Path(tmp) / "quantized.onnx"
-        try:
-            with _quiet_onnxruntime_quantization():
-                if to == "fp8" and method == "minmax":
-                    extra["TensorQuantOverrides"] = _fp8_amax_overrides(in_path, reader, ops, exclude_nodes, Path(tmp))
-                    # ONNX Runtime insists on its fp8 calibration pass even though every scale is
-                    # given; one batch keeps that pass cheap.
-                    calib_method = CalibrationMethod.Distribution
-                    reader = Reader(input_name, images[:CALIB_BATCH], CALIB_BATCH, static_batch)
-                else:
-                    calib_method = {
-                        "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-                        "entropy": CalibrationMethod.Entropy, "distribution": CalibrationMethod.Distribution,
-                    }[method]
-                quantize_static(
-                    str(in_path), str(out), reader,
-                    quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=ops,
-                    nodes_to_exclude=exclude_nodes,
-                    per_channel=True,
-                    reduce_range=False,
-                    activation_type=qtype,
-                    weight_type=qtype,
-                    calibrate_method=calib_method,
-                    use_external_data_format=big,
-                    extra_options=extra,
-                )
-        except UserError:
+    tmp = scratch / "work"
+    tmp.mkdir()
+    user_path, in_path = in_path, _scratch_copy(in_path, scratch / "input")
+    out = Path(tmp) / "quantized.onnx"
+    try:
+        with _quiet_onnxruntime_quantization(), _temporary_files_in(tmp):
+            if to == "fp8" and method == "minmax":
+                extra["TensorQuantOverrides"] = _fp8_amax_overrides(in_path, reader, ops, exclude_nodes, Path(tmp))
+                # ONNX Runtime insists on its fp8 calibration pass even though every scale is
+                # given; one batch keeps that pass cheap.
+                calib_method = CalibrationMethod.Distribution
+                reader = Reader(input_name, images[:CALIB_BATCH], CALIB_BATCH, static_batch)
+            else:
+                calib_method = {
+                    "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                    "entropy": CalibrationMethod.Entropy, "distribution": CalibrationMethod.Distribution,
+                }[method]
+            quantize_static(
+                str(in_path), str(out), reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=ops,
+                nodes_to_exclude=exclude_nodes,
+                per_channel=True,
+                reduce_range=False,
+                activation_type=qtype,
+                weight_type=qtype,
+                calibrate_method=calib_method,
+                use_external_data_format=big,
+                extra_options=extra,
+            )
+    except UserError:
+        raise
+    except Exception as e:
+        if is_environment_error(e):
             raise
-        except Exception as e:
-            raise UserError(
-                f"ONNX Runtime could not quantize {in_path.name} to {to}: {type(e).__name__}: {str(e)[:400]}",
-                "Check that the model runs on ONNX Runtime (`lookupvit validate`), or keep the failing op "
-                "in float with --keep-fp32.",
-            ) from None
-        quantized = onnx.load(str(out))  # loads external data too, before the folder goes
+        raise UserError(
+            f"ONNX Runtime could not quantize {user_path.name} to {to}: {type(e).__name__}: {str(e)[:400]}",
+            "Check that the model runs on ONNX Runtime (`lookupvit validate`), or keep the failing op "
+            "in float with --keep-fp32.",
+        ) from None
+    quantized = onnx.load(str(out))  # loads external data too, before the scratch folder goes
     rewired = _float_consumers_read_float(quantized, ops, exclude_nodes)
     scale_rule = {
         ("int8", "minmax"): "amax / 127 (amax = max |x| over the calibration images)",
