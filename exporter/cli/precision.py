@@ -7,7 +7,16 @@ import sys
 import click
 
 from .main import main
-from .options import data_option, grids_option, json_option, print_json, print_table, stderr, weights_option
+from .options import (
+    data_option,
+    grids_option,
+    json_option,
+    print_json,
+    print_table,
+    progress_status,
+    stderr,
+    weights_option,
+)
 
 _PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
 
@@ -127,12 +136,12 @@ def compare(
     from ..precision.compare import compare_precisions
 
     size = DEFAULT_CALIB_SIZE if calib_size is None else calib_size
-    with stderr.status(f"comparing {model} ...") as status:
+    with progress_status(f"compare {model}") as say:
         result = compare_precisions(
             model, weights=weights, precisions=precisions, grids=grids, data=data, backend=backend, locate=locate,
             out_dir=out_dir, calib=calib, calib_size=size, profile=profile, factory=factory,
             allow_meaningless=allow_meaningless,
-            progress=lambda msg: status.update(f"{model}: {msg} ..."),
+            progress=say,
         )
     if as_json:
         print_json(result.to_dict())
