@@ -16,6 +16,7 @@ from exporter.check.rules import NODE_RULES
 from exporter.errors import UserError
 from exporter.export import export_onnx, resolve_variant_source
 from exporter.passes import optimize_model
+from exporter.passes.registry import TARGETS as PASS_TARGETS
 from exporter.precision import convert_precision
 
 pytestmark = pytest.mark.slow  # the shared exports and conversions take ~40 s on 2 cores
@@ -42,6 +43,9 @@ def pipeline(tmp_path_factory):
         exported = export_onnx(src, out / name, batch=1 if name == "lookupvit_digits" else "dynamic").path
         graphs[(name, "export", "fp32")] = exported
         targets = ("attention", "trt-mha") if name in ("lookupvit_tiny32", "lookupvit_digits") else ("attention",)
+        if name == "lookupvit_tiny32" and "plugin" in PASS_TARGETS:
+            optimize_model(exported, out / name / "m.plugin.onnx", target="plugin")
+            graphs[(name, "plugin", "fp32")] = out / name / "m.plugin.onnx"
         for target in targets:
             opt = out / name / f"m.{target}.onnx"
             optimize_model(exported, opt, target=target)
@@ -56,6 +60,8 @@ CASES = [(v, t, p) for v in ("lookupvit_tiny32", "lookupvit_digits") for t in ("
          for p in (PRECISIONS if t != "export" else ("fp32",))]
 CASES += [(v, t, p) for v in ("lookupvit_tiny32_video", "lookupvit_tiny32_features") for t, p in
           (("export", "fp32"), ("attention", "fp32"), ("attention", "fp16"))]
+if "plugin" in PASS_TARGETS:  # the TensorRT plugin form: its nodes are warnings (a plugin this check cannot see)
+    CASES.append(("lookupvit_tiny32", "plugin", "fp32"))
 # fp16/bf16 casts set softmax_precision on every Attention node (exporter.precision.cast), and TensorRT's
 # parser refuses that attribute (onnxOpCheckers.cpp, DEFINE_OP_CHECKER(Attention)): a real defect of
 # those graphs, recorded here until the precision stage stops writing it for TensorRT.
@@ -73,6 +79,7 @@ def test_pipeline_graph_passes(pipeline, variant, target, precision):
     report = check_graph(pipeline[(variant, target, precision)], "h100")
     assert report.passed, "\n".join(f.line() for f in report.errors)
     assert report.nodes > 0 and report.opset == 23
+    assert {f.rule for f in report.warnings} == ({"plugin"} if target == "plugin" else set())
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
@@ -81,6 +88,13 @@ def test_the_only_defect_of_cast_attention_graphs_is_softmax_precision(pipeline,
     assert report.errors and {f.rule for f in report.errors} == {"attention.softmax-precision"}
     n_attention = sum(n.op_type == "Attention" for n in onnx.load(pipeline[("lookupvit_tiny32", "attention", precision)]).graph.node)
     assert len(report.errors) == n_attention
+
+
+def test_the_fix_the_finding_names_passes(pipeline, tmp_path):
+    """`--keep-fp32` without Softmax: no softmax_precision, and TensorRT's parser rules pass."""
+    out = convert_precision(pipeline[("lookupvit_tiny32", "attention", "fp32")], tmp_path / "m.fp16.onnx", "fp16",
+                            keep_fp32="LayerNormalization,ReduceMean").output
+    assert check_graph(out, "h100").passed
 
 
 def test_fusion_estimates_follow_the_precision(pipeline):
