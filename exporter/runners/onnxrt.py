@@ -18,10 +18,11 @@ def ort_providers(prefer_cuda: bool = True) -> list[str]:
 
 
 def ort_session(
-    model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None, level: Any = None
+    model: str | Path | bytes, providers: list[Any] | None = None, threads: int | None = None, level: Any = None
 ):
     """An ``InferenceSession`` over a model path (or serialised bytes), quiet, with ``threads``
-    intra-op threads (one inter-op thread) and graph optimisation ``level`` when given."""
+    intra-op threads (one inter-op thread) and graph optimisation ``level`` when given. A provider is
+    a name or a ``(name, options)`` pair (see :mod:`.ort_cuda` for the CUDA provider's)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
