@@ -240,6 +240,19 @@ def test_warnings_do_not_fail():
         assert r.passed and [f.rule for f in r.warnings] == [rule]
 
 
+def test_local_function_bodies_are_checked():
+    """A node calling a model-local function: a warning (a plugin of that name would be preferred), and
+    the body the parser would otherwise import is checked like the graph."""
+    body = [helper.make_node("Det", ["a"], ["b"], name="det")]
+    fn = helper.make_function("custom", "MyOp", ["a"], ["b"], body, [helper.make_opsetid("", 23)])
+    m = model([helper.make_node("MyOp", ["x"], ["y"], domain="custom")], [("x", F, [2, 2])], [("y", F, [])])
+    m.opset_import.append(helper.make_opsetid("custom", 1))
+    m.functions.append(fn)
+    r = check_graph(m)
+    assert [f.rule for f in r.warnings] == ["plugin"] and "model-local function" in r.warnings[0].message
+    assert [(f.node, f.rule) for f in r.errors] == [("MyOp/det", "op-unsupported")]
+
+
 def test_gpu_types_per_profile(tmp_path):
     turing = tmp_path / "t4.toml"
     turing.write_text('backend = "tensorrt"\ngpu = "Tesla T4"\ncompute_capability = "7.5"\nprecisions = ["fp32", "fp16"]\n'

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -12,8 +14,8 @@ from ..onnx_io import load_onnx
 from .findings import CheckReport, Finding
 from .fusion import fusion_eligibility
 from .graph import GraphView
-from .operators import ONNX_TENSORRT_REPO, ONNX_TENSORRT_REVISION
-from .rules import DEFAULT_DOMAINS, GRAPH_RULES, NODE_RULES, CheckContext
+from .operators import ONNX_TENSORRT_REPO, ONNX_TENSORRT_REVISION, OPERATORS_DOC, SUPPORTED
+from .rules import DEFAULT_DOMAINS, GRAPH_RULES, NODE_RULES, CheckContext, found
 
 TARGETS = ("tensorrt",)
 
@@ -42,6 +44,8 @@ def check_graph(
         if node.domain in DEFAULT_DOMAINS:
             for rule in NODE_RULES.get(node.op_type, []):
                 findings.extend(rule(node, g, ctx))
+    for fn in model.functions:  # the bodies the parser imports when no plugin of that name is loaded
+        findings.extend(replace(f, node=f"{fn.name}/{f.node}") for f in _function_findings(fn, g, ctx))
     cc = prof.compute_capability if prof is not None else None
     return CheckReport(
         model=label,
@@ -54,3 +58,17 @@ def check_graph(
         findings=findings,
         fusion=fusion_eligibility(g, prof),
     )
+
+
+def _function_findings(fn: onnx.FunctionProto, g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
+    """Operator coverage and node rules for a model-local function's body (shapes inside it are not
+    inferred, so shape rules stay silent there)."""
+    for node in fn.node:
+        if node.domain not in DEFAULT_DOMAINS:
+            continue
+        if node.op_type not in SUPPORTED:
+            yield found(node, "op-unsupported", f"Function {fn.name} uses {node.op_type}, which TensorRT's parser "
+                        "has no importer for.", OPERATORS_DOC + f" (row {node.op_type})",
+                        "Rewrite the function body with supported operators, or load a plugin of the function's name.")
+        for rule in NODE_RULES.get(node.op_type, []):
+            yield from rule(node, g, ctx)

@@ -31,6 +31,7 @@ class GraphView:
     constants: dict[str, onnx.TensorProto] = field(default_factory=dict)
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    functions: dict[tuple[str, str], onnx.FunctionProto] = field(default_factory=dict)  # model-local functions
 
     @classmethod
     def of(cls, model: onnx.ModelProto) -> GraphView:
@@ -40,6 +41,7 @@ class GraphView:
         except Exception:
             inferred = model
         view = cls(model, opset)
+        view.functions = {(f.domain, f.name): f for f in model.functions}
         g = inferred.graph
         for vi in [*g.input, *g.value_info, *g.output]:
             view.tensors[vi.name] = _info(vi.type)

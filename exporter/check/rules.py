@@ -35,6 +35,7 @@ from .operators import (
     type_name,
 )
 
+CHANGELOG_10_7 = "onnx-tensorrt docs/Changelog.md, 10.7 GA: plugins are preferred over local functions"
 FUSED_ATTENTION_DOC = "TensorRT developer guide, Working with Transformers: Fused Attention (IAttention)"
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -97,7 +98,17 @@ def opset_range(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
 @graph_rule
 def operator_coverage(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
     for node in g.model.graph.node:
-        if node.domain not in DEFAULT_DOMAINS:
+        if node.domain not in DEFAULT_DOMAINS and (node.domain, node.op_type) in g.functions:
+            yield found(
+                node, "plugin", f"{node.domain}::{node.op_type} is a model-local function: TensorRT's parser uses a "
+                "plugin registered under that name when one is loaded, else imports the function's body (its "
+                "nodes are checked as the graph's are).",
+                CHANGELOG_10_7 + "; " + CHECKERS + ": DEFINE_OP_CHECKER(LocalFunctionImporter)",
+                "Nothing, if the function body is what you want built; to build the plugin instead, load its "
+                "library before building.",
+                severity="warning",
+            )
+        elif node.domain not in DEFAULT_DOMAINS:
             yield found(
                 node, "plugin", f"{node.domain}::{node.op_type} is not an ONNX operator: TensorRT's parser "
                 "imports it only as a plugin of that name (FallbackPluginImporter), which this check cannot see.",
