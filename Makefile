@@ -26,7 +26,7 @@ test: install
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check exporter tests bench
+	$(VENV)/bin/ruff check exporter plugins tests bench
 
 # Reproduce the shipped checkpoint (about 5 minutes on 2 CPU cores).
 digits-model: install
