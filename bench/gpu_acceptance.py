@@ -150,8 +150,10 @@ def profile_for(backend: str, cc: tuple[int, int], gpu: str | None, out: Path, w
     return str(path)
 
 
-def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool) -> tuple[list[Step], dict[str, str]]:
-    """Every step, for every GPU backend (those missing here are planned too, and marked not run)."""
+def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
+         keep_fp32: str | None = None) -> tuple[list[Step], dict[str, str]]:
+    """Every step, for every GPU backend (those missing here are planned too, and marked not run);
+    ``keep_fp32`` is passed to the fp16 conversions (`lookupvit precision --keep-fp32`)."""
     steps: list[Step] = []
     models = out / "models"
     profiles: dict[str, str] = {}
@@ -163,7 +165,8 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool) -> tuple
             opt = models / f"{B16}_g{g}.{form}.onnx"
             steps.append(Step(f"optimize g{g} {form}", "any", ["optimize", str(exported), "--target", form,
                                                                 "-o", str(opt), "--json"]))
-            steps.append(Step(f"precision g{g} {form} fp16", "any", ["precision", str(opt), "--to", "fp16",
+            keep = ["--keep-fp32", keep_fp32] if keep_fp32 else []
+            steps.append(Step(f"precision g{g} {form} fp16", "any", ["precision", str(opt), "--to", "fp16", *keep,
                                                                       "-o", str(_fp16(opt)), "--json"]))
     for backend in BACKENDS:
         root = out / backend
@@ -266,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="Plan every step and print it; run nothing.")
     ap.add_argument("--assume-cc", default="9.0",
                     help="Compute capability to plan for in a dry run on a machine without a GPU (default 9.0).")
+    ap.add_argument("--keep-fp32", default=None, metavar="OPS",
+                    help="Passed to the fp16 conversions of lookupvit_b16 (default: the precision stage's own list).")
     args = ap.parse_args(argv)
 
     env = detect()
@@ -275,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         from exporter.engine.profiles import parse_compute_capability
 
         cc = parse_compute_capability(args.assume_cc, "--assume-cc")
-    steps, profiles = plan(env, args.out, cc, write=not args.dry_run)
+    steps, profiles = plan(env, args.out, cc, write=not args.dry_run, keep_fp32=args.keep_fp32)
     acc = Acceptance(str(args.out), args.dry_run, {
         "gpu": env.gpu, "compute_capability": f"{cc[0]}.{cc[1]}", "torch_cuda": env.torch_cuda,
         "backends": env.backends}, profiles, steps, _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
