@@ -8,7 +8,9 @@ tag was not available to us, and the 10.15 changelog adds only RotaryEmbedding, 
 TensorScatter over 10.14 (the 10.14 entry: "Added support for the Attention operator"), none of which
 a LookupViT graph contains. The attribute and input rules in :mod:`exporter.check.rules` come from the
 same revision's ``onnxOpCheckers.cpp`` (static checks, run before import), ``onnxOpImporters.cpp`` and
-``AttentionHelpers.cpp`` (checks made while importing a node); each rule names its function there.
+``AttentionHelpers.cpp`` (checks made while importing a node); each rule names its function there
+(``DEFINE_OP_CHECKER(Attention)``, ``QuantDequantLinearHelper``, ...) and quotes the parser's message,
+rather than a line number, since the revision read carries no tag that line numbers could be pinned to.
 
 ``SUPPORTED`` below is the table's "Supported = Y" rows with their "Supported Types" column, written
 out here (an operator missing from it is refused, or imported only as a plugin of that name).
