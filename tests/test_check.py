@@ -235,7 +235,9 @@ def test_warnings_do_not_fail():
     m = model([plugin], [("x", F, [2])], [("y", F, [2])])
     m.opset_import.append(helper.make_opsetid("trt.plugins", 1))
     cubic = resize(mode="cubic")
-    for graph, rule in ((m, "plugin"), (cubic, "resize.mode")):
+    q8 = model([helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0])], [("x", TensorProto.INT8, [2, 3])],
+               [("y", TensorProto.INT8, [3, 2])])
+    for graph, rule in ((m, "plugin"), (cubic, "resize.mode"), (q8, "op-type")):
         r = check_graph(graph)
         assert r.passed and [f.rule for f in r.warnings] == [rule]
 

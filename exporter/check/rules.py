@@ -38,6 +38,8 @@ from .operators import (
 CHANGELOG_10_7 = "onnx-tensorrt docs/Changelog.md, 10.7 GA: plugins are preferred over local functions"
 FUSED_ATTENTION_DOC = "TensorRT developer guide, Working with Transformers: Fused Attention (IAttention)"
 DEFAULT_DOMAINS = ("", "ai.onnx")
+DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Concat", "Slice",
+                           "Gather", "Expand", "Split", "Tile"})
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,15 @@ def element_types(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
         if allowed is None or t is None or t not in TRT_TYPE:
             continue
         name = TRT_TYPE[t]
-        if name not in allowed:
+        if name not in allowed and name in QUANTIZED and node.op_type in DATA_MOVEMENT:
+            yield found(
+                node, "op-type", f"{node.op_type} reads {type_name(t)} ({data!r}); TensorRT's table lists "
+                f"{', '.join(sorted(allowed))} for it, but the builder may move the quantization across a "
+                "data-movement op.", OPERATORS_DOC + f" (row {node.op_type}, Supported Types)",
+                "Put the DequantizeLinear before this op to be sure, or confirm with a build on a GPU.",
+                severity="warning",
+            )
+        elif name not in allowed:
             yield found(
                 node, "op-type", f"{node.op_type} reads {type_name(t)} ({data!r}); TensorRT's table lists "
                 f"{', '.join(sorted(allowed))} for it.",
