@@ -132,8 +132,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def _name_target(e: BaseException, tmp: Path, target: Path) -> None:
-    """An OSError about a temporary names the file the user asked for instead."""
-    if isinstance(e, OSError) and e.filename is not None and str(e.filename).startswith(str(tmp)):
+    """An OSError about a temporary (or a failed write, which names no file) names the file the
+    user asked for instead."""
+    if isinstance(e, OSError) and (e.filename is None or str(e.filename).startswith(str(tmp))):
         e.filename = str(target)
 
 
@@ -232,8 +233,8 @@ def os_error(e: OSError, action: str | None = None) -> UserError:
         errno.EDQUOT: "Your disk quota is used up: free some space or give -o a folder on another disk.",
         errno.EFBIG: "The file exceeds the file-size limit of this process (`ulimit -f`) or of the file system: "
                      "raise the limit or give -o a folder on another disk. Nothing half-written was left behind.",
-        errno.ENOTDIR: "A part of that path is a regular file, not a folder: give -o a path whose parents are "
-                       "folders (or remove the file in the way).",
+        errno.ENOTDIR: "That path or a part of it is a regular file, not a folder: give -o a path whose parents "
+                       "are folders (or remove the file in the way).",
         errno.EISDIR: "That path is a folder, where a file is expected: name a file (e.g. model.onnx) instead.",
         errno.EEXIST: "A file is in the way where a folder is needed: remove it or choose another -o.",
         errno.ENAMETOOLONG: "Choose a shorter path.",
@@ -261,8 +262,7 @@ def check_writable_dir(folder: str | Path, need_bytes: int = 0) -> None:
     folder = Path(folder)
     base = _existing_ancestor(folder)
     if not base.is_dir():
-        code = errno.EEXIST if base == folder.absolute() else errno.ENOTDIR
-        raise os_error(OSError(code, os.strerror(code), str(folder)), "write into")
+        raise os_error(NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(folder)), "write into")
     probe = base / temp_name("probe", ".tmp")
     try:
         os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
