@@ -1,16 +1,18 @@
 """What TensorRT's ONNX parser accepts: its operator table and the revision it was read from.
 
-Source: the open-source ONNX parser of TensorRT, github.com/onnx/onnx-tensorrt, read at its
-TensorRT 10.15 GA revision (``docs/operators.md`` headed "TensorRT 10.15 supports operators in the
-inclusive range of opset 9 to opset 24"; ``docs/Changelog.md`` topmost entry "TensorRT 10.15 GA
-Release - 2026-2-2"). Our ``tensorrt`` extra asks for ``tensorrt-cu13>=10.14``; the release/10.14-GA
-tag was not available to us, and the 10.15 changelog adds only RotaryEmbedding, RMSNormalization and
-TensorScatter over 10.14 (the 10.14 entry: "Added support for the Attention operator"), none of which
-a LookupViT graph contains. The attribute and input rules in :mod:`exporter.check.rules` come from the
-same revision's ``onnxOpCheckers.cpp`` (static checks, run before import), ``onnxOpImporters.cpp`` and
-``AttentionHelpers.cpp`` (checks made while importing a node); each rule names its function there
-(``DEFINE_OP_CHECKER(Attention)``, ``QuantDequantLinearHelper``, ...) and quotes the parser's message,
-rather than a line number, since the revision read carries no tag that line numbers could be pinned to.
+Source: the open-source ONNX parser of TensorRT, github.com/onnx/onnx-tensorrt, at its TensorRT 10.15
+GA revision: ``onnxOpCheckers.cpp`` and ``onnxOpImporters.cpp`` at commit
+dd0a3a9f8794ae4f0316ed07ea68cda9b944bb3c, ``AttentionHelpers.cpp`` at commit
+fa5aa9f61e7781d2ca8f5351d42c1f19525a6124, and ``docs/operators.md`` headed "TensorRT 10.15 supports
+operators in the inclusive range of opset 9 to opset 24" (the changelog's topmost entry is "TensorRT
+10.15 GA Release - 2026-2-2"). Our ``tensorrt`` extra asks for ``tensorrt-cu13>=10.14``, which
+installs the newest release; the release/10.14-GA tag was not available to us. The 10.15 changelog's
+operator additions over 10.14 are RotaryEmbedding, RMSNormalization and TensorScatter (10.14's entry:
+"Added support for the Attention operator"), none of which a LookupViT graph contains. The rules in
+:mod:`exporter.check.rules` come from the static checks (``onnxOpCheckers.cpp``, run before import)
+and the checks made while importing a node (``onnxOpImporters.cpp``, ``AttentionHelpers.cpp``);
+each rule names its function there (``DEFINE_OP_CHECKER(Attention)``, ``QuantDequantLinearHelper``,
+...) and quotes the parser's message.
 
 ``SUPPORTED`` below is the table's "Supported = Y" rows with their "Supported Types" column, written
 out here (an operator missing from it is refused, or imported only as a plugin of that name).
@@ -21,7 +23,7 @@ from __future__ import annotations
 from onnx import TensorProto
 
 ONNX_TENSORRT_REPO = "github.com/onnx/onnx-tensorrt"
-ONNX_TENSORRT_REVISION = "10.15 GA (docs/operators.md 'TensorRT 10.15'; Changelog top entry 10.15 GA, 2026-2-2)"
+ONNX_TENSORRT_REVISION = "10.15 GA (onnxOpCheckers.cpp, onnxOpImporters.cpp @ dd0a3a9f; AttentionHelpers.cpp @ fa5aa9f6; docs/operators.md 'TensorRT 10.15')"
 OPERATORS_DOC = "onnx-tensorrt docs/operators.md (TensorRT 10.15)"
 CHECKERS = "onnx-tensorrt onnxOpCheckers.cpp"
 IMPORTERS = "onnx-tensorrt onnxOpImporters.cpp"
