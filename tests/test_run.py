@@ -54,13 +54,45 @@ def test_quickstart_completes_with_a_summary_table(first_run):
 def test_run_folder_layout(first_run):
     out, _, files = first_run
     for f in ("stages.json", "latency.json", "summary.json", "report.html",
-              "lookupvit_digits/g2/onnx/lookupvit_digits_g2.onnx", "lookupvit_digits/g2/onnx/lookupvit_digits_g2.onnx.json",
-              "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.onnx", "lookupvit_tiny32/g4/onnx/lookupvit_tiny32_g4.onnx",
-              "vit_tiny32/onnx/vit_tiny32.onnx"):
+              "lookupvit_digits/g2/onnx/lookupvit_digits_g2.opt.onnx", "lookupvit_digits/g2/onnx/lookupvit_digits_g2.onnx.json",
+              "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.opt.onnx", "lookupvit_tiny32/g4/onnx/lookupvit_tiny32_g4.opt.onnx",
+              "vit_tiny32/onnx/vit_tiny32.opt.onnx"):
         assert f in files, f
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert {"export:lookupvit_tiny32:g4", "validate:lookupvit_tiny32:g4:fp32", "profile"} <= set(stages)
     assert all(len(e["key"]) == 64 and e["outputs"] for e in stages.values())
+
+
+def test_keep_final_drops_exported_graphs_and_reports_the_disk(first_run):
+    out, _, files = first_run
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    exports = {k: e for k, e in stages.items() if e["kind"] == "export"}
+    assert exports and all(e.get("dropped") for e in exports.values())  # every export was optimised here
+    for e in exports.values():
+        for rel in e["dropped"]:
+            assert rel.endswith(".onnx") and rel not in files  # deleted, yet recorded with its sha256
+            assert rel in e["outputs"] and rel + ".json" in files  # the sidecar stays
+    disk = json.loads((out / "summary.json").read_text())["disk"]
+    assert disk["keep"] == "final" and disk["dropped_files"] == len(exports) and disk["dropped"] > 0
+    assert disk["written"] >= disk["dropped"] and 0 < disk["folder"] <= sum(p.stat().st_size for p in out.rglob("*")
+                                                                           if p.is_file())
+    assert "Disk" in (out / "report.html").read_text()
+
+
+def test_a_dropped_export_is_made_again_when_its_optimised_graph_must_be(first_run, tmp_path):
+    import shutil
+
+    from exporter.run import RunOptions, run_job
+
+    out, _, _ = first_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.opt.onnx").unlink()
+    result = run_job(RunOptions(profile=TINY, out_dir=copy, peak_sizes=(64,), keep="all"))
+    ran = {o.id for o in result.outcomes if o.status == "ran"}
+    assert {"export:lookupvit_tiny32:g2", "optimize:lookupvit_tiny32:g2"} <= ran
+    assert (copy / "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.onnx").is_file()  # --keep all: kept this time
+    assert "export:lookupvit_tiny32:g4" not in ran and result.summary["disk"]["dropped"] == 0
 
 
 def test_summary_has_latency_accuracy_and_validation(first_run):

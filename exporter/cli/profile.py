@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ..profile.peak import DEFAULT_SIZES
 from ..profile.sweep import SweepSettings
 from .main import main
-from .options import json_option, print_json, print_table, stderr
+from .options import json_option, print_json, print_table, progress_status, stderr
 
 _DEFAULTS = SweepSettings()
 
@@ -19,8 +21,9 @@ _DEFAULTS = SweepSettings()
               help="Comma-separated: fp32, fp16, bf16, int8, fp8. Default: fp32 for a variant; a given ONNX file or "
               "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
-@click.option("--backends", default="torch,ort,trt", show_default=True,
-              help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT). Missing ones are reported, not fatal.")
+@click.option("--backends", default="auto", show_default=True,
+              help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT); 'auto': torch and ort, and trt where "
+              "TensorRT and a GPU are present. A backend named here that cannot run on this machine is an error.")
 @click.option("--baseline", default="auto", show_default=True,
               help="The ViT timed next to a LookupViT: a variant, 'auto' (vit_<size><patch>) or 'none'.")
 @click.option("--warmup", type=int, default=_DEFAULTS.warmup, show_default=True, help="Untimed calls per cell first (at least).")
@@ -85,7 +88,7 @@ def profile(
     from ..precision import PRECISIONS
 
     tgt = resolve_target(target, grids)
-    backend_list = parse_list(backends, "backend", BACKENDS)
+    backend_list = _backends(backends) if backends != "auto" or tgt.kind == "engine" else _auto_backends()
     if tgt.kind == "engine":
         backend_list = ("trt",)
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
@@ -93,11 +96,32 @@ def profile(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
         threads=threads, noise_threshold=noise_threshold / 100.0,
     )
+    batch_list = parse_batches(batch)
+    if tgt.variant:  # refuse a batch that cannot fit before any model is made
+        from ..io import check_memory
+        from ..models import get_variant
+        from ..models.memory import inference_bytes
+
+        cfg = get_variant(tgt.variant).config
+        big = max(batch_list)
+        check_memory(max(inference_bytes(cfg, big, g) for g in tgt.grids), f"Profiling {tgt.name} at batch {big}",
+                     "Use smaller batch sizes with --batch.")
+    from ..io import check_writable_dir
+
+    check_writable_dir(out_dir)
     prof = None
     if profile_name:
         from ..engine.profiles import load_profile
 
         prof = load_profile(profile_name)
+    if "trt" in backend_list:  # preflight: TensorRT and the profile's GPU, before any model is made
+        from ..engine.env import require_build_environment
+        from ..engine.preflight import preflight
+
+        if prof is not None:
+            preflight(prof, "lookupvit profile --backends trt")
+        else:
+            require_build_environment("tensorrt", action="time TensorRT engines (--backends trt)")
     req = ProfileRequest(
         targets=[tgt], precisions=chosen, batches=parse_batches(batch),
         backends=backend_list, baseline=None if baseline == "none" else baseline, settings=settings,
@@ -105,10 +129,7 @@ def profile(
     )
     say = stderr.print if not as_json else (lambda _t: None)
     accuracy = accuracy_from_compare(accuracy_file, tgt.name) if accuracy_file else None
-    with stderr.status("profiling ...") as status:
-        def progress(text: str) -> None:
-            status.update(f"profiling: {text}")
-
+    with progress_status(f"profile {tgt.name}") as progress:
         if accuracy is None:
             accuracy = evaluate_accuracy([tgt], progress)
         result, path, plots = profile_latency(req, out_dir, accuracy, progress)
@@ -116,7 +137,7 @@ def profile(
         import json
 
         print_json(json.loads(path.read_text()))
-        return
+        sys.exit(_exit_code(result, lambda _t: None))
     print_latency_table(result, f"{tgt.name}: latency per cell")
     say(peak_line(result))
     noisy = [c for c in result.cells if c.noisy]
@@ -125,6 +146,32 @@ def profile(
             f"{100 * result.noise_threshold:.0f}% (load average {' '.join(map(str, result.load)) or '?'} when the sweep "
             "began); rerun on a quieter machine or with a longer --seconds")
     say(f"wrote {path} and {len(plots)} plot(s) in {path.parent / 'plots'}")
+    sys.exit(_exit_code(result, say))
+
+
+def _backends(spec: str) -> tuple[str, ...]:
+    from ..profile.api import parse_list
+    from ..profile.timers import BACKENDS
+
+    return tuple(parse_list(spec, "backend", BACKENDS))
+
+
+def _auto_backends() -> tuple[str, ...]:
+    """torch and ort always; trt only where TensorRT and a CUDA GPU are present."""
+    from ..engine.env import choose_tensorrt, detect_gpu
+
+    has_trt = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
+    return ("torch", "ort", "trt") if has_trt else ("torch", "ort")
+
+
+def _exit_code(result, say) -> int:
+    """0 every cell was timed; 1 a cell failed; 2 a cell cannot run here (unsupported)."""
+    bad = [c for c in result.cells if c.status != "ok"]
+    for c in bad[:10]:
+        say(f"{c.status}: {c.model} {c.grid} {c.precision} b{c.batch} {c.backend}: {c.reason}")
+    if any(c.status == "failed" for c in bad):
+        return 1
+    return 2 if bad else 0
 
 
 def peak_line(result) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..run.keep import DEFAULT_KEEP, KEEP_POLICIES
 from .main import main
 from .options import json_option, print_json, print_table, stderr
 
@@ -49,9 +50,12 @@ def _rich_progress(bar: Any) -> Any:
               help="Time budget in minutes for the latency models: work that would not fit is reported as "
               "not run, and a rerun continues it. 0: no budget. [default: 6 on an ONNX Runtime (CPU) profile, "
               "none on TensorRT profiles]")
+@click.option("--keep", type=click.Choice(KEEP_POLICIES), default=DEFAULT_KEEP, show_default=True,
+              help="final: delete each exported graph once its optimised graph is made (a rerun still skips it); "
+              "all: keep every intermediate file.")
 @json_option
 def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | None, budget_min: float | None,
-        as_json: bool) -> None:
+        keep: str, as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
@@ -70,7 +74,8 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
     if budget_min is not None and budget_min < 0:
         raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")
     budget = None if budget_min is None else (math.inf if budget_min == 0 else 60.0 * budget_min)
-    opts = RunOptions(profile=profile_name, out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget)
+    opts = RunOptions(profile=profile_name, out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
+                      keep=keep)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=stderr, transient=True) as bar:
         result = run_job(opts, _rich_progress(bar))
@@ -80,6 +85,13 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
     print_summary(result.summary)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(result.summary["stage_counts"].items()))
     stderr.print(f"stages: {counts}; {result.seconds:.0f} s")
+    disk = result.summary.get("disk")
+    if disk:
+        from ..run.report import format_bytes
+
+        stderr.print(f"disk: wrote {format_bytes(disk['written'])}, run folder {format_bytes(disk['folder'])}"
+                     + (f" (--keep final removed {format_bytes(disk['dropped'])} of exported graphs)"
+                        if disk["dropped"] else ""))
     stderr.print(f"wrote {result.report} and {result.summary_path}")
 
 

@@ -307,7 +307,8 @@ def evaluate_accuracy(targets: list[Target], say: Callable[[str], None]) -> list
         cfg = get_variant(t.variant).config
         say(f"evaluating {t.variant} on the digits")
         result = evaluate(create_model(t.variant), load_data("digits", cfg), [g for g in t.grids if g])
-        points += [AccuracyPoint(t.name, r.grid, "fp32", r.top1, "evaluate (PyTorch fp32, digits held-out)") for r in result.rows]
+        points += [AccuracyPoint(t.name, r.grid, "fp32", r.top1, "evaluate (PyTorch fp32, digits held-out)", r.total)
+                   for r in result.rows]
     return points
 
 
@@ -322,7 +323,8 @@ def accuracy_from_compare(path: str | Path, model: str) -> list[AccuracyPoint]:
         raise UserError(f"{path} is not a `lookupvit compare` result.", "Pass the accuracy.json that `lookupvit compare` wrote.") from None
     backend = data.get("backend", "")
     return [
-        AccuracyPoint(model, str(c["grid"]), str(c["precision"]), float(c["top1"]), f"compare ({backend})")
+        AccuracyPoint(model, str(c["grid"]), str(c["precision"]), float(c["top1"]), f"compare ({backend})",
+                      c.get("samples") if isinstance(c.get("samples"), int) else None)
         for c in cells if c.get("top1") is not None
     ]
 

@@ -3,17 +3,28 @@
 - latency vs compressed grid, per precision and backend (one panel per batch size), with the
   ViT baseline as a dashed level;
 - measured speedup over the ViT baseline next to the analytic MAC ratio, per grid;
-- task accuracy vs latency, one point per grid: the compute/accuracy trade-off that LookupViT's
-  inference-time grid gives.
+- task accuracy vs latency, one panel per batch, one point per grid, joined in latency order: the
+  compute/accuracy trade-off that LookupViT's inference-time grid gives.
+
+Conventions, the same in every plot: a latency axis is logarithmic when the latencies it shows
+span more than a factor of 30 (backends or precisions orders of magnitude apart), in every panel
+of that figure alike, else linear from zero; the point is the median (p50) and the bar is the
+interquartile range (p25 to p75), symmetric in rank around the median and not stretched by the
+few stalled calls of a loaded machine; the compressed grid is written once on
+the x axis (ticks at the token count M, labelled ``g<grid>``), not beside each point; labels that
+must sit beside points are placed so that they do not overlap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .sweep import CellResult, SweepResult
+
+LOG_SPAN = 30.0  # a latency axis turns logarithmic beyond this max/min ratio
+BAR_TEXT = "bars: p25 to p75"
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,7 @@ class AccuracyPoint:
     precision: str
     top1: float  # percent
     source: str  # e.g. "compare (ONNX Runtime)" or "evaluate (PyTorch fp32)"
+    samples: int | None = None  # test images behind the figure: one image is 100 / samples points
 
 
 def _pyplot():
@@ -36,10 +48,6 @@ def _pyplot():
     return plt
 
 
-def _series_label(c: CellResult) -> str:
-    return f"{c.backend} {c.precision}"
-
-
 def _by(cells: Iterable[CellResult], *keys: str) -> dict[tuple, list[CellResult]]:
     out: dict[tuple, list[CellResult]] = {}
     for c in cells:
@@ -47,41 +55,70 @@ def _by(cells: Iterable[CellResult], *keys: str) -> dict[tuple, list[CellResult]
     return out
 
 
+def latency_scale(values: Sequence[float]) -> str:
+    """"log" when ``values`` span more than :data:`LOG_SPAN`, else "linear" (one rule for every plot)."""
+    pos = [v for v in values if v and v > 0]
+    return "log" if pos and max(pos) > LOG_SPAN * min(pos) else "linear"
+
+
+def _apply_scale(ax, scale: str) -> None:
+    if scale == "log":
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+
+
+def _bars(rows: list[CellResult], per_image: bool = False) -> tuple[list[float], list[list[float]]]:
+    """p50 and the (below, above) distances to p25 and p75, per row (per image when asked)."""
+    mid, lo, hi = [], [], []
+    for c in rows:
+        assert c.latency is not None
+        k = c.batch if per_image else 1
+        p50 = c.latency.p50_ms / k
+        p25 = (c.latency.p25_ms if c.latency.p25_ms is not None else c.latency.p50_ms) / k
+        p75 = (c.latency.p75_ms if c.latency.p75_ms is not None else c.latency.p50_ms) / k
+        mid.append(p50)
+        lo.append(max(0.0, p50 - p25))
+        hi.append(max(0.0, p75 - p50))
+    return mid, [lo, hi]
+
+
+def _grid_ticks(ax, cells: Iterable[CellResult]) -> None:
+    """The x axis in compressed tokens M, one tick per grid, labelled with the grid once."""
+    ticks = sorted({(c.tokens, c.grid) for c in cells if c.tokens})
+    ax.set_xticks([t for t, _ in ticks])
+    ax.set_xticklabels([f"g{g}\n{t}" for t, g in ticks], fontsize=8)
+    ax.set_xlabel("compressed grid (tokens M)")
+
+
 def plot_latency(result: SweepResult, model: str, path: str | Path) -> Path | None:
-    """p50 latency (p90 as the upper whisker) vs compressed tokens for ``model``."""
-    cells = [c for c in result.ok() if c.model == model and c.role == "lookupvit" and c.tokens]
+    """p50 latency with p25..p75 bars vs compressed tokens for ``model``, one panel per batch."""
+    cells = [c for c in result.ok() if c.model == model and c.role == "lookupvit" and c.tokens and c.latency]
     if not cells:
         return None
     plt = _pyplot()
     batches = sorted({c.batch for c in cells})
-    fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.0), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 4.2), squeeze=False, constrained_layout=True)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    series = sorted({_series_label(c) for c in cells})
+    series = sorted({(c.backend, c.precision) for c in cells})
     color_of = {s: colors[i % len(colors)] for i, s in enumerate(series)}
+    bases = [b for b in result.ok() if b.role == "baseline" and b.paired_with == model and b.latency]
+    scale = latency_scale([c.latency.p50_ms for c in cells] + [b.latency.p50_ms for b in bases])  # type: ignore[union-attr]
     for ax, batch in zip(axes[0], batches):
         for (backend, precision), rows in sorted(_by([c for c in cells if c.batch == batch], "backend", "precision").items()):
             rows.sort(key=lambda c: c.tokens or 0)
-            label = f"{backend} {precision}"
-            xs = [c.tokens for c in rows]
-            p50 = [c.latency.p50_ms for c in rows if c.latency]
-            p90 = [c.latency.p90_ms for c in rows if c.latency]
-            ax.errorbar(xs, p50, yerr=[[0] * len(p50), [b - a for a, b in zip(p50, p90)]], marker="o",
-                        capsize=3, color=color_of[label], label=label)
-            for c in rows:
-                ax.annotate(c.grid, (c.tokens, c.latency.p50_ms), textcoords="offset points", xytext=(4, 4), fontsize=8)  # type: ignore[union-attr]
-            base = [b for b in result.ok() if b.role == "baseline" and b.paired_with == model and b.batch == batch
-                    and b.backend == backend and b.precision == precision]
+            mid, err = _bars(rows)
+            label = f"{backend} {precision}" + (" (noisy)" if any(c.noisy for c in rows) else "")
+            ax.errorbar([c.tokens for c in rows], mid, yerr=err, marker="o", capsize=3,
+                        color=color_of[(backend, precision)], label=label)
+            base = [b for b in bases if b.batch == batch and b.backend == backend and b.precision == precision]
             if base and base[0].latency:
-                ax.axhline(base[0].latency.p50_ms, linestyle="--", color=color_of[label], alpha=0.7,
-                           label=f"{base[0].model} ({label})")
-        ax.set_xlabel("compressed tokens M (grid)")
-        ax.set_ylabel("latency p50 [ms] (bar to p90)")
+                ax.axhline(base[0].latency.p50_ms, linestyle="--", color=color_of[(backend, precision)], alpha=0.7,
+                           label=f"{base[0].model} {backend} {precision}")
+        _grid_ticks(ax, cells)
+        ax.set_ylabel(f"latency per batch [ms], p50 ({BAR_TEXT})")
         ax.set_title(f"{model}, batch {batch}")
-        shown = [c.latency for c in cells if c.batch == batch and c.latency]
-        if shown and max(x.p90_ms for x in shown) > 30 * min(x.p50_ms for x in shown):
-            ax.set_yscale("log")  # backends or precisions orders of magnitude apart
-        else:
-            ax.set_ylim(bottom=0)
+        _apply_scale(ax, scale)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
@@ -94,61 +131,90 @@ def plot_speedup(result: SweepResult, path: str | Path) -> Path | None:
         return None
     plt = _pyplot()
     models = sorted({c.model for c in cells})
-    fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 4.0), squeeze=False, constrained_layout=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 4.2), squeeze=False, constrained_layout=True)
     for ax, model in zip(axes[0], models):
         mine = [c for c in cells if c.model == model]
-        analytic = sorted({(c.tokens, c.analytic_speedup, c.grid) for c in mine if c.analytic_speedup})
+        analytic = sorted({(c.tokens, c.analytic_speedup) for c in mine if c.analytic_speedup})
         if analytic:
             ax.plot([a[0] for a in analytic], [a[1] for a in analytic], "k--", marker="s", label="analytic (MAC ratio)")
         for (backend, precision, batch), rows in sorted(_by(mine, "backend", "precision", "batch").items()):
             rows.sort(key=lambda c: c.tokens or 0)
             ax.plot([c.tokens for c in rows], [c.speedup for c in rows], marker="o",
                     label=f"measured {backend} {precision} b{batch}")
-        for tokens, value, grid in analytic:
-            ax.annotate(f"g{grid}", (tokens, value), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.axhline(1.0, color="grey", linewidth=0.8)
         base = next((c.baseline for c in mine if c.baseline), "ViT")
         ax.set_title(f"{model} over {base}")
-        ax.set_xlabel("compressed tokens M (grid)")
-        ax.set_ylabel("speedup (ViT time / LookupViT time)")
+        _grid_ticks(ax, mine)
+        ax.set_ylabel("speedup (ViT p50 / LookupViT p50)")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
 
 
+def place_labels(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
+    """Write each label beside its point, moving it up or down until it overlaps no label placed
+    before it (greedy, in display coordinates)."""
+    fig = ax.figure
+    fig.canvas.draw()  # settle limits and transforms
+    placed: list[tuple[float, float, float, float]] = []
+    height = fontsize * 1.3 * fig.dpi / 72
+    for x, y, text in points:
+        px, py = ax.transData.transform((x, y))
+        width = 0.62 * fontsize * len(text) * fig.dpi / 72
+        for dy in (4, -14, 14, -24, 24, -34, 34, -44, 44):
+            box = (px + 4, py + dy * fig.dpi / 72, px + 4 + width, py + dy * fig.dpi / 72 + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+                break
+        placed.append(box)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, dy), fontsize=fontsize)
+
+
 def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], path: str | Path) -> Path | None:
-    """Top-1 vs p50 latency per image at the largest measured batch (where per-call overheads weigh
-    least), one point per grid, per precision."""
+    """Top-1 vs p50 latency per image, one panel per batch, one point per grid joined in latency
+    order, per backend and precision; the accuracy axis says what one test image is worth."""
     pts: list[tuple[AccuracyPoint, CellResult]] = []
     for a in accuracy:
-        rows = [c for c in result.ok() if c.model == a.model and c.grid == a.grid and c.precision == a.precision
-                and c.latency is not None]
-        if not rows:
-            continue
-        batch = max(c.batch for c in rows)
-        for c in rows:
-            if c.batch == batch:
+        for c in result.ok():
+            if c.model == a.model and c.grid == a.grid and c.precision == a.precision and c.latency is not None:
                 pts.append((a, c))
     if not pts:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    groups: dict[tuple[str, str, str, int], list[tuple[AccuracyPoint, CellResult]]] = {}
-    for a, c in pts:
-        groups.setdefault((a.model, c.backend, a.precision, c.batch), []).append((a, c))
-    for (model, backend, precision, batch), pairs in sorted(groups.items()):
-        pairs.sort(key=lambda r: r[1].tokens or 0)  # in grid order: the curve a grid setting walks along
-        xs = [c.latency.p50_ms / c.batch for _, c in pairs]  # type: ignore[union-attr]
-        ys = [a.top1 for a, _ in pairs]
-        ax.plot(xs, ys, marker="o", label=f"{model} {backend} {precision} (b{batch})")
-        for (a, _), x, y in zip(pairs, xs, ys):
-            ax.annotate(f"g{a.grid}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
-    ax.set_xlabel("latency p50 per image [ms] (p50 of a batch / batch size)")
-    ax.set_ylabel("top-1 [%]")
-    ax.set_title("accuracy vs latency per compressed grid")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    batches = sorted({c.batch for _, c in pts})
+    fig, axes = plt.subplots(1, len(batches), figsize=(5.6 * len(batches), 4.6), squeeze=False, constrained_layout=True)
+    scale = latency_scale([c.latency.p50_ms / c.batch for _, c in pts])  # type: ignore[union-attr]
+    samples = sorted({a.samples for a, _ in pts if a.samples})
+    one = 100.0 / samples[0] if samples else None
+    tops = [a.top1 for a, _ in pts]
+    for ax, batch in zip(axes[0], batches):
+        groups: dict[tuple[str, str, str], list[tuple[AccuracyPoint, CellResult]]] = {}
+        for a, c in pts:
+            if c.batch == batch:
+                groups.setdefault((a.model, c.backend, a.precision), []).append((a, c))
+        labels: list[tuple[float, float, str]] = []
+        for (model, backend, precision), pairs in sorted(groups.items()):
+            pairs.sort(key=lambda r: r[1].latency.p50_ms)  # type: ignore[union-attr]  # latency order
+            cells = [c for _, c in pairs]
+            mid, err = _bars(cells, per_image=True)
+            ys = [a.top1 for a, _ in pairs]
+            ax.errorbar(mid, ys, xerr=err, marker="o", capsize=2, label=f"{model} {backend} {precision}")
+            labels += [(x, y, f"g{a.grid}") for (a, _), x, y in zip(pairs, mid, ys)]
+        ax.set_xlabel(f"latency per image [ms]: p50 of a batch of {batch} / {batch} ({BAR_TEXT})")
+        ax.set_ylabel("top-1 [%]" + (f"  (one test image = {one:.2g} points)" if one else ""))
+        ax.set_title(f"accuracy vs latency, batch {batch}")
+        if scale == "log":
+            ax.set_xscale("log")
+        else:
+            ax.set_xlim(left=0)
+        if one:  # show at least six images' worth of accuracy, so one image's step is visible for what it is
+            lo, hi = min(tops), max(tops)
+            pad = max(0.0, (6 * one - (hi - lo)) / 2) + one
+            ax.set_ylim(lo - pad, min(100.0 + one / 2, hi + pad))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        labels.sort(key=lambda t: (t[0], t[1]))
+        place_labels(ax, labels, fontsize=7)
     return _save(fig, path)
 
 

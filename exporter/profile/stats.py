@@ -72,6 +72,8 @@ class LatencyStats:
     max_ms: float
     std_ms: float
     p10_ms: float | None = None
+    p25_ms: float | None = None  # the interquartile range, p25..p75, is what the plots' bars show
+    p75_ms: float | None = None
     rounds: int = 1  # interleaved rounds the calls were timed in
     spread: float | None = None  # coefficient of variation of the round medians (None: one round)
     ci_low_ms: float | None = None  # 95% confidence interval of the median
@@ -105,6 +107,8 @@ def summarize(seconds: Sequence[float], rounds: Sequence[Sequence[float]] | None
         max_ms=max(ms),
         std_ms=std,
         p10_ms=percentile(ms, 10.0),
+        p25_ms=percentile(ms, 25.0),
+        p75_ms=percentile(ms, 75.0),
         rounds=max(1, len(groups)),
         spread=coefficient_of_variation(round_medians),
         ci_low_ms=lo,

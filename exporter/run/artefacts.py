@@ -112,8 +112,8 @@ class Artefacts:
             r = export_onnx(src, out_dir, opset=self.settings.opset)
             return r.to_dict(), [r.path, r.sidecar]
 
-        out = self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
-        return Path(out.result["path"])
+        self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
+        return self.export_path(model, grid)  # in this folder (the recorded path may be a copied folder's)
 
     def optimized(self, model: str, grid: Grid | None) -> Path:
         """The graph after the optimisation passes; the exported graph when they are off or absent."""
@@ -126,6 +126,9 @@ class Artefacts:
         out_path = self.precision_path(model, grid, "fp32")
 
         def run() -> tuple[Any, list[Path]]:
+            if not src.is_file():  # dropped by `run --keep final`: export it again first
+                self.manifest.restore(self._id("export", model, grid))
+                self.exported(model, grid)
             self.say(f"optimize {model} {self._grid_text(grid)}")
             report = fn(src, out_path)
             d = report.to_dict()

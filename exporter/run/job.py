@@ -50,6 +50,7 @@ class RunOptions:
     repeats: int | None = None  # interleaved rounds of the latency sweep (None: the profile's benchmark.repeats)
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
     budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
+    keep: str = "final"  # "final": delete exported graphs once optimised (exporter.run.keep); "all": keep every file
 
 
 @dataclass
@@ -139,6 +140,9 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     prof = load_profile(opts.profile)
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from .keep import finish, snapshot
+
+    before = snapshot(out)
     ui = progress or RunProgress()
     manifest = Manifest(out)
     artefacts = Artefacts(out, ChainSettings(optimize=opts.optimize, profile=prof if prof.is_tensorrt else None),
@@ -211,6 +215,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
 
     ui.step("report")
     from .report import build_summary, write_report
+
+    state["disk"] = finish(out, manifest, opts.keep, before).to_dict()
 
     seconds = time.perf_counter() - t0
     summary = build_summary(prof, out, manifest.outcomes, state, started, seconds)
@@ -506,7 +512,7 @@ def _accuracy_points(state: dict[str, Any]) -> list[Any]:
             for c in r["cells"]:
                 if c.get("top1") is not None:
                     points.append(AccuracyPoint(variant, str(c["grid"]), str(c["precision"]), float(c["top1"]),
-                                                f"compare ({r.get('backend')})"))
+                                                f"compare ({r.get('backend')})", c.get("samples")))
     return points
 
 

@@ -6,7 +6,9 @@ DESIGN section 2: stages are cacheable (same inputs -> skip). Each stage of a ru
 - ``key``: sha256 over the stage's kind, its settings and the sha256 of every input file;
 - ``outputs``: each output file with its sha256 (files written by the stage);
 - ``result``: the stage's JSON-able result, returned again when the stage is skipped;
-- ``seconds`` and ``finished`` (UTC).
+- ``seconds`` and ``finished`` (UTC);
+- ``dropped``: outputs deleted on purpose by ``run --keep final`` (the stage stays done, and the
+  recorded sha256 stands in for the file where a later stage's key needs it).
 
 A stage is skipped when its key is unchanged and every recorded output still exists with the same
 content. The manifest is rewritten atomically after each stage, so an interrupted run keeps what
@@ -41,14 +43,15 @@ def file_hash(path: str | Path) -> str:
     return _hash_memo[key]
 
 
-def stage_key(kind: str, settings: dict[str, Any], inputs: dict[str, Path]) -> str:
+def stage_key(kind: str, settings: dict[str, Any], inputs: dict[str, Path],
+              digest: Callable[[Path], str] = file_hash) -> str:
     from .. import __version__
 
     doc = {
         "kind": kind,
         "tool_version": __version__,
         "settings": settings,
-        "inputs": {name: file_hash(p) for name, p in sorted(inputs.items())},
+        "inputs": {name: digest(p) for name, p in sorted(inputs.items())},
     }
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -111,11 +114,37 @@ class Manifest:
     def _fresh(self, entry: dict[str, Any] | None, key: str) -> bool:
         if not entry or entry.get("key") != key:
             return False
+        dropped = set(entry.get("dropped", []))
         for rel, digest in entry.get("outputs", {}).items():
             p = self.root / rel
+            if rel in dropped and not p.is_file():  # removed by `run --keep final` on purpose
+                continue
             if not p.is_file() or file_hash(p) != digest:
                 return False
         return True
+
+    def digest(self, path: Path) -> str:
+        """sha256 of ``path``; for an output dropped by ``run --keep final``, the one recorded when it was written."""
+        p = Path(path)
+        if not p.is_file():
+            rel = self._rel(p)
+            for entry in self.entries.values():
+                if rel in entry.get("dropped", []):
+                    return entry["outputs"][rel]
+        return file_hash(p)
+
+    def drop(self, stage_id: str, rel: str) -> None:
+        """Record that the output ``rel`` of ``stage_id`` was deleted on purpose (the stage stays done)."""
+        entry = self.entries[stage_id]
+        entry["dropped"] = sorted({*entry.get("dropped", []), rel})
+        self.save()
+
+    def restore(self, stage_id: str) -> None:
+        """Forget ``stage_id``'s dropped outputs, so that the next request runs it again and remakes them."""
+        entry = self.entries.get(stage_id)
+        if entry and entry.pop("dropped", None):
+            entry["key"] = ""
+            self._done.pop(stage_id, None)
 
     def _rel(self, p: Path) -> str:
         try:
@@ -133,7 +162,7 @@ class Manifest:
     ) -> StageOutcome:
         """Run ``run`` (returning its JSON-able result and the files it wrote) unless a finished
         stage with the same key and intact outputs is recorded; then return the recorded result."""
-        key = stage_key(kind, settings, inputs)
+        key = stage_key(kind, settings, inputs, self.digest)
         done = self._done.get(stage_id)
         if done is not None and done[0] == key:  # asked again in this process (an input of a later stage)
             return done[1]

@@ -1,10 +1,12 @@
 """The run's report: ``summary.json`` (machine-readable) and ``report.html`` (one self-contained page).
 
 The HTML page needs nothing beside it: styles are inline and every plot is embedded as a base64
-PNG. It shows the summary table, the plots, the latency table (every cell, with the reason for
-cells that could not run), the measured vs analytic speedups over the ViT, the accuracy per
-precision and grid, the validations, every stage (ran / skipped / failed, with times), the
-matrix-multiply peak, the profile's settings, tool versions and the machine.
+PNG. It shows the summary table, the plots (each with a caption saying what it shows), the latency
+table (every cell, with the spread of its round medians, the noise flag with the load average, and
+the reason for cells that could not run), the measured vs analytic speedups over the ViT, the
+accuracy per precision and grid, the validations, every stage (ran / skipped / failed, with
+times), the matrix-multiply peak with its spread, the disk the run wrote, the profile's settings
+that apply to its backend, tool versions and the machine.
 """
 
 from __future__ import annotations
@@ -26,6 +28,58 @@ def _f(v: Any, fmt: str = ".3g", suffix: str = "") -> str:
         return f"{v:{fmt}}{suffix}"
     except (TypeError, ValueError):
         return str(v)
+
+
+def _pct(v: Any, err: Any = None) -> str:
+    if v is None:
+        return "-"
+    return f"{100 * v:.0f}" + (f" +-{100 * err:.0f}" if err is not None else "") + "%"
+
+
+def _spread(c: dict[str, Any]) -> str:
+    """The spread of a cell's round medians; NOISY (with the load average) above the threshold."""
+    lat = c.get("latency") or {}
+    if lat.get("spread") is None:
+        return "-"
+    text = f"{100 * lat['spread']:.1f}%"
+    return f"{text} NOISY (load {c.get('load')})" if c.get("noisy") else text
+
+
+def format_bytes(n: int | float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+# Profile keys that apply only to TensorRT builds (left out of a CPU profile's settings table).
+TENSORRT_ONLY = ("gpu", "compute_capability", "builder", "compatibility", "build_hash", "batch.min", "batch.max",
+                 "benchmark.cuda_graphs")
+
+
+def settings_rows(prof: dict[str, Any]) -> list[list[str]]:
+    """The profile's settings as (key, value) rows, without the keys that do not apply to its backend."""
+    tensorrt = prof.get("backend") in ("tensorrt", "tensorrt-rtx")
+    rows: list[list[str]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if not tensorrt and any(prefix == k or prefix.startswith(k + ".") for k in TENSORRT_ONLY):
+            return
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+            return
+        if isinstance(value, list):
+            text = ", ".join(f"{v['variant']} (grids {' '.join(v.get('grids') or []) or '-'})"
+                             if isinstance(v, dict) and "variant" in v else str(v) for v in value)
+        else:
+            text = "-" if value in (None, "") else str(value)
+        rows.append([prefix, text])
+
+    walk("", {k: v for k, v in prof.items() if k != "path"})
+    return rows
 
 
 def accuracy_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
@@ -57,8 +111,10 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
         rows.append({
             "model": c.model + (" (baseline)" if c.role == "baseline" else ""), "grid": c.grid, "precision": c.precision,
             "batch": c.batch, "backend": c.backend, "top1": top1.get((c.model, c.grid, c.precision)),
-            "p50_ms": c.latency.p50_ms if c.latency else None, "throughput": c.throughput, "gmacs": c.gmacs,
-            "efficiency": c.efficiency, "speedup": c.speedup, "analytic_speedup": c.analytic_speedup,
+            "p50_ms": c.latency.p50_ms if c.latency else None, "spread": c.latency.spread if c.latency else None,
+            "noisy": c.noisy, "load": c.load, "throughput": c.throughput, "gmacs": c.gmacs,
+            "efficiency": c.efficiency, "efficiency_error": c.efficiency_error, "speedup": c.speedup,
+            "analytic_speedup": c.analytic_speedup,
         })
     return rows
 
@@ -83,7 +139,8 @@ def build_summary(
             cells.append(d)
         latency = {"file": str(Path(state["sweep_path"]).relative_to(out)) if state.get("sweep_path") else None,
                    "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
-                   "seconds": sweep.seconds}
+                   "seconds": sweep.seconds, "noise_threshold": sweep.noise_threshold, "load": sweep.load,
+                   "noisy": sum(1 for c in sweep.cells if c.noisy)}
     return {
         "kind": "lookupvit-run",
         "tool_version": __version__,
@@ -99,6 +156,7 @@ def build_summary(
         "accuracy": acc,
         "latency": latency,
         "plots": [str(Path(p).relative_to(out)) for p in state.get("plots", [])],
+        "disk": state.get("disk"),
         "report": "report.html",
         "machine": sweep.machine if sweep is not None and sweep.machine else machine_info(),
         "versions": tool_versions(),
@@ -115,8 +173,10 @@ table { border-collapse: collapse; font-size: 12.5px; margin: 8px 0 12px; }
 th, td { border: 1px solid #d0d7de; padding: 3px 7px; text-align: right; vertical-align: top; }
 th { background: #f6f8fa; } td.l, th.l { text-align: left; }
 tr.bad td { background: #fff1f0; } tr.skip td { color: #57606a; }
-.plots { display: flex; flex-wrap: wrap; gap: 10px; }
-.plots img { max-width: 100%; border: 1px solid #d0d7de; }
+.plots { display: flex; flex-wrap: wrap; gap: 14px; align-items: flex-start; }
+figure { margin: 0 0 8px; max-width: 100%; } figure img { max-width: 100%; border: 1px solid #d0d7de; }
+figcaption { color: #57606a; font-size: 12.5px; max-width: 560px; margin-top: 4px; }
+tr.noisy td { background: #fff8c5; }
 pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; }
 .ok { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
 """
@@ -143,6 +203,26 @@ def _speed(c: dict[str, Any]) -> str:
     return f"{c['speedup']:.2f}x" + (f" ({c['analytic_speedup']:.2f}x)" if c.get("analytic_speedup") else "")
 
 
+PLOT_CAPTIONS = {
+    "latency_": "Latency per batch against the compressed grid (x: grid and its token count M), one panel per "
+                "batch, one line per backend and precision: the point is the median (p50), the bar the "
+                "interquartile range (p25 to p75). The dashed level is the ViT baseline. A latency axis is logarithmic only when the values "
+                "span more than 30x, and then in every panel.",
+    "speedup": "Speedup over the ViT baseline per grid: measured (interleaved rounds, median over median) and the "
+               "analytic MAC ratio (dashed). Above 1: the LookupViT is faster.",
+    "accuracy_latency": "Top-1 against latency per image, one panel per batch, one point per grid joined in "
+                        "latency order (bars: p25 to p75 of the latency). The accuracy axis names what one test "
+                        "image is worth: differences of a point or two are one or two images.",
+}
+
+
+def plot_caption(name: str) -> str:
+    for prefix, text in PLOT_CAPTIONS.items():
+        if name.startswith(prefix):
+            return text
+    return name
+
+
 def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> Path:
     """Write the self-contained HTML report; returns its path."""
     from ..io import atomic_path
@@ -166,39 +246,56 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
     rows = summary["summary"]
     if rows:
         parts.append(_table(
-            ["model", "grid", "precision", "backend", "batch", "top-1 %", "p50 ms", "img/s", "GMACs/img", "efficiency",
-             "speedup over ViT (analytic)"],
+            ["model", "grid", "precision", "backend", "batch", "top-1 %", "p50 ms", "spread", "img/s", "GMACs/img",
+             "efficiency", "speedup over ViT (analytic)"],
             [[r["model"], r["grid"], r["precision"], r["backend"], r["batch"], _f(r["top1"], ".2f"), _f(r["p50_ms"], ".2f"),
-              _f(r["throughput"], ".1f"), _f(r["gmacs"], ".4g"), _f(r["efficiency"] and 100 * r["efficiency"], ".0f", "%"),
+              _spread({"latency": {"spread": r.get("spread")}, "noisy": r.get("noisy"), "load": r.get("load")}),
+              _f(r["throughput"], ".1f"), _f(r["gmacs"], ".4g"), _pct(r["efficiency"], r.get("efficiency_error")),
               _speed(r)] for r in rows],
-            left=4,
+            left=4, classes=["noisy" if r.get("noisy") else "" for r in rows],
         ))
-        parts.append("<p class='sub'>Efficiency: achieved GFLOP/s (2 x analytic MACs / p50 time) over the "
-                     "matrix-multiply peak measured in the same run with the same threads. Speedup: the ViT "
-                     "baseline's time over the LookupViT's, timed interleaved (median of paired rounds); in "
-                     "brackets the analytic MAC ratio.</p>")
+        parts.append("<p class='sub'>Spread: the coefficient of variation of the cell's round medians (its calls "
+                     "are timed in interleaved rounds); NOISY above the run's threshold, with the 1-minute load "
+                     "average when the cell was timed. Efficiency: achieved GFLOP/s (2 x analytic MACs / p50 time) "
+                     "over the matrix-multiply peak of the same dtype (int8 cells: the int8 peak; fp16 on the CPU: "
+                     "the fp32 peak) measured in the same run with the same threads; +- combines the cell's and the "
+                     "peak's spreads. Speedup: the ViT baseline's time over the LookupViT's, timed interleaved "
+                     "(median of paired rounds); in brackets the analytic MAC ratio.</p>")
     else:
         parts.append("<p>No latency was measured (see the stages below).</p>")
 
     parts.append("<h2>Plots</h2><div class='plots'>")
     for p in state.get("plots", []):
-        parts.append(_img(Path(p)))
+        parts.append(f"<figure>{_img(Path(p))}<figcaption>{html.escape(plot_caption(Path(p).name))}</figcaption></figure>")
     parts.append("</div>")
 
     lat = summary.get("latency")
     if lat:
         parts.append("<h2>Latency per cell</h2>")
         cells = lat["cells"]
+        noisy = lat.get("noisy") or 0
+        threshold = lat.get("noise_threshold")
+        load = " ".join(str(x) for x in lat.get("load") or []) or "unknown"
+        parts.append(
+            "<p>Each cell was warmed up, then timed in interleaved rounds for a minimum number of calls and a "
+            "minimum duration (the profile's <code>[benchmark]</code>). "
+            + (f"<b>{noisy} cell(s) are marked NOISY</b>: their round medians vary by more than "
+               f"{100 * threshold:.0f}% (coefficient of variation); compare their figures with care, or rerun on a "
+               f"quieter machine. " if noisy and threshold is not None else
+               f"No cell's round medians vary by more than {100 * (threshold or 0):.0f}%. ")
+            + f"Load average (1, 5, 15 min) when the sweep began: {html.escape(load)} on "
+            f"{html.escape(str(summary['machine'].get('cores', '?')))} cores.</p>")
         parts.append(_table(
-            ["model", "grid", "backend", "precision", "batch", "status", "p50 ms", "p90 ms", "p99 ms", "calls", "img/s",
-             "GMACs/img", "GFLOP/s", "efficiency", "speedup (analytic)", "device / reason"],
+            ["model", "grid", "backend", "precision", "batch", "status", "p10 ms", "p50 ms", "p90 ms", "p99 ms",
+             "spread", "calls", "img/s", "GMACs/img", "GFLOP/s", "efficiency", "speedup (analytic)", "device / reason"],
             [[c["model"] + (" (baseline)" if c["role"] == "baseline" else ""), c["grid"], c["backend"], c["precision"],
-              c["batch"], c["status"], _f(c["latency"] and c["latency"]["p50_ms"], ".2f"),
+              c["batch"], c["status"], _f(c["latency"] and c["latency"].get("p10_ms"), ".2f"),
+              _f(c["latency"] and c["latency"]["p50_ms"], ".2f"),
               _f(c["latency"] and c["latency"]["p90_ms"], ".2f"), _f(c["latency"] and c["latency"]["p99_ms"], ".2f"),
-              _f(c["latency"] and c["latency"]["n"], "d"), _f(c["throughput"], ".1f"), _f(c["gmacs"], ".4g"),
-              _f(c["gflops"], ".1f"), _f(c["efficiency"] and 100 * c["efficiency"], ".0f", "%"), _speed(c),
+              _spread(c), _f(c["latency"] and c["latency"]["n"], "d"), _f(c["throughput"], ".1f"), _f(c["gmacs"], ".4g"),
+              _f(c["gflops"], ".1f"), _pct(c["efficiency"], c.get("efficiency_error")), _speed(c),
               c["reason"] or f"{c['device']}: {c['detail']}"] for c in cells],
-            left=6, classes=["" if c["status"] == "ok" else "bad" for c in cells],
+            left=6, classes=["bad" if c["status"] != "ok" else ("noisy" if c.get("noisy") else "") for c in cells],
         ))
         speed = [c for c in cells if c.get("speedup") is not None]
         if speed:
@@ -216,9 +313,17 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
         peak = lat.get("peak") or {}
         if peak:
             parts.append(f"<h2>Matrix-multiply peak ({peak.get('threads')} threads)</h2>")
+            best = ", ".join(f"{k} {v['gflops']:.1f} {'GOP/s' if k.endswith('int8') else 'GFLOP/s'}"
+                             + (f" +-{100 * v['spread']:.1f}%" if v.get("spread") is not None else "")
+                             for k, v in (peak.get("peaks") or {}).items())
+            parts.append(f"<p>The best of each device and dtype: {html.escape(best)}. Each row is the median of "
+                         "its round rates (the kernels take turns, round by round); spread: their coefficient of "
+                         "variation.</p>")
             parts.append(_table(
-                ["engine", "device", "dtype", "n", "GFLOP/s (median)", "repeats"],
-                [[m["engine"], m["device"], m["dtype"], m["size"], _f(m["gflops"], ".1f"), m["repeats"]]
+                ["engine", "device", "dtype", "n", "G(FL)OP/s (median of rounds)", "spread", "rounds", "calls"],
+                [[m["engine"], m["device"], m["dtype"], m["size"], _f(m["gflops"], ".1f"),
+                  _pct(m.get("spread")) if m.get("spread") is None else f"{100 * m['spread']:.1f}%",
+                  m.get("rounds", 1), m["repeats"]]
                  for m in peak.get("measurements", [])],
                 left=3,
             ))
@@ -256,8 +361,21 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
         left=2, classes=["bad" if s["status"] in ("failed", "not run") else ("skip" if s["status"] == "skipped" else "") for s in st],
     ))
 
+    disk = summary.get("disk")
+    if disk:
+        parts.append("<h2>Disk</h2>")
+        parts.append(f"<p>This run wrote {format_bytes(disk.get('written'))}; the run folder holds "
+                     f"{format_bytes(disk.get('folder'))}. <code>--keep {html.escape(str(disk.get('keep')))}</code>"
+                     + (f" removed {disk.get('dropped_files', 0)} intermediate file(s), "
+                        f"{format_bytes(disk.get('dropped'))} (exported graphs whose optimised graph is kept; a rerun "
+                        "still skips their stages)." if disk.get("keep") == "final" else ": every file is kept.")
+                     + "</p>")
+
     parts.append("<h2>Settings (the profile)</h2>")
-    parts.append(f"<pre>{html.escape(json.dumps(prof, indent=2))}</pre>")
+    if prof.get("backend") not in ("tensorrt", "tensorrt-rtx"):
+        parts.append("<p class='sub'>TensorRT-only keys (builder, compatibility, batch range, CUDA graphs) do not "
+                     "apply to this backend and are left out.</p>")
+    parts.append(_table(["key", "value"], settings_rows(prof), left=2))
     parts.append("<h2>Machine</h2>")
     parts.append(_table(["item", "value"], [[k, json.dumps(v) if isinstance(v, dict | list) else v]
                                             for k, v in summary["machine"].items()], left=2))

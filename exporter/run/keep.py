@@ -1,0 +1,77 @@
+"""What a run leaves on disk: ``--keep final`` (the default) or ``--keep all``, and the bytes it wrote.
+
+A run folder holds each model at every stage (export -> optimize -> precision -> build). The graphs
+a backend runs (the optimised graph and its precision conversions) and the engines are final. An
+exported graph is an intermediate once its optimised graph exists: no later stage reads it, and for
+a 224-px model it is as large as the optimised one. ``--keep final`` deletes those exports (with any
+external data file) at the end of the run and records them in ``stages.json`` as dropped: a rerun
+still skips the export and every stage fed by it (the recorded sha256 stands in for the file), and
+should the optimised graph have to be made again, the export runs again first. ``--keep all``
+deletes nothing. Where the optimisation passes are off or absent the export is the final fp32
+graph and is always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .manifest import Manifest
+
+KEEP_POLICIES = ("final", "all")
+DEFAULT_KEEP = "final"
+
+Snapshot = dict[str, tuple[int, int]]  # relative path -> (size, mtime_ns)
+
+
+@dataclass(frozen=True)
+class DiskUsage:
+    keep: str
+    written: int  # bytes of the files this run created or rewrote (including those --keep final then deleted)
+    folder: int  # bytes in the run folder at the end
+    dropped: int  # bytes deleted by --keep final
+    dropped_files: int
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def snapshot(folder: str | Path) -> Snapshot:
+    root = Path(folder)
+    out: Snapshot = {}
+    for p in root.rglob("*"):
+        if p.is_file():
+            st = p.stat()
+            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def drop_intermediates(manifest: Manifest) -> Snapshot:
+    """Delete every exported graph whose optimised graph is on disk; returns what was deleted."""
+    gone: Snapshot = {}
+    for stage_id, entry in list(manifest.entries.items()):
+        if entry.get("kind") != "export":
+            continue
+        optimize = manifest.entries.get("optimize:" + stage_id.split(":", 1)[1])
+        if not optimize or not any(rel.endswith(".onnx") and (manifest.root / rel).is_file()
+                                   for rel in optimize.get("outputs", {})):
+            continue  # the export is the final fp32 graph here
+        for rel in entry.get("outputs", {}):
+            if not rel.endswith(".onnx"):
+                continue  # the sidecar (settings, hashes) stays
+            graph = manifest.root / rel
+            for p in (graph, graph.with_name(graph.name + ".data")):
+                if p.is_file():
+                    st = p.stat()
+                    gone[str(p.relative_to(manifest.root))] = (st.st_size, st.st_mtime_ns)
+                    p.unlink()
+            manifest.drop(stage_id, rel)
+    return gone
+
+
+def finish(folder: str | Path, manifest: Manifest, keep: str, before: Snapshot) -> DiskUsage:
+    """Apply the keep policy at the end of a run and measure what the run wrote."""
+    gone = drop_intermediates(manifest) if keep == "final" else {}
+    after = snapshot(folder)
+    written = sum(size for rel, (size, mtime) in {**after, **gone}.items() if before.get(rel) != (size, mtime))
+    return DiskUsage(keep, written, sum(size for size, _ in after.values()), sum(s for s, _ in gone.values()), len(gone))
