@@ -242,6 +242,18 @@ def test_warnings_do_not_fail():
         assert r.passed and [f.rule for f in r.warnings] == [rule]
 
 
+def test_external_data_stays_on_disk(tmp_path):
+    """Weights in external data are not loaded; shapes (and so the Attention rules) still are."""
+    m = attention(v=(1, 4, 8, 32))
+    w = numpy_helper.from_array(np.ones((1, 4, 8, 16), np.float16), "bias")
+    m.graph.initializer.append(w)
+    m.graph.node.append(helper.make_node("Add", ["y", "bias"], ["y2"]))
+    m.graph.output.append(helper.make_tensor_value_info("y2", H, None))
+    onnx.save(m, str(tmp_path / "m.onnx"), save_as_external_data=True, size_threshold=0, location="m.onnx.data")
+    r = check_graph(tmp_path / "m.onnx")
+    assert [f.rule for f in r.errors] == ["attention.v-head-size"] and r.fusion[0].head_size == 16
+
+
 def test_local_function_bodies_are_checked():
     """A node calling a model-local function: a warning (a plugin of that name would be preferred), and
     the body the parser would otherwise import is checked like the graph."""

@@ -34,7 +34,9 @@ def check_graph(
     if isinstance(path_or_model, onnx.ModelProto):
         model, label = path_or_model, path_or_model.graph.name or "<model>"
     else:
-        model, label = load_onnx(path_or_model), str(path_or_model)
+        # weights kept in external data stay there: the rules need shapes and the small inline constants
+        # (scales, zero points, axes), and shape inference on the graph stays under protobuf's 2 GiB limit
+        model, label = load_onnx(path_or_model, weights=False), str(path_or_model)
     g = GraphView.of(model)
     ctx = CheckContext(prof)
     findings: list[Finding] = []
