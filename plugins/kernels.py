@@ -16,7 +16,7 @@ sit between the inputs and the outputs). The scale and the reuse mode are conste
 the kernel (an AOT plugin's attributes are not serialised into the engine).
 
 ``gather``/``scatter`` launch the kernels on torch tensors (CUDA, or CPU under ``TRITON_INTERPRET=1``,
-which must be set before this module is imported). ``compile_ptx`` compiles for a CUDA target with no
+which must be set before Triton is first imported in the process). ``compile_ptx`` compiles for a CUDA target with no
 GPU present (``triton.compile`` with a ``GPUTarget``).
 """
 
@@ -127,6 +127,7 @@ class Tiles:
     block_m: int
     block_n: int
     num_warps: int
+    num_stages: int = 1  # software-pipelining depth: each stage holds another K/V (or S/V) tile in shared memory
 
 
 # Tactics offered to TensorRT's autotuner (1-based ids; 0 is "no tactic"), the first is the default.
@@ -137,6 +138,18 @@ TACTICS: dict[int, Tiles] = {
     4: Tiles(16, 128, 4),
     5: Tiles(64, 128, 8),
 }
+
+
+# Dynamic shared memory a kernel may use without opting in to more (cudaFuncAttributeMaxDynamicSharedMemorySize),
+# which the launch of an AOT plugin kernel is not known to do: tactics above it are not offered.
+MAX_SHARED_MEM = 48 * 1024
+
+
+def usable_tactics(kind: str, dtype: str, head_dim: int, share_probs: bool, arch: int) -> list[int]:
+    """The tactics whose kernel fits in ``MAX_SHARED_MEM`` for this dtype, head width and GPU
+    (e.g. fp32 at d = 64 on sm_90: tactics 1-4; fp16/bf16: all). Compiles each (Triton caches them)."""
+    return [t for t in TACTICS
+            if compile_ptx(kind, dtype, head_dim, share_probs, tactic=t, arch=arch).shared_mem <= MAX_SHARED_MEM]
 
 
 def block_d(head_dim: int) -> int:
@@ -163,7 +176,8 @@ def gather(q: Any, k: Any, v: Any, scale: float, share_probs: bool, tactic: int 
     shared = torch.empty((b, h, m, n), dtype=q.dtype, device=q.device)
     gather_kernel[gather_grid(m, b * h, tiles)](
         q, k, v, m, n, out, shared, SCALE=float(scale), SHARE_PROBS=bool(share_probs), HEAD_DIM=d,
-        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_D=block_d(d), num_warps=tiles.num_warps)
+        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_D=block_d(d), num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages)
     return out, shared
 
 
@@ -178,7 +192,8 @@ def scatter(shared: Any, v_z: Any, share_probs: bool, tactic: int = 1) -> Any:
     out = torch.empty((b, h, n, d), dtype=v_z.dtype, device=v_z.device)
     scatter_kernel[scatter_grid(n, b * h, tiles)](
         shared, v_z, m, n, out, SHARE_PROBS=bool(share_probs), HEAD_DIM=d,
-        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_D=block_d(d), num_warps=tiles.num_warps)
+        BLOCK_M=tiles.block_m, BLOCK_N=tiles.block_n, BLOCK_D=block_d(d), num_warps=tiles.num_warps,
+        num_stages=tiles.num_stages)
     return out
 
 
@@ -225,7 +240,7 @@ def compile_ptx(kind: str, dtype: str, head_dim: int, share_probs: bool, scale: 
     else:
         fn = scatter_kernel
     src = ASTSource(fn=fn, signature=_signature(kind, dtype), constexprs=constexprs)
-    options: dict[str, Any] = {"num_warps": tiles.num_warps}
+    options: dict[str, Any] = {"num_warps": tiles.num_warps, "num_stages": tiles.num_stages}
     if ptx_version is not None:
         options["ptx_version"] = ptx_version
     compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options=options)
@@ -255,4 +270,5 @@ def _drop_unused_params(ptx: str, name: str, keep: int) -> str:
     return ptx[: entry.start(2)] + ",".join(decls) + "\n" + ptx[entry.end(2):]
 
 
-__all__ = ["TACTICS", "Compiled", "Tiles", "compile_ptx", "gather", "gather_kernel", "scatter", "scatter_kernel"]
+__all__ = ["MAX_SHARED_MEM", "TACTICS", "Compiled", "Tiles", "compile_ptx", "gather", "gather_kernel", "scatter",
+           "scatter_kernel", "usable_tactics"]

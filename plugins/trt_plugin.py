@@ -6,7 +6,8 @@ implementations need a release that has ``tensorrt.plugin.aot_impl``):
   the attributes (``scale: float``, ``share_probs: int``, as the ONNX parser's ``loadFields`` passes
   ONNX FLOAT/INT attributes: kFLOAT32/kINT32 fields) and shape/type inference of the outputs;
 - ``@trtp.autotune``: every input and output in the same type, fp32, fp16 or bf16, linear layout, and
-  the tile tactics of ``plugins.kernels.TACTICS`` (TensorRT times each and keeps the fastest);
+  the tile tactics of ``plugins.kernels.TACTICS`` that fit in 48 KiB of shared memory for that dtype,
+  head width and GPU (TensorRT times each and keeps the fastest);
 - ``@trtp.aot_impl``: compiles the Triton kernel for the build GPU to PTX and returns it with its
   launch parameters (grid from symbolic shapes, block = warps x 32, shared memory) and the int32
   sizes (M, N) as symbolic ``extra_args``; the engine carries the PTX and launches it itself, so it
@@ -55,8 +56,7 @@ def _define() -> None:
     from . import kernels
 
     names = {trt.float32: "fp32", trt.float16: "fp16", trt.bfloat16: "bf16"}
-    combos = ", ".join(["FP32|FP16|BF16"] * 5)  # option i of every position together: one dtype throughout
-    scatter_combos = ", ".join(["FP32|FP16|BF16"] * 3)
+    trt_names = {"fp32": "FP32", "fp16": "FP16", "bf16": "BF16"}  # AutoTuneCombination's type names
 
     def dtype_name(desc: Any) -> str:
         if desc.dtype not in names:
@@ -68,6 +68,18 @@ def _define() -> None:
         if not d.is_constant:
             raise ValueError("LookupViT plugin: the head width d must be static")
         return int(d.constant_value())
+
+    def combinations(kind: str, positions: int, head_width: int, share_probs: int) -> list[Any]:
+        """One combination per dtype (every input and output in it), with the tactics that fit."""
+        gpu = arch()
+        return [trtp.AutoTuneCombination(", ".join([trt_names[dt]] * positions), "LINEAR",
+                                         kernels.usable_tactics(kind, dt, head_width, bool(share_probs), gpu))
+                for dt in DTYPES]
+
+    def checked(compiled: Any) -> Any:
+        if compiled.shared_mem > kernels.MAX_SHARED_MEM:
+            raise ValueError(f"LookupViT plugin: {compiled.name} needs {compiled.shared_mem} bytes of shared memory")
+        return compiled
 
     def arch() -> int:
         import triton
@@ -83,17 +95,17 @@ def _define() -> None:
         return q_z.like(), shared  # out_z (B, H, M, d)
 
     @trtp.autotune(plugin_id(GATHER))
-    def gather_autotune(q_z: trtp.TensorDesc, k_x: trtp.TensorDesc, v_x: trtp.TensorDesc,
+    def gather_autotune(q_z: trtp.TensorDesc, k_x: trtp.TensorDesc, v_x: trtp.TensorDesc, share_probs: int,
                         outputs: tuple[trtp.TensorDesc, trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
-        return [trtp.AutoTuneCombination(combos, "LINEAR", list(kernels.TACTICS))]
+        return combinations("gather", 5, head_dim(q_z), share_probs)
 
     @trtp.aot_impl(plugin_id(GATHER))
     def gather_aot(q_z: trtp.TensorDesc, k_x: trtp.TensorDesc, v_x: trtp.TensorDesc, scale: float, share_probs: int,
                    outputs: tuple[trtp.TensorDesc, trtp.TensorDesc], tactic: int
                    ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
         tactic = tactic if tactic in kernels.TACTICS else 1
-        compiled = kernels.compile_ptx("gather", dtype_name(q_z), head_dim(q_z), bool(share_probs), scale,
-                                       tactic=tactic, arch=arch())
+        compiled = checked(kernels.compile_ptx("gather", dtype_name(q_z), head_dim(q_z), bool(share_probs), scale,
+                                               tactic=tactic, arch=arch()))
         q = q_z.shape_expr
         m, n = q[2], k_x.shape_expr[2]
         params = trtp.KernelLaunchParams()
@@ -111,16 +123,17 @@ def _define() -> None:
         return (trtp.from_shape_expr((s[0], s[1], s[3], v_z.shape_expr[3]), dtype=v_z.dtype),)  # (B, H, N, d)
 
     @trtp.autotune(plugin_id(SCATTER))
-    def scatter_autotune(shared: trtp.TensorDesc, v_z: trtp.TensorDesc, outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
-        return [trtp.AutoTuneCombination(scatter_combos, "LINEAR", list(kernels.TACTICS))]
+    def scatter_autotune(shared: trtp.TensorDesc, v_z: trtp.TensorDesc, share_probs: int,
+                         outputs: tuple[trtp.TensorDesc]) -> list[trtp.AutoTuneCombination]:
+        return combinations("scatter", 3, head_dim(v_z), share_probs)
 
     @trtp.aot_impl(plugin_id(SCATTER))
     def scatter_aot(shared: trtp.TensorDesc, v_z: trtp.TensorDesc, share_probs: int,
                     outputs: tuple[trtp.TensorDesc], tactic: int
                     ) -> tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymExprs]:
         tactic = tactic if tactic in kernels.TACTICS else 1
-        compiled = kernels.compile_ptx("scatter", dtype_name(v_z), head_dim(v_z), bool(share_probs),
-                                       tactic=tactic, arch=arch())
+        compiled = checked(kernels.compile_ptx("scatter", dtype_name(v_z), head_dim(v_z), bool(share_probs),
+                                               tactic=tactic, arch=arch()))
         s = shared.shape_expr
         m, n = s[2], s[3]
         params = trtp.KernelLaunchParams()

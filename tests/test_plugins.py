@@ -209,7 +209,7 @@ def test_kernels_under_the_interpreter(interpreted, case, shape, dtype, share_pr
 PTX_SCRIPT = """
 import json, os, re, subprocess, sys, tempfile
 import triton.backends.nvidia as nv
-from plugins.kernels import compile_ptx
+from plugins.kernels import MAX_SHARED_MEM, compile_ptx, usable_tactics
 bin_dir = os.path.join(os.path.dirname(nv.__file__), "bin")
 done = []
 for arch in (80, 90):
@@ -223,26 +223,31 @@ for arch in (80, 90):
                                       "-o", os.path.join(d, "k.cubin")], capture_output=True).returncode == 0
                       for exe in ("ptxas", "ptxas-blackwell") if os.path.exists(os.path.join(bin_dir, exe))]
             done.append({"arch": arch, "kind": kind, "dtype": dtype, "target": target, "name": c.name,
-                         "params": c.params, "warps": c.num_warps, "assembles": any(ok)})
-print(json.dumps(done))
+                         "params": c.params, "warps": c.num_warps, "assembles": any(ok),
+                         "fits": c.shared_mem <= MAX_SHARED_MEM})
+print(json.dumps({"kernels": done, "fp32_sm90_gather_tactics": usable_tactics("gather", "fp32", 64, False, 90)}))
 """
 
 
 def test_kernels_compile_to_ptx_without_a_gpu():
     """triton.compile with GPUTarget("cuda", 80|90, 32) needs no GPU or driver; the PTX entry takes
-    exactly (inputs, M, N, outputs), as TensorRT launches an AOT kernel, and assembles with ptxas."""
+    exactly (inputs, M, N, outputs), as TensorRT launches an AOT kernel, assembles with ptxas and fits
+    in 48 KiB of shared memory; the autotuner is offered only the tactics that fit."""
     pytest.importorskip("triton", reason="triton is not installed (pip install -e '.[plugins]')")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
     result = subprocess.run([sys.executable, "-c", PTX_SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    done = json.loads(result.stdout.strip().splitlines()[-1])
+    doc = json.loads(result.stdout.strip().splitlines()[-1])
+    done = doc["kernels"]
     assert len(done) == 8
     for c in done:
         assert c["target"] == ("sm_80" if c["arch"] == 80 else "sm_90a"), c
         assert c["params"] == (7 if c["kind"] == "gather" else 5), c
-        assert c["name"] == f"{c['kind']}_kernel" and c["assembles"], c
+        assert c["name"] == f"{c['kind']}_kernel" and c["assembles"] and c["fits"], c
+    # the largest tile (64 x 128, 8 warps) needs more than 48 KiB of shared memory in fp32 at d = 64 on sm_90
+    assert doc["fp32_sm90_gather_tactics"] == [1, 2, 3, 4]
 
 
 # --- the pass --------------------------------------------------------------------------------------
