@@ -22,8 +22,9 @@ exactly and costs one elementwise pass over the M x N logits.)
 
 Which wins in TensorRT when both a plugin and a local function exist (onnx-tensorrt,
 ``ModelImporter.cpp``, ``parseNode``):
-- TensorRT 10.x releases that carry ``isNodeInPluginRegistry`` (the copy read: ModelImporter.cpp
-  lines 240-250 and 324-353, the version with the MXFP8 ops and ``kENABLE_PLUGIN_OVERRIDE``): a node
+- TensorRT 10.x releases that carry ``isNodeInPluginRegistry`` (the copy read: onnx-tensorrt at
+  commit dd0a3a9f, the 10.15 GA revision; ModelImporter.cpp lines 240-250 ``isNodeInPluginRegistry``
+  and lines 324-353 the dispatch in ``parseNode``, counted in that copy): a node
   with a ``plugin_namespace`` attribute (or any node when ``OnnxParserFlag.ENABLE_PLUGIN_OVERRIDE`` is
   set) is first looked up in the plugin registry by (op_type, plugin_version, plugin_namespace); if a
   creator is found it is imported with ``FallbackPluginImporter``; otherwise the builtin importer, then
