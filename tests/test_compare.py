@@ -109,14 +109,15 @@ def test_cli_json_is_one_document(run_dir, cli):
 
 @pytest.mark.skipif(module_status("tensorrt").installed, reason="TensorRT is installed here")
 def test_trt_backend_without_tensorrt_reports_unsupported(run_dir, cli):
+    """The preflight: without TensorRT and a GPU, --backend trt stops at once, having written nothing."""
     result = cli("compare", "lookupvit_digits", "--grids", "2", "--precisions", "fp32,fp16", "--backend", "trt",
                  "--json", "-o", str(run_dir / "trt"))
     assert "Traceback" not in result.output
-    doc = json.loads(result.stdout)
-    assert [c["status"] for c in doc["cells"]] == ["unsupported", "unsupported"]
-    assert all("TensorRT" in c["reason"] for c in doc["cells"])
-    assert doc["reference"]["2"] >= 0 and (run_dir / "trt" / "accuracy.png").is_file()
-    assert result.exit_code == 1  # nothing ran
+    assert result.exit_code == 2 and "TensorRT" in result.output and "prepare-only" not in result.stdout
+    assert not (run_dir / "trt").exists()
+    result = cli("compare", "lookupvit_digits", "--grids", "2", "--backend", "trt", "--profile", "h100",
+                 "-o", str(run_dir / "trt"))
+    assert result.exit_code == 2 and "--prepare-only" in result.output and not (run_dir / "trt").exists()
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,37 @@ def _rich_progress(bar: Any) -> Any:
     return RichProgress()
 
 
+def _plain_progress() -> Any:
+    """The job's progress where stderr is no terminal (CI logs): one line per step, with the step
+    number, the total and the elapsed time (a progress bar would print nothing there)."""
+    import time
+
+    from ..run import RunProgress
+    from .options import elapsed
+
+    class PlainProgress(RunProgress):
+        def __init__(self) -> None:
+            self.t0, self.total, self.n = time.perf_counter(), 0, 0
+
+        def _line(self, text: str) -> None:
+            click.echo(f"[{elapsed(time.perf_counter() - self.t0)}] {text}", err=True)
+
+        def start(self, total: int) -> None:
+            self.total = total
+            self._line(f"run: {total} steps")
+
+        def step(self, label: str) -> None:
+            self._line(f"step {min(self.n + 1, self.total)}/{self.total}: {label}")
+
+        def note(self, text: str) -> None:
+            self._line(f"  {text}")
+
+        def done(self, label: str) -> None:
+            self.n += 1
+
+    return PlainProgress()
+
+
 @main.command()
 @click.option("--profile", "profile_name", default="cpu", show_default=True,
               help="Deployment profile: a name from `lookupvit profiles` or a .toml path.")
@@ -50,12 +82,16 @@ def _rich_progress(bar: Any) -> Any:
               help="Time budget in minutes for the latency models: work that would not fit is reported as "
               "not run, and a rerun continues it. 0: no budget. [default: 6 on an ONNX Runtime (CPU) profile, "
               "none on TensorRT profiles]")
+@click.option("--prepare-only", is_flag=True,
+              help="Only export, optimize and convert the graphs the profile builds (and check them against TensorRT's "
+              "parser rules on TensorRT profiles), so they can be built on the target machine; writes "
+              "DIR/prepared.json. Needs no GPU or TensorRT.")
 @click.option("--keep", type=click.Choice(KEEP_POLICIES), default=DEFAULT_KEEP, show_default=True,
               help="final: delete each exported graph once its optimised graph is made (a rerun still skips it); "
               "all: keep every intermediate file.")
 @json_option
 def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | None, budget_min: float | None,
-        keep: str, as_json: bool) -> None:
+        prepare_only: bool, keep: str, as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
@@ -63,6 +99,11 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
     models timed per grid x precision x batch next to the baseline ViT, in priority order (first
     precision, smallest batch, grids as listed) within the time budget. A rerun skips every stage whose
     inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
+
+    A TensorRT profile on a machine without TensorRT or the profile's GPU stops at once (exit 2) and
+    writes nothing; --prepare-only does the part that runs anywhere. Exit status: 0 everything asked for
+    ran and passed; 1 a validation or comparison FAILED, or a stage failed; 2 bad input, work that
+    cannot run here, or cells over the time budget (a rerun continues them).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -75,24 +116,48 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
         raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")
     budget = None if budget_min is None else (math.inf if budget_min == 0 else 60.0 * budget_min)
     opts = RunOptions(profile=profile_name, out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
-                      keep=keep)
+                      prepare_only=prepare_only, keep=keep)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
-        result = run_job(opts, _rich_progress(bar))
+    if stderr.is_terminal:
+        with Progress(*columns, console=stderr, transient=True) as bar:
+            result = run_job(opts, _rich_progress(bar))
+    else:
+        result = run_job(opts, _plain_progress())
     if as_json:
         print_json(result.summary)
-        return
-    print_summary(result.summary)
-    counts = ", ".join(f"{n} {k}" for k, n in sorted(result.summary["stage_counts"].items()))
-    stderr.print(f"stages: {counts}; {result.seconds:.0f} s")
-    disk = result.summary.get("disk")
-    if disk:
-        from ..run.report import format_bytes
+    elif prepare_only:
+        print_prepared(result.summary)
+        stderr.print(f"wrote {result.summary_path}")
+    else:
+        print_summary(result.summary)
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(result.summary["stage_counts"].items()))
+        stderr.print(f"stages: {counts}; {result.seconds:.0f} s")
+        disk = result.summary.get("disk")
+        if disk:
+            from ..run.report import format_bytes
 
-        stderr.print(f"disk: wrote {format_bytes(disk['written'])}, run folder {format_bytes(disk['folder'])}"
-                     + (f" (--keep final removed {format_bytes(disk['dropped'])} of exported graphs)"
-                        if disk["dropped"] else ""))
-    stderr.print(f"wrote {result.report} and {result.summary_path}")
+            stderr.print(f"disk: wrote {format_bytes(disk['written'])}, run folder {format_bytes(disk['folder'])}"
+                         + (f" (--keep final removed {format_bytes(disk['dropped'])} of exported graphs)"
+                            if disk["dropped"] else ""))
+        stderr.print(f"wrote {result.report} and {result.summary_path}")
+    for line in result.verdict.lines():
+        stderr.print(line, markup=False, highlight=False)
+    if not as_json:
+        click.echo(result.verdict.status)
+    sys.exit(result.verdict.exit_code)
+
+
+def print_prepared(summary: dict[str, Any]) -> None:
+    rows = []
+    for g in summary["graphs"]:
+        check = g["check"]
+        verdict = "-" if check is None else ("passes" if check["passed"] else f"{check['errors']} error(s)")
+        size = "-" if g["bytes"] is None else f"{g['bytes'] / 1e6:.1f} MB"
+        rows.append([g["model"], g["grid"], g["precision"], g["path"] or "not made", size, verdict])
+    prof = summary["profile"]
+    print_table(f"ready to build for profile {prof['name']} ({prof['backend']}{', ' + prof['gpu'] if prof['gpu'] else ''})",
+                ["model", "grid", "prec", "graph", "size", "TensorRT check"], rows)
+    click.echo(f"next: {summary['next']}")
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ import torch
 from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
 from ..errors import UserError
-from ..io import atomic_path, write_json
+from ..io import atomic_path, check_writable_dir, write_json
 from ..versions import package_version, tool_versions
 from .convert import DEFAULT_CALIB_SIZE, PRECISIONS, check_precision, convert_precision
 from .quantize import resolve_calibration
@@ -240,6 +240,7 @@ class _TrtBackend:
 
     def __init__(self, profile: str | None, out_dir: Path) -> None:
         from ..engine.env import require_build_environment
+        from ..engine.preflight import preflight
         from ..engine.profiles import list_profiles, load_profile
 
         self.out_dir = out_dir
@@ -247,22 +248,23 @@ class _TrtBackend:
         self.description = "tensorrt"
         # a named profile is checked first, so a typo is an error even where TensorRT is missing
         self.profile: Any = load_profile(profile) if profile is not None else None
-        try:
-            choice, gpu = require_build_environment("tensorrt", action="build or run TensorRT engines")
-        except UserError as e:
-            self.unavailable = e.message
-        else:
-            self.description = f"{choice.label} on {gpu.name}"
-            if self.profile is None:
-                matching = [
-                    r.profile for r in list_profiles()
-                    if r.profile is not None and r.profile.is_tensorrt
-                    and r.profile.compute_capability == gpu.compute_capability
-                ]
-                if matching:
-                    self.profile = matching[0]
-                else:
-                    self.unavailable = f"no TensorRT profile targets this GPU ({gpu.name}); name one with --profile"
+        if self.profile is not None:  # preflight: fail within seconds, before any export, writing nothing
+            preflight(self.profile, "lookupvit compare --backend trt")
+        choice, gpu = require_build_environment("tensorrt", action="compare on TensorRT engines (--backend trt)")
+        self.description = f"{choice.label} on {gpu.name}"
+        if self.profile is None:
+            matching = [
+                r.profile for r in list_profiles()
+                if r.profile is not None and r.profile.is_tensorrt
+                and r.profile.compute_capability == gpu.compute_capability
+            ]
+            if not matching:
+                raise UserError(
+                    f"No TensorRT profile targets this GPU ({gpu.name}, compute capability "
+                    f"{'.'.join(map(str, gpu.compute_capability or ()))}).",
+                    "Name one with --profile, or write one (`lookupvit profiles` lists them).",
+                )
+            self.profile = matching[0]
         self.max_batch: int | None = self.profile.batch.max if self.profile is not None else None  # engine's batch range
 
     def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
@@ -468,6 +470,7 @@ def compare_precisions(
         raise UserError(f"Calibration data {calib!r} does not exist.", "Pass --calib digits, a class-folder directory or an .npz.")
     name = Path(model).stem if model.endswith(".onnx") else model
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
+    check_writable_dir(out)  # before any export or conversion
     runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
     name, source, plan = _plan_grids(model, weights, grids, out, say, factory)
 

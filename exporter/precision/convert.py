@@ -25,7 +25,7 @@ from ..io import check_writable_file, private_folder, sha256_file
 from ..onnx_io import META_PREFIX, PROTOBUF_LIMIT, load_onnx, lookupvit_metadata, save_onnx
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
-from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model
+from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model, resolve_calibration
 from .summary import summarize
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
@@ -181,6 +181,8 @@ def convert_precision(
     keep_ops, keep_nodes = (
         resolve_keep_fp32(keep_fp32, model) if not quantizing else resolve_keep_fp32(keep_fp32 or "none", model)
     )
+    if quantizing:  # "auto" names the bundled data for this model's input: key the cache by what is used
+        calib = resolve_calibration(calib, input_spec_of(model, meta)[0])
     input_sha = sha256_file(in_path)
     key = {
         "input_sha256": input_sha,

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..io import is_environment_error
 from ..models.config import Grid
 from .artefacts import Artefacts, ChainSettings
 from .manifest import Manifest, StageError, StageOutcome, error_text
@@ -50,6 +51,7 @@ class RunOptions:
     repeats: int | None = None  # interleaved rounds of the latency sweep (None: the profile's benchmark.repeats)
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
     budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
+    prepare_only: bool = False  # export, optimize, convert (and check for TensorRT) only: no build, no measurement
     keep: str = "final"  # "final": delete exported graphs once optimised (exporter.run.keep); "all": keep every file
 
 
@@ -59,14 +61,65 @@ class Step:
     run: Callable[[], Any]
 
 
+@dataclass(frozen=True)
+class RunVerdict:
+    """What a run's exit status says: 0 everything asked for ran and passed; 1 a verdict FAILED or a
+    stage failed; 2 work that could not run here (over the time budget, a backend missing)."""
+
+    failed_verdicts: tuple[str, ...] = ()  # "validate lookupvit_digits g2 int8: FAILED"
+    failed_stages: tuple[str, ...] = ()  # "<stage id>: <reason>"
+    not_run: tuple[str, ...] = ()  # "<stage id>: <reason>"
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed_verdicts or self.failed_stages:
+            return 1
+        return 2 if self.not_run else 0
+
+    @property
+    def status(self) -> str:
+        return {0: "PASSED", 1: "FAILED", 2: "INCOMPLETE"}[self.exit_code]
+
+    def lines(self, limit: int = 10) -> list[str]:
+        out = []
+        for title, items in (("FAILED", self.failed_verdicts), ("stage failed", self.failed_stages),
+                             ("not run", self.not_run)):
+            out += [f"{title}: {x}" for x in items[:limit]]
+            if len(items) > limit:
+                out.append(f"{title}: ... and {len(items) - limit} more (see stages.json and the report)")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "exit_code": self.exit_code, "failed_verdicts": list(self.failed_verdicts),
+                "failed_stages": list(self.failed_stages), "not_run": list(self.not_run)}
+
+
+def run_verdict(outcomes: list[StageOutcome], state: dict[str, Any]) -> RunVerdict:
+    """Every failed verdict, failed stage and stage not run, from the manifest's outcomes."""
+    verdicts = [f"validate {v['model']} g{v['grid']} {v['precision']}: FAILED (max rel {v.get('max_rel')})"
+                for v in state["validation"] if v and v.get("status") == "FAILED"]
+    for variant, results in state["accuracy"].items():
+        for r in results:
+            for c in (r or {}).get("cells", []):
+                if c.get("status") == "FAILED":
+                    verdicts.append(f"compare {variant} g{c['grid']} {c['precision']}: FAILED")
+    latest: dict[str, StageOutcome] = {}
+    for o in outcomes:
+        latest[o.id] = o
+    failed = tuple(f"{o.id}: {o.note}" for o in latest.values() if o.status == "failed")
+    not_run = tuple(f"{o.id}: {o.note}" for o in latest.values() if o.status in ("not run", "unavailable"))
+    return RunVerdict(tuple(verdicts), failed, not_run)
+
+
 @dataclass
 class RunResult:
     out_dir: Path
     summary: dict[str, Any]
-    report: Path
+    report: Path | None
     summary_path: Path
     outcomes: list[StageOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    verdict: RunVerdict = field(default_factory=RunVerdict)
 
 
 class RunProgress:
@@ -135,9 +188,13 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     from ..profile.peak import measure_peak
     from ..profile.sweep import resolve_threads
 
+    from ..engine.preflight import preflight
+
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     prof = load_profile(opts.profile)
+    if not opts.prepare_only:
+        preflight(prof, "lookupvit run")  # before anything is written
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from .keep import finish, snapshot
@@ -152,6 +209,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
     state: dict[str, Any] = {"validation": [], "accuracy": {}, "sweep": None, "sweep_path": None, "plots": [],
                              "budget_s": budget, "over_budget": {}}
+    if opts.prepare_only:
+        return _prepare(prof, out, models, artefacts, manifest, ui, t0)
 
     accuracy_steps: list[Step] = []
     for role, variant, grids in models:
@@ -207,9 +266,12 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     try:
         with _quiet():
             _profile_step(artefacts, manifest, prof, spec, planner.admitted, opts, state)
-    except StageError:
-        pass  # recorded by the manifest
+    except StageError as e:  # recorded by the manifest
+        if is_environment_error(e.__cause__):
+            raise e.__cause__ from None
     except Exception as e:
+        if is_environment_error(e):
+            raise
         manifest.note("profile", "profile", "failed", error_text(e))
     ui.done("profile latency")
 
@@ -225,9 +287,79 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     from ..io import write_json
 
+    verdict = run_verdict(manifest.outcomes, state)
+    summary["verdict"] = verdict.to_dict()
     write_json(summary_path, summary)
     ui.done("report")
-    return RunResult(out, summary, report_path, summary_path, list(manifest.outcomes), summary["seconds"])
+    return RunResult(out, summary, report_path, summary_path, list(manifest.outcomes), summary["seconds"], verdict)
+
+
+PREPARED_JSON = "prepared.json"
+
+
+def _prepare(
+    prof: Any, out: Path, models: list[tuple[str, str, tuple[Grid | None, ...]]], artefacts: Artefacts,
+    manifest: Manifest, ui: RunProgress, t0: float,
+) -> RunResult:
+    """``--prepare-only``: every graph the profile builds, exported, optimised and converted here, and
+    (TensorRT profiles) checked against the parser's rules, ready to be built on the target machine."""
+    from ..io import write_json
+
+    work = [(variant, grid, p) for _, variant, grids in models for grid in grids for p in prof.precisions]
+    ui.start(len(work))
+    graphs: list[dict[str, Any]] = []
+    checks: dict[str, Any] = {}
+    for variant, grid, p in work:
+        label = f"{variant} {_g(grid)} {p}"
+        ui.step(f"prepare {label}")
+        chain = [Step(f"export {variant} {_g(grid)}", partial(artefacts.exported, variant, grid)),
+                 Step(f"optimize {variant} {_g(grid)}", partial(artefacts.optimized, variant, grid))]
+        if p != "fp32":
+            chain.append(Step(f"precision {label}", partial(artefacts.converted, variant, grid, p)))
+        if prof.is_tensorrt:
+            chain.append(Step(f"check {label}", partial(
+                lambda k, *a: checks.__setitem__(k, _check_stage(*a)), label, artefacts, manifest, prof, variant, grid, p)))
+        for st in chain:
+            _run_step(st, manifest, ui, advance=False)
+        path = artefacts.precision_path(variant, grid, p)
+        check = checks.get(label)
+        graphs.append({
+            "model": variant, "grid": _g(grid).removeprefix("g"), "precision": p,
+            "path": str(path.relative_to(out)) if path.is_file() else None,
+            "bytes": path.stat().st_size if path.is_file() else None,
+            "check": check,
+        })
+        ui.done(label)
+    failed_checks = tuple(f"check {g['model']} g{g['grid']} {g['precision']}: {g['check']['errors']} finding(s) "
+                          "TensorRT's parser would refuse" for g in graphs if g["check"] and not g["check"]["passed"])
+    base = run_verdict(manifest.outcomes, {"validation": [], "accuracy": {}})
+    verdict = RunVerdict(failed_checks, base.failed_stages, base.not_run)
+    seconds = round(time.perf_counter() - t0, 2)
+    summary = {
+        "kind": "lookupvit-prepared", "profile": {"name": prof.name, "backend": prof.backend, "gpu": prof.gpu},
+        "graphs": graphs, "verdict": verdict.to_dict(), "seconds": seconds,
+        "next": (f"on a machine with {prof.gpu}: lookupvit run --profile {prof.name} -o {out} (reuses these graphs)"
+                 if prof.is_tensorrt else f"lookupvit run --profile {prof.name} -o {out}"),
+    }
+    path = write_json(out / PREPARED_JSON, summary)
+    return RunResult(out, summary, None, path, list(manifest.outcomes), seconds, verdict)
+
+
+def _check_stage(
+    artefacts: Artefacts, manifest: Manifest, prof: Any, variant: str, grid: Grid | None, precision: str
+) -> Any:
+    """TensorRT's parser rules on the graph the profile will build (``lookupvit check``)."""
+    from ..check import check_graph
+
+    graph = artefacts.converted(variant, grid, precision)
+
+    def run() -> tuple[Any, list[Path]]:
+        report = check_graph(graph, prof)
+        return {"passed": report.passed, "errors": len(report.errors), "warnings": len(report.warnings),
+                "findings": [f.line() for f in report.errors][:20]}, []
+
+    stage_id = ":".join(["check", variant, _g(grid), precision])
+    return manifest.stage(stage_id, "check", {"profile": prof.name, "target": "tensorrt"}, {"model": graph}, run).result
 
 
 def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True) -> None:
@@ -236,9 +368,13 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
         with _quiet():
             s.run()
     except StageError as e:  # recorded by the manifest; a stage that needs its output is not run
+        if is_environment_error(e.__cause__):  # a full disk or unwritable folder stops the run (exit 2)
+            raise e.__cause__ from None
         if e.stage_id != _stage_id(s.label):
             manifest.note(_stage_id(s.label), s.label.split()[0], "not run", f"needs {e.stage_id}, which failed")
     except Exception as e:  # one failing step never stops the run: it is reported
+        if is_environment_error(e):
+            raise
         manifest.note(_stage_id(s.label), s.label.split()[0], "failed", error_text(e))
     if advance:
         ui.done(s.label)

@@ -1,0 +1,41 @@
+"""Preflight: can this machine run a deployment profile's backend? Asked before any heavy work.
+
+``run``, ``profile``, ``compare --backend trt`` and ``build`` call :func:`preflight` first, so a
+TensorRT profile on a machine without TensorRT, a CUDA GPU or the profile's GPU fails within
+seconds, having written nothing, instead of exporting and converting gigabytes of graphs that
+cannot be built here. The realistic alternative is named in the error: ``run --prepare-only``
+exports, optimises and converts the graphs the profile will build (and checks them against the
+TensorRT parser's rules), so that only the build and the measurements run on the target machine.
+
+A TensorRT engine is specific to the GPU it is built on (TensorRT developer guide, "Engine
+compatibility"): the GPU found here must match the profile's compute capability unless the profile
+asks for hardware compatibility (:func:`exporter.engine.build.check_gpu_matches`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import UserError
+
+if TYPE_CHECKING:
+    from .profiles import Profile
+
+
+def preflight(profile: Profile, verb: str) -> None:
+    """Raise a :class:`UserError` (exit 2) when ``profile``'s backend cannot run here; else return."""
+    if not profile.is_tensorrt:
+        return
+    from . import env
+    from .build import check_gpu_matches
+
+    try:
+        choice, gpu = env.require_build_environment(profile.backend, f"run profile {profile.name} ({verb})")
+        check_gpu_matches(profile, gpu, choice)
+    except UserError as e:
+        raise UserError(
+            e.message,
+            f"{e.hint} To prepare the work here and build on a machine with {profile.gpu or 'the profile GPU'}: "
+            f"lookupvit run --profile {profile.name} --prepare-only -o DIR (exports, optimises and converts the "
+            "graphs the profile builds, and checks them for TensorRT).",
+        ) from None

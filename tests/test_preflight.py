@@ -1,0 +1,66 @@
+"""Preflight and exit codes: a TensorRT profile without TensorRT or its GPU stops at once and writes
+nothing; --prepare-only makes the graphs the profile builds; a run's exit status tells the truth."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.engine.env import choose_tensorrt, detect_gpu
+from exporter.run.job import RunVerdict, run_verdict
+from exporter.run.manifest import StageOutcome
+
+TINY_TRT = Path(__file__).parent / "profiles" / "tiny-trt.toml"
+HAS_TRT = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
+needs_no_trt = pytest.mark.skipif(HAS_TRT, reason="TensorRT and a GPU are present: the preflight passes here")
+
+
+@needs_no_trt
+@pytest.mark.parametrize("profile", ["h100", str(TINY_TRT)])
+def test_run_on_a_tensorrt_profile_stops_at_once_and_writes_nothing(cli, tmp_path, profile):
+    t0 = time.perf_counter()
+    result = cli("run", "--profile", profile, "-o", str(tmp_path / "run"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "TensorRT" in result.output and "--prepare-only" in result.output
+    assert not (tmp_path / "run").exists()
+    assert time.perf_counter() - t0 < 30
+
+
+@needs_no_trt
+def test_build_and_compare_stop_before_any_work(cli, tmp_path):
+    r = cli("compare", "lookupvit_digits", "--backend", "trt", "--profile", "h100", "-o", str(tmp_path / "c"))
+    assert r.exit_code == 2 and not (tmp_path / "c").exists()
+
+
+def test_prepare_only_makes_and_checks_the_graphs_to_build(cli, tmp_path):
+    out = tmp_path / "prep"
+    result = cli("run", "--profile", str(TINY_TRT), "--prepare-only", "-o", str(out), "--json")
+    doc = json.loads(result.stdout)
+    graphs = {(g["model"], g["grid"], g["precision"]): g for g in doc["graphs"]}
+    assert set(graphs) == {(m, g, p) for m, g in (("lookupvit_digits", "2"), ("lookupvit_tiny32", "2"), ("vit_tiny32", "-"))
+                           for p in ("fp32", "fp16", "int8")}
+    for g in graphs.values():
+        assert g["path"] and (out / g["path"]).is_file() and g["check"] is not None
+    assert not list(out.rglob("*.plan")) and not (out / "report.html").exists()
+    failed = [g for g in graphs.values() if not g["check"]["passed"]]
+    assert result.exit_code == (1 if failed else 0), result.output
+    assert doc["verdict"]["exit_code"] == result.exit_code
+    assert json.loads((out / "prepared.json").read_text())["graphs"] == doc["graphs"]
+
+
+def test_run_verdict_exit_codes():
+    def outcome(i, status, note=""):
+        return StageOutcome(i, i.split(":")[0], status, 0.0, None, note)
+
+    ok = {"validation": [{"model": "m", "grid": "2", "precision": "fp32", "status": "PASSED"}], "accuracy": {}}
+    assert run_verdict([outcome("export:m:g2", "ran"), outcome("export:m:g2", "skipped")], ok).exit_code == 0
+    bad = {"validation": [{"model": "m", "grid": "2", "precision": "int8", "status": "FAILED", "max_rel": 0.5}],
+           "accuracy": {"m": [{"cells": [{"grid": "2", "precision": "fp16", "status": "FAILED"}]}]}}
+    v = run_verdict([], bad)
+    assert v.exit_code == 1 and len(v.failed_verdicts) == 2 and v.status == "FAILED"
+    v = run_verdict([outcome("precision:m:g2:int8", "failed", "OSError: no space")], ok)
+    assert v.exit_code == 1 and "no space" in v.failed_stages[0]
+    v = run_verdict([outcome("latency:m:g2:fp32:b8", "not run", "over the time budget")], ok)
+    assert v.exit_code == 2 and v.status == "INCOMPLETE"
+    assert RunVerdict().exit_code == 0
