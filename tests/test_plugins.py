@@ -334,7 +334,7 @@ def test_cli_plugin_target(cli, exports):
 
 
 def test_build_refuses_a_plugin_graph_when_the_plugin_cannot_load(tmp_path):
-    from exporter.engine.plugin import load_plugin, plugin_nodes
+    from exporter.engine.plugin import load_plugin, plugin_nodes, register_if_available
 
     path = tmp_path / "pair.onnx"
     onnx.save(pair_model(1, 2, 4, 16, 32, 0.25, False), str(path))
@@ -345,6 +345,7 @@ def test_build_refuses_a_plugin_graph_when_the_plugin_cannot_load(tmp_path):
         with pytest.raises(UserError) as err:
             load_plugin(path, "tensorrt")
         assert "plugin cannot be loaded" in err.value.message and "--target attention" in err.value.hint
+        assert "Error" in (register_if_available() or "")  # validate ENGINE.plan goes on without it
     else:
         pytest.skip("tensorrt.plugin is importable here: the refusal path cannot be reached")
     with pytest.raises(UserError, match="written for TensorRT"):

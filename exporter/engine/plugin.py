@@ -65,4 +65,17 @@ def load_plugin(onnx_path: str | Path, backend: str) -> PluginUse | None:
     return PluginUse(PLUGIN_NAMESPACE, version, nodes)
 
 
-__all__ = ["PluginUse", "load_plugin", "plugin_nodes"]
+def register_if_available() -> str | None:
+    """Before running an engine built with the plugin: register it where this process can (an AOT
+    plugin's engine holds the compiled kernels and should deserialize without it); the reason when it
+    cannot, else None."""
+    try:
+        from plugins.trt_plugin import register
+
+        register()
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+__all__ = ["PluginUse", "load_plugin", "plugin_nodes", "register_if_available"]

@@ -240,6 +240,10 @@ def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
     backend = str(recorded.get("backend", "tensorrt")) if isinstance(recorded, dict) else "tensorrt"
     choice, _ = require_build_environment(backend, action="run a TensorRT engine", exact=recorded is not None)
     load_tensorrt(choice.backend)
+    if (read_sidecar(sidecar_path(path)) or {}).get("plugin"):
+        from .plugin import register_if_available
+
+        register_if_available()  # the engine carries the plugin's compiled kernels; registering does no harm
     from polygraphy.backend.trt import EngineFromPath, TrtRunner
 
     return TrtRunner(EngineFromPath(str(path)), name=name or path.name)
