@@ -207,6 +207,17 @@ def test_defaults_when_tables_are_left_out(tmp_path):
         ('accuracy = ["lookupvit_digits"]\n', "", "grids.accuracy is set but models.accuracy lists no model", None),
         # TOML syntax
         ("[builder]", "[builder", "not valid TOML", None),
+        # absurd values, bounded
+        ('gpu = "Test GPU"', 'gpu = "Test GPU"\ngpu_memory = "1GiB"', "larger than the GPU's memory", "workspace"),
+        ('workspace = "2GiB"', 'workspace = "2TiB"', "larger than any GPU's memory", None),
+        ('gpu = "Test GPU"', 'gpu = "Test GPU"\ngpu_memory = "2TiB"', "outside 1 B .. 512 GiB", "80GiB"),
+        ("max = 16", "max = 1000000", "batch: max = 1000000 is beyond 65536", "max = 128"),
+        ("iterations = 50", "iterations = 100000000", "benchmark.iterations = 100000000 is beyond", None),
+        ("seconds = 1.5", "seconds = 86400", "benchmark.seconds = 86400 is beyond 3600 seconds", None),
+        ('baseline = "vit_b16"', 'baseline = "vit_b16"\nlatency_precisions = ["int8"]',
+         "models.latency_precisions lists ['int8']", "subset"),
+        ('baseline = "vit_b16"', 'baseline = "vit_b16"\nlatency_batches = [64]', "models.latency_batches lists [64]",
+         "batch.opt"),
     ],
 )
 def test_every_validation_error_names_key_and_fix(tmp_path, old, new, message, hint):

@@ -50,6 +50,12 @@ def export(
         sources = [ModelSource(None, factory, weights, _square(s), image_size, head) for s in specs]
     else:
         sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
+    weights_id = sources[0].weights_id()
+    if weights_id.startswith("seed:"):  # said before the work, on stderr (stdout stays one JSON document)
+        stderr.print(f"note: {sources[0].name} has no checkpoint: its weights are a seeded random initialisation "
+                     f"({weights_id}). Its outputs are fine for latency and numerical checks, but no accuracy "
+                     "measured on it means anything; pass --weights FILE for a trained model.",
+                     markup=False, highlight=False)
     results = []
     for src in sources:
         label = src.file_stem()
@@ -60,7 +66,7 @@ def export(
             r = export_onnx(src, out_dir, batch=batch, opset=opset, force=force)
         results.append(r)
     if as_json:
-        print_json([r.to_dict() for r in results])
+        print_json([{**r.to_dict(), "weights": weights_id} for r in results])
         return
     print_table(
         "ONNX export",

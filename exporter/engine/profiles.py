@@ -75,6 +75,8 @@ class Models:
     accuracy: tuple[ModelRun, ...] = ()  # task accuracy per precision and grid
     latency: tuple[ModelRun, ...] = ()  # timed per grid x precision x batch
     baseline: ModelRun | None = None  # a plain ViT of the same width, timed next to them
+    latency_precisions: tuple[str, ...] = ()  # the latency models' precisions (empty: the profile's)
+    latency_batches: tuple[int, ...] = ()  # the latency models' batches (empty: batch.opt)
 
     @property
     def all(self) -> list[ModelRun]:
@@ -141,6 +143,7 @@ class Profile:
     backend: Backend
     description: str = ""
     gpu: str = ""  # the GPU it is written for, in words
+    gpu_memory: int | None = None  # bytes; bounds builder.workspace
     compute_capability: tuple[int, int] | None = None
     precisions: tuple[str, ...] = ("fp32",)
     models: Models = field(default_factory=Models)
@@ -367,9 +370,18 @@ def _is_nonneg_number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and v >= 0
 
 
-TOP_KEYS = ("description", "gpu", "backend", "compute_capability", "precisions",
+TOP_KEYS = ("description", "gpu", "gpu_memory", "backend", "compute_capability", "precisions",
             "models", "grids", "batch", "builder", "compatibility", "benchmark")
-MODELS_KEYS = ("accuracy", "latency", "baseline")
+MODELS_KEYS = ("accuracy", "latency", "baseline", "latency_precisions", "latency_batches")
+
+# Sane limits: a value past these is a typo or a unit mistake, refused with the limit named.
+MAX_GPU_MEMORY = 512 << 30  # no GPU has more (B300: 288 GB)
+MAX_BATCH = 65_536
+MAX_OPT_PROFILES = 16
+LIMITS = {  # [benchmark] key -> (largest value, what it counts)
+    "warmup": (100_000, "calls"), "iterations": (1_000_000, "calls"), "seconds": (3_600, "seconds"),
+    "warmup_seconds": (600, "seconds"), "repeats": (1_000, "rounds"), "threads": (1_024, "threads"),
+}
 GRIDS_KEYS = ("accuracy", "latency")
 BATCH_KEYS = ("min", "opt", "max")
 BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache")
@@ -434,6 +446,13 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         raise top.error("precisions", "each precision once", list(precisions))
 
     models = _parse_models(top, src)
+    gpu_memory = parse_size(top.data["gpu_memory"], f"{src}: gpu_memory") if "gpu_memory" in top.data else None
+    if gpu_memory is not None and not 0 < gpu_memory <= MAX_GPU_MEMORY:
+        raise UserError(f"{src}: gpu_memory = {top.data['gpu_memory']!r} is outside 1 B .. 512 GiB.",
+                        "Give the GPU's memory, e.g. gpu_memory = \"80GiB\" for an H100.")
+    if gpu_memory is not None and not is_trt:
+        raise UserError(f"{src}: gpu_memory is set but backend = \"{backend}\" runs on the CPU.",
+                        "Remove gpu_memory from a CPU profile.")
 
     bt = top.table("batch", BATCH_KEYS)
     bmin = bt.get("min", 1, _is_pos_int, "a positive integer")
@@ -453,6 +472,18 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
             )
     if len(set(opt)) != len(opt):
         raise bt.error("opt", "distinct batches (one optimisation profile each)", list(opt))
+    if bmax > MAX_BATCH:
+        raise UserError(f"{src}: batch: max = {bmax} is beyond {MAX_BATCH}; no engine is tuned for such batches.",
+                        "Use the batch sizes the deployment serves, e.g. max = 128.")
+    if len(opt) > MAX_OPT_PROFILES:
+        raise UserError(f"{src}: batch: {len(opt)} opt batches; each is an optimisation profile, at most "
+                        f"{MAX_OPT_PROFILES}.", "Keep the latency-critical batches only, e.g. opt = [1, 8, 64].")
+    for key, allowed, listed in (("latency_precisions", precisions, models.latency_precisions),
+                                 ("latency_batches", opt, models.latency_batches)):
+        extra = [v for v in listed if v not in allowed]
+        if extra:
+            raise UserError(f"{src}: models.{key} lists {extra}, which the profile does not measure ({list(allowed)}).",
+                            f"models.{key} is a subset of the profile's {'precisions' if 'prec' in key else 'batch.opt'}.")
 
     bu = top.table("builder", BUILDER_KEYS)
     ct = top.table("compatibility", COMPAT_KEYS)
@@ -467,6 +498,15 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
     workspace = parse_size(bu.data["workspace"], f"{src}: builder.workspace") if "workspace" in bu.data else 4 << 30
     tc_raw = bu.get("timing_cache", f"timing-cache/{name}.cache", lambda v: isinstance(v, str) or v is False,
                     "a path (relative paths resolve against the build's -o folder) or false to disable")
+    if gpu_memory is not None and workspace > gpu_memory:
+        raise UserError(
+            f"{src}: builder.workspace = {bu.data['workspace']!r} is larger than the GPU's memory "
+            f"(gpu_memory = {top.data['gpu_memory']!r}).",
+            "Give the builder at most the GPU's memory, e.g. workspace = \"16GiB\".",
+        )
+    if workspace > MAX_GPU_MEMORY:
+        raise UserError(f"{src}: builder.workspace = {bu.data['workspace']!r} is larger than any GPU's memory.",
+                        "Use e.g. workspace = \"16GiB\".")
     builder = BuilderSettings(level, workspace, tc_raw or None)
 
     hardware = ct.get("hardware", "none", lambda v: v in HARDWARE_LEVELS, f"one of {', '.join(HARDWARE_LEVELS)}")
@@ -497,6 +537,10 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
     )
+    for key, (limit, unit) in LIMITS.items():
+        if getattr(bench, "iterations" if key == "iterations" else key) > limit:
+            raise UserError(f"{src}: benchmark.{key} = {be.data[key]!r} is beyond {limit} {unit}.",
+                            f"Use a value up to {limit}; the defaults are sound for most machines.")
     if bench.cuda_graphs and not is_trt:
         raise UserError(
             f"{src}: benchmark.cuda_graphs = true, but backend = \"{backend}\" has no CUDA graphs.",
@@ -509,6 +553,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         backend=cast(Backend, backend),
         description=top.get("description", "", _is_str, "a string"),
         gpu=top.get("gpu", "", _is_str, "a string (the GPU's name)"),
+        gpu_memory=gpu_memory,
         compute_capability=cc,
         precisions=precisions,
         models=models,
@@ -574,7 +619,13 @@ def _parse_models(top: _Table, src: str) -> Models:
                 f"{src}: grids.{role} is set but models.{role} lists no model.",
                 f"Add models.{role} = [\"...\"] or remove grids.{role}.",
             )
-    return Models(runs(accuracy, "accuracy"), runs(latency, "latency"), base)
+    lat_prec = tuple(mt.get("latency_precisions", [], _is_str_list, "a list of precisions (a subset of precisions)"))
+    lat_batch = tuple(mt.get("latency_batches", [], lambda v: isinstance(v, list) and all(_is_pos_int(x) for x in v),
+                             "a list of batch sizes (a subset of batch.opt)"))
+    if (lat_prec or lat_batch) and not latency:
+        raise UserError(f"{src}: models.latency_precisions/latency_batches are set but models.latency lists no model.",
+                        "Add models.latency = [\"...\"] or remove them.")
+    return Models(runs(accuracy, "accuracy"), runs(latency, "latency"), base, lat_prec, lat_batch)
 
 
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:

@@ -223,7 +223,9 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                                            _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
     latency = [m for m in spec.models if m.baseline]  # the latency models (each paired with the baseline)
-    n_units = sum(len(m.grids) + 1 for m in latency) * len(prof.precisions)
+    lat_precisions = [p for p in prof.precisions if p in (prof.models.latency_precisions or prof.precisions)]
+    lat_batches = [b for b in spec.batches if b in (prof.models.latency_batches or spec.batches)]
+    n_units = sum(len(m.grids) + 1 for m in latency) * len(lat_precisions)
 
     ui.start(len(accuracy_steps) + n_units + 3)
     for s in accuracy_steps:
@@ -236,8 +238,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     ui.done("peak")
     planner = _BudgetPlanner(spec, rough_peak, budget, t0, _conversion_rates(manifest, models))
     made: set[tuple[str, Grid | None, str]] = set()
-    for p in prof.precisions:  # priority: first precision, smallest batch, grids as the profile lists them
-        for batch in spec.batches:
+    for p in lat_precisions:  # priority: first precision, smallest batch, grids as the profile lists them
+        for batch in lat_batches:
             for m in latency:
                 for grid in m.grids:
                     units = [(m.baseline, None, p), (m.name, grid, p)]
