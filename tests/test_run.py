@@ -133,7 +133,7 @@ def test_rerun_skips_finished_stages(first_run):
     out, _, before = first_run
     result = CliRunner().invoke(main, ["run", "--profile", str(TINY), "-o", str(out), "--json"], catch_exceptions=False)
     assert result.exit_code == 0
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     statuses = {s["id"]: s["status"] for s in summary["stages"]}
     assert statuses and "ran" not in statuses.values()
     assert statuses["profile"] == "skipped" and statuses["export:lookupvit_tiny32:g2"] == "skipped"
