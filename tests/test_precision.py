@@ -136,9 +136,12 @@ def test_int8_qdq_placement_zero_points_and_per_channel_scales(fp32, converted):
 
 def test_int8_calibration_reads_the_dataset(fp32, tmp_path):
     rng = np.random.default_rng(1)
-    images = (rng.random((20, 8, 8)) * 255).astype(np.uint8)
+    images = (rng.random((20, 32, 32, 3)) * 255).astype(np.uint8)  # colour images for the colour tiny32 model
     images[3] = 255  # the brightest image sets the input's amax
     np.savez(tmp_path / "calib.npz", images=images, labels=np.arange(20) % 10)
+    np.savez(tmp_path / "grey.npz", images=images[..., 0], labels=np.arange(20) % 10)
+    with pytest.raises(UserError, match="grey images; the model takes 3 channels"):
+        convert_precision(fp32, tmp_path / "g.int8.onnx", "int8", calib=str(tmp_path / "grey.npz"))
     r = convert_precision(fp32, tmp_path / "m.int8.onnx", "int8", calib=str(tmp_path / "calib.npz"), calib_size=500)
     assert r.calibration["source"] == str(tmp_path / "calib.npz") and r.calibration["samples"] == 20
     assert any("fewer than 500" in n for n in r.notes)
@@ -149,9 +152,9 @@ def test_int8_calibration_reads_the_dataset(fp32, tmp_path):
     prepared = load_data(str(tmp_path / "calib.npz"), input_spec_of(model, meta)[0])
     assert scale == pytest.approx(np.abs(prepared.images).max() / 127, rel=1e-5)
 
-    digits = convert_precision(fp32, tmp_path / "d.int8.onnx", "int8", calib_size=40)
-    assert digits.calibration["source"] == "digits (train split)" and digits.calibration["samples"] == 40
-    assert digits.calibration["method"] == "minmax"
+    auto = convert_precision(fp32, tmp_path / "d.int8.onnx", "int8", calib_size=40)  # auto: photos for colour
+    assert auto.calibration["source"] == "photos (train split)" and auto.calibration["samples"] == 40
+    assert auto.calibration["method"] == "minmax"
 
 
 def test_fp8_is_e4m3_with_amax_scales(fp32, converted):

@@ -43,9 +43,8 @@ def test_prepare_only_makes_and_checks_the_graphs_to_build(cli, tmp_path):
     for g in graphs.values():
         assert g["path"] and (out / g["path"]).is_file() and g["check"] is not None
     assert not list(out.rglob("*.plan")) and not (out / "report.html").exists()
-    failed = [g for g in graphs.values() if not g["check"]["passed"]]
-    assert result.exit_code == (1 if failed else 0), result.output
-    assert doc["verdict"]["exit_code"] == result.exit_code
+    assert all(g["check"]["passed"] for g in graphs.values()), doc["graphs"]  # fp16 written for TensorRT's parser
+    assert result.exit_code == 0 and doc["verdict"]["exit_code"] == 0, result.output
     assert json.loads((out / "prepared.json").read_text())["graphs"] == doc["graphs"]
 
 

@@ -38,10 +38,13 @@ _PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
               "'none' keeps nothing. int8/fp8: ops or nodes to leave unquantized (default none).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="OUT.onnx", help="Output ONNX file.")
 @click.option("--force", is_flag=True, help="Convert again even if an identical conversion exists.")
+@click.option("--target", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
+              help="The runtime the graph is written for: tensorrt leaves out what TensorRT's parser refuses "
+              "(Attention's softmax_precision).")
 @json_option
 def precision(
     in_path: str, to: str, calib: str, calib_size: int | None, calib_method: str | None, keep_fp32: str | None,
-    output: str, force: bool, as_json: bool,
+    output: str, force: bool, target: str, as_json: bool,
 ) -> None:
     """Write IN.onnx (an fp32 graph) in another precision, for ONNX Runtime and strongly typed TensorRT.
 
@@ -58,7 +61,8 @@ def precision(
 
     def run():
         return convert_precision(
-            in_path, output, to, calib=calib, calib_size=size, keep_fp32=keep_fp32, calib_method=calib_method, force=force
+            in_path, output, to, calib=calib, calib_size=size, keep_fp32=keep_fp32, calib_method=calib_method,
+            force=force, target=target,
         )
 
     if as_json:

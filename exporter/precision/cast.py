@@ -8,7 +8,10 @@ before each output), and these ops stay float32 by default, with Casts around th
 - ``Softmax`` (and ``LogSoftmax``): exp of the logits; for the ONNX ``Attention`` op (opset 23),
   whose softmax is internal, the attribute ``softmax_precision = 1`` (TensorProto FLOAT) asks for
   the softmax in float32 while its matmuls run in the cast precision (the spec: "the floating-point
-  precision used in softmax computation");
+  precision used in softmax computation"). TensorRT's ONNX parser refuses an Attention node that
+  carries the attribute (onnx-tensorrt ``onnxOpCheckers.cpp``, the Attention checker: "Setting
+  softmax precision is not supported"), so a graph converted for a TensorRT target
+  (``target="tensorrt"``) leaves it out and TensorRT chooses the precision of its attention kernels;
 - reductions (``ReduceMean`` etc.): sums of many values.
 
 fp16 uses onnxconverter-common's ``convert_float_to_float16`` (op and node block lists, fp32 I/O).
@@ -77,8 +80,11 @@ def resolve_keep_fp32(spec: str | list[str] | tuple[str, ...] | None, model: Any
     return list(dict.fromkeys(op_types)), list(dict.fromkeys(nodes))
 
 
-def cast_model(model: Any, to: str, keep_ops: list[str], keep_nodes: list[str]) -> tuple[Any, CastInfo]:
-    """A copy of ``model`` (float32) computing in ``to`` (``fp16`` or ``bf16``) outside the islands."""
+def cast_model(
+    model: Any, to: str, keep_ops: list[str], keep_nodes: list[str], softmax_precision: bool = True
+) -> tuple[Any, CastInfo]:
+    """A copy of ``model`` (float32) computing in ``to`` (``fp16`` or ``bf16``) outside the islands.
+    ``softmax_precision=False`` leaves the Attention nodes without the attribute (a TensorRT target)."""
     import onnx
     from onnxconverter_common import float16
 
@@ -100,7 +106,7 @@ def cast_model(model: Any, to: str, keep_ops: list[str], keep_nodes: list[str]) 
             f"Cannot cast this graph to {to}: {e}", "Convert the fp32 graph written by `lookupvit export`."
         ) from None
     attention = 0
-    if "Softmax" in keep_ops:
+    if "Softmax" in keep_ops and softmax_precision:
         for node in out.graph.node:
             if node.op_type == "Attention" and node.name not in keep_nodes and "Attention" not in keep_ops:
                 _set_int_attribute(node, "softmax_precision", FLOAT)

@@ -190,6 +190,7 @@ def _reason(e: BaseException) -> str:
 
 class _OrtBackend:
     name = "ort"
+    target = "onnxruntime"  # the runtime the converted graphs are written for
     max_batch: int | None = None
 
     def __init__(self) -> None:
@@ -237,6 +238,7 @@ def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], 
 
 class _TrtBackend:
     name = "trt"
+    target = "tensorrt"  # the runtime the converted graphs are written for
 
     def __init__(self, profile: str | None, out_dir: Path) -> None:
         from ..engine.env import require_build_environment
@@ -557,7 +559,7 @@ def _run_cell(
     else:
         path = out / "onnx" / f"{g.fp32.stem}.{precision}.onnx"
         try:
-            convert_precision(g.fp32, path, precision, calib=calib, calib_size=calib_size)
+            convert_precision(g.fp32, path, precision, calib=calib, calib_size=calib_size, target=runtime.target)
         except UserError as e:
             cell.reason = f"conversion to {precision} failed: {e.message}"
             return cell

@@ -128,6 +128,9 @@ def _set_metadata(model: Any, source_meta: list[tuple[str, str]], precision: str
         model.metadata_props.add(key=k, value=v)
 
 
+TARGETS = ("onnxruntime", "tensorrt")  # the runtime a converted graph is written for
+
+
 def convert_precision(
     in_path: str | Path,
     out_path: str | Path,
@@ -138,6 +141,7 @@ def convert_precision(
     *,
     calib_method: str | None = None,
     force: bool = False,
+    target: str = "onnxruntime",
 ) -> PrecisionReport:
     """Convert the fp32 graph ``in_path`` to ``to`` and write it to ``out_path`` (see module docstring).
 
@@ -176,6 +180,8 @@ def convert_precision(
         raise UserError(f"--calib-method applies to int8 and fp8, not {to}.")
     if quantizing and calib_size < 1:
         raise UserError(f"--calib-size {calib_size} must be at least 1.", "Use e.g. --calib-size 256.")
+    if target not in TARGETS:
+        raise UserError(f"Unknown conversion target {target!r}.", f"Use one of {', '.join(TARGETS)}.")
     if to == "fp32" and keep_fp32:
         raise UserError("--keep-fp32 has no meaning for --to fp32: everything is fp32.")
     keep_ops, keep_nodes = (
@@ -188,6 +194,7 @@ def convert_precision(
         "input_sha256": input_sha,
         "to": to,
         "keep_fp32": {"ops": keep_ops, "nodes": keep_nodes},
+        "target": target,
         "calibration": {"data": _dataset_id(calib), "size": calib_size, "method": method} if quantizing else None,
         "tool_version": __version__,
         "onnxruntime": package_version("onnxruntime"),
@@ -212,13 +219,14 @@ def convert_precision(
     elif to in ("fp16", "bf16"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            out_model, info = cast_model(model, to, keep_ops, keep_nodes)
+            out_model, info = cast_model(model, to, keep_ops, keep_nodes, softmax_precision=target != "tensorrt")
         notes += _summarise_cast_warnings(caught, to)
         islands = asdict(info)
         settings.update(
             library="onnxconverter-common convert_float_to_float16" + (" + bf16 retyping" if to == "bf16" else ""),
             io_types="fp32",
             keep_fp32={"ops": keep_ops, "nodes": keep_nodes},
+            target=target,
         )
     else:
         spec, note = input_spec_of(model, meta)

@@ -152,7 +152,8 @@ class Artefacts:
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"precision {model} {self._grid_text(grid)} -> {precision}")
-            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size)
+            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size,
+                                  target="tensorrt" if self.settings.profile is not None else "onnxruntime")
             return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
 
         out = self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)

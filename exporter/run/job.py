@@ -184,11 +184,10 @@ def plan_models(profile: Any) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
 
 def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     """Run the pipeline of ``opts.profile`` into ``opts.out_dir`` (see the module docstring)."""
+    from ..engine.preflight import preflight
     from ..engine.profiles import load_profile
     from ..profile.peak import measure_peak
     from ..profile.sweep import resolve_threads
-
-    from ..engine.preflight import preflight
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
