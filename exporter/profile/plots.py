@@ -64,8 +64,20 @@ def latency_scale(values: Sequence[float]) -> str:
 def _apply_scale(ax, scale: str) -> None:
     if scale == "log":
         ax.set_yscale("log")
+        _plain_log_ticks(ax.yaxis)
     else:
         ax.set_ylim(bottom=0)
+
+
+def _plain_log_ticks(axis) -> None:
+    """Ticks of a log axis at 1, 2 and 5 of each decade, written as plain numbers (20, not 2 x 10^1)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+    axis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(LogLocator(base=10.0, subs=(3.0, 4.0, 6.0, 7.0, 8.0, 9.0)))
+    axis.set_minor_formatter(FuncFormatter(lambda _v, _pos: ""))
 
 
 def _bars(rows: list[CellResult], per_image: bool = False) -> tuple[list[float], list[list[float]]]:
@@ -198,13 +210,16 @@ def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], pa
             cells = [c for _, c in pairs]
             mid, err = _bars(cells, per_image=True)
             ys = [a.top1 for a, _ in pairs]
-            ax.errorbar(mid, ys, xerr=err, marker="o", capsize=2, label=f"{model} {backend} {precision}")
+            ax.errorbar(mid, ys, xerr=err, marker="o", capsize=2, elinewidth=0.8, linewidth=1.0, alpha=0.85,
+                        label=f"{model} {backend} {precision}")
             labels += [(x, y, f"g{a.grid}") for (a, _), x, y in zip(pairs, mid, ys)]
-        ax.set_xlabel(f"latency per image [ms]: p50 of a batch of {batch} / {batch} ({BAR_TEXT})")
+        per = "p50" if batch == 1 else f"p50 of a batch of {batch} / {batch}"
+        ax.set_xlabel(f"latency per image [ms]: {per} ({BAR_TEXT})")
         ax.set_ylabel("top-1 [%]" + (f"  (one test image = {one:.2g} points)" if one else ""))
         ax.set_title(f"accuracy vs latency, batch {batch}")
         if scale == "log":
             ax.set_xscale("log")
+            _plain_log_ticks(ax.xaxis)
         else:
             ax.set_xlim(left=0)
         if one:  # show at least six images' worth of accuracy, so one image's step is visible for what it is
