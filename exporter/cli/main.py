@@ -84,6 +84,7 @@ def _register() -> None:
         export,
         models,
         optimize,
+        pick,  # pick: the grid and precision for a latency budget
         precision,  # precision, compare
         profile,  # profile: latency sweeps
         run,  # run: the main job and its report

@@ -141,7 +141,7 @@ def build_summary(
                    "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
                    "seconds": sweep.seconds, "noise_threshold": sweep.noise_threshold, "load": sweep.load,
                    "noisy": sum(1 for c in sweep.cells if c.noisy)}
-    return {
+    out = {
         "kind": "lookupvit-run",
         "tool_version": __version__,
         "started": started,
@@ -161,6 +161,10 @@ def build_summary(
         "machine": sweep.machine if sweep is not None and sweep.machine else machine_info(),
         "versions": tool_versions(),
     }
+    from ..serve.pareto import fronts_summary  # the Pareto fronts `lookupvit pick` chooses on
+
+    out["pareto"] = fronts_summary(out)
+    return out
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -268,6 +272,9 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
     for p in state.get("plots", []):
         parts.append(f"<figure>{_img(Path(p))}<figcaption>{html.escape(plot_caption(Path(p).name))}</figcaption></figure>")
     parts.append("</div>")
+    from ..serve.front_plot import fronts_html
+
+    parts.append(fronts_html(summary, Path(path).parent))
 
     lat = summary.get("latency")
     if lat:

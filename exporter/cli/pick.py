@@ -1,0 +1,55 @@
+"""``lookupvit pick``: the grid and precision that meet a latency budget, from a finished run.
+
+Thin click layer over :func:`exporter.serve.pick.pick`. Exit 0 with a choice; 2 when the run lacks
+what is asked (no accuracy, no latency, an unmeasured batch) or nothing meets the budget.
+"""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+
+from .main import main
+from .options import json_option, print_json, print_table
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--latency-ms", "latency_ms", type=float, required=True,
+              help="Latency budget of one batch call, in milliseconds.")
+@click.option("--batch", type=int, default=None, help="The batch the budget is for [default: the smallest the run measured].")
+@click.option("--min-top1", "min_top1", type=float, default=None,
+              help="Accuracy floor (top-1, percent): pick the fastest setting that reaches it within the budget.")
+@click.option("--percentile", type=click.Choice(["p50", "p99"]), default="p50", show_default=True,
+              help="Which measured latency must meet the budget.")
+@click.option("--model", default=None,
+              help="The model to pick for [default: the first one whose accuracy and latency the run both measured].")
+@json_option
+def pick(run_dir: str, latency_ms: float, batch: int | None, min_top1: float | None, percentile: str,
+         model: str | None, as_json: bool) -> None:
+    """Pick the (grid, precision) of RUN_DIR (a `lookupvit run` folder) that meets --latency-ms with
+    the best accuracy, or, with --min-top1, the fastest that reaches the floor.
+
+    Shows the Pareto front of the run's settings over latency and top-1 and says why every other
+    setting lost (slower than the budget, dominated, below the floor). Accuracy and latency are joined
+    on the same model; the output names it.
+    """
+    from ..serve.measurements import load_run
+    from ..serve.pick import DECISION_COLUMNS, PickRequest, decision_rows
+    from ..serve.pick import pick as run_pick
+
+    d = run_pick(load_run(run_dir), PickRequest(latency_ms, batch, min_top1, percentile, model))
+    if as_json:
+        print_json(d.to_dict())
+        return
+    floor = f", top-1 >= {min_top1:g}%" if min_top1 is not None else ""
+    print_table(
+        f"lookupvit pick {d.run_dir}: {d.model}, batch {d.batch}, {d.percentile} <= {latency_ms:g} ms{floor} "
+        f"(profile {d.profile}, {d.backend})",
+        DECISION_COLUMNS, [[escape(x) for x in r] for r in decision_rows(d)],
+    )
+    c = d.chosen
+    click.echo(f"{d.note}.")
+    click.echo(f"chosen: {c.model} grid {c.grid} {c.precision} at batch {c.batch}: p50 {c.p50_ms:.3f} ms, "
+               f"p99 {c.p99_ms:.3f} ms, top-1 {c.top1:.2f}%" + (" (NOISY latency: rerun on a quieter machine to confirm)"
+                                                                   if c.noisy else ""))
