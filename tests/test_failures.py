@@ -153,7 +153,7 @@ def test_output_path_that_is_a_folder(cli, tiny_onnx, tmp_path):
     assert result.exit_code == 2 and "is a directory" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("verb", ["precision", "optimize", "export"])
+@pytest.mark.parametrize("verb", ["precision", "optimize", "export", "run"])
 def test_file_size_limit_fails_cleanly_and_leaves_nothing(tiny_onnx, tmp_path, verb):
     """RLIMIT_FSIZE in a child process: the model file cannot be written (EFBIG)."""
     out = tmp_path / "out"
@@ -162,12 +162,14 @@ def test_file_size_limit_fails_cleanly_and_leaves_nothing(tiny_onnx, tmp_path, v
         "precision": ["precision", str(tiny_onnx), "--to", "fp16", "-o", str(out / "x.onnx")],
         "optimize": ["optimize", str(tiny_onnx), "-o", str(out / "x.onnx")],
         "export": ["export", "lookupvit_tiny32", "--grid", "2", "-o", str(out)],
+        "run": ["run", "--profile", str(ROOT / "tests" / "profiles" / "tiny.toml"), "-o", str(out)],
     }[verb]
     code, _, err = _run(args, fsize=64 * 1024)
     assert code == 2, err
     _one_paragraph(err)
     assert "file-size limit" in err and str(out) in err
-    assert _names(out) == []  # no model, no sidecar, no temporary
+    assert [p for p in out.rglob("*") if p.is_file()] == []  # no model, no sidecar, no temporary
+    assert not [p for p in out.rglob(".*")]
 
 
 def test_full_disk_never_leaves_a_model_without_its_sidecar(tiny_onnx, tmp_path):
