@@ -361,3 +361,10 @@ def test_settings_table_shows_only_keys_of_the_backend():
     assert cpu["models.latency"] == "lookupvit_b16 (grids 3 5 7 10)"
     h100 = dict(settings_rows(load_profile("h100").to_dict()))
     assert h100["builder.workspace_bytes"] == str(16 << 30) and h100["benchmark.cuda_graphs"] == "True"
+
+
+def test_noise_advice_names_an_overloaded_machine():
+    from exporter.profile.sweep import noise_advice
+
+    assert "exceeds the 2 cores" in noise_advice([5.2, 4.0, 3.0], 2) and "--threads" in noise_advice([5.2], 2)
+    assert "quieter machine" in noise_advice([0.4, 0.3, 0.2], 2) and "quieter machine" in noise_advice([], None)

@@ -76,7 +76,7 @@ def profile(
         profile_latency,
         resolve_target,
     )
-    from ..profile.sweep import SweepSettings
+    from ..profile.sweep import SweepSettings, noise_advice
     from ..profile.timers import BACKENDS
 
     for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0)):
@@ -144,7 +144,7 @@ def profile(
     if noisy:
         say(f"{len(noisy)} cell(s) marked noisy: their round medians vary by more than "
             f"{100 * result.noise_threshold:.0f}% (load average {' '.join(map(str, result.load)) or '?'} when the sweep "
-            "began); rerun on a quieter machine or with a longer --seconds")
+            f"began); {noise_advice(result.load, result.machine.get('cores'))}")
     say(f"wrote {path} and {len(plots)} plot(s) in {path.parent / 'plots'}")
     sys.exit(_exit_code(result, say))
 

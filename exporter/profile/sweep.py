@@ -274,6 +274,14 @@ class _Measured:
         return chunk
 
 
+def noise_advice(load: list[float], cores: int | None) -> str:
+    """What to do about noisy cells, given the load averages when the sweep began."""
+    if load and cores and load[0] > cores:
+        return (f"the load average ({load[0]:g}) exceeds the {cores} cores: other processes compete for them and each "
+                "thread of a timed call waits its turn; rerun when the load is lower, or with fewer --threads")
+    return "rerun on a quieter machine or with a longer --seconds"
+
+
 def load_average() -> float | None:
     """The 1-minute load average (None where the OS has none)."""
     try:

@@ -230,6 +230,7 @@ def plot_caption(name: str) -> str:
 def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> Path:
     """Write the self-contained HTML report; returns its path."""
     from ..io import atomic_path
+    from ..profile.sweep import noise_advice
 
     prof = summary["profile"]
     parts = [
@@ -287,8 +288,9 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
             "<p>Each cell was warmed up, then timed in interleaved rounds for a minimum number of calls and a "
             "minimum duration (the profile's <code>[benchmark]</code>). "
             + (f"<b>{noisy} cell(s) are marked NOISY</b>: their round medians vary by more than "
-               f"{100 * threshold:.0f}% (coefficient of variation); compare their figures with care, or rerun on a "
-               f"quieter machine. " if noisy and threshold is not None else
+               f"{100 * threshold:.0f}% (coefficient of variation); compare their figures with care: "
+               f"{html.escape(noise_advice(lat.get('load') or [], summary['machine'].get('cores')))}. "
+               if noisy and threshold is not None else
                f"No cell's round medians vary by more than {100 * (threshold or 0):.0f}%. ")
             + f"Load average (1, 5, 15 min) when the sweep began: {html.escape(load)} on "
             f"{html.escape(str(summary['machine'].get('cores', '?')))} cores.</p>")
