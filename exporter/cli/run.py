@@ -139,6 +139,11 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
             stderr.print(f"disk: wrote {format_bytes(disk['written'])}, run folder {format_bytes(disk['folder'])}"
                          + (f" (--keep final removed {format_bytes(disk['dropped'])} of exported graphs)"
                             if disk["dropped"] else ""))
+        lat = result.summary.get("latency") or {}
+        if lat.get("noisy"):
+            stderr.print(f"{lat['noisy']} latency cell(s) NOISY: their round medians vary by more than "
+                         f"{100 * lat['noise_threshold']:.0f}% (load average {' '.join(map(str, lat.get('load') or []))} "
+                         "when the sweep began); see the report")
         stderr.print(f"wrote {result.report} and {result.summary_path}")
     for line in result.verdict.lines():
         stderr.print(line, markup=False, highlight=False)
@@ -169,13 +174,16 @@ def print_summary(summary: dict[str, Any]) -> None:
         speed = "-"
         if r["speedup"] is not None:
             speed = f"{r['speedup']:.2f}x" + (f" ({r['analytic_speedup']:.2f}x)" if r["analytic_speedup"] else "")
-        rows.append([r["model"], r["grid"], r["precision"], f(r["top1"], ".1f"), f(r["p50_ms"], ".2f"),
-                     f(r["throughput"], ".1f"), f(r["gmacs"], ".4g"),
-                     "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%", speed])
+        spread = "-" if r.get("spread") is None else f"{100 * r['spread']:.0f}%" + (" NOISY" if r.get("noisy") else "")
+        eff = "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"
+        if r["efficiency"] is not None and r.get("efficiency_error") is not None:
+            eff = f"{100 * r['efficiency']:.0f}+-{100 * r['efficiency_error']:.0f}%"
+        rows.append([r["model"], r["grid"], r["precision"], f(r["top1"], ".1f"), f(r["p50_ms"], ".2f"), spread,
+                     f(r["throughput"], ".1f"), f(r["gmacs"], ".4g"), eff, speed])
     batch = summary["summary"][0]["batch"] if summary["summary"] else "-"
     backend = summary["summary"][0]["backend"] if summary["summary"] else "-"
     print_table(
         f"lookupvit run --profile {summary['profile']['name']}: {backend}, batch {batch}",
-        ["model", "grid", "prec", "top-1 %", "p50 ms", "img/s", "GMACs", "eff", "speedup (analytic)"],
+        ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
         rows,
     )
