@@ -1,7 +1,9 @@
 """User-facing errors: what was wrong, what was expected, what to do.
 
 Library code raises :class:`UserError` for bad input; the CLI prints it as one paragraph (no
-traceback) and exits with status 2.
+traceback) and exits with its ``exit_code``: 2 for bad input and for :class:`CannotRunHere` (work
+this machine cannot do), 1 for :class:`FailedVerdict`. Code decides by these types, never by the
+text of a message.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ class UserError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"
+
+
+class CannotRunHere(UserError):
+    """Work this machine cannot do (TensorRT, a GPU or the profile's GPU missing): exit 2, and callers
+    that can go on without it (a latency sweep's other cells) catch this type, never a message."""
+
+
+class FailedVerdict(UserError):
+    """A check that ran and failed (e.g. a graph TensorRT's parser would refuse): exit 1."""
+
+    exit_code = 1
 
 
 def closest(name: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from ..errors import UserError
+from ..errors import FailedVerdict
 
 Severity = Literal["error", "warning"]
 
@@ -93,10 +93,8 @@ class CheckReport:
         }
 
 
-class CheckFailed(UserError):
+class CheckFailed(FailedVerdict):
     """``build`` refusing a graph that TensorRT's parser would refuse: a FAILED verdict (exit 1)."""
-
-    exit_code = 1
 
     def __init__(self, report: CheckReport) -> None:
         lines = "\n".join(f.line() for f in report.errors)

@@ -14,10 +14,11 @@ import click
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from ..precisions import PRECISIONS
 from .main import main
 from .options import json_option, print_json, print_table, stderr
 
-PRECISION_CHOICES = ["fp32", "fp16", "bf16", "int8", "fp8"]
+PRECISION_CHOICES = list(PRECISIONS)
 
 
 def _batches(d: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..precisions import PRECISIONS
 from .main import main
 from .options import (
     data_option,
@@ -18,7 +19,7 @@ from .options import (
     weights_option,
 )
 
-_PRECISIONS = ["fp32", "fp16", "bf16", "int8", "fp8"]
+_PRECISIONS = list(PRECISIONS)
 
 
 @main.command()

@@ -77,7 +77,6 @@ def profile(
         resolve_target,
     )
     from ..profile.sweep import SweepSettings, noise_advice
-    from ..profile.timers import BACKENDS
 
     for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0)):
         if value < least:
@@ -85,7 +84,7 @@ def profile(
     for name, number in (("--seconds", seconds), ("--warmup-seconds", warmup_seconds), ("--noise-threshold", noise_threshold)):
         if number < 0:
             raise UserError(f"{name} {number} must not be negative.")
-    from ..precision import PRECISIONS
+    from ..precisions import PRECISIONS
 
     tgt = resolve_target(target, grids)
     backend_list = _backends(backends) if backends != "auto" or tgt.kind == "engine" else _auto_backends()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import CannotRunHere
 from ..io import atomic_path, sha256_file, write_json
 from ..versions import tool_versions
 from . import env
@@ -105,7 +105,7 @@ def check_gpu_matches(profile: Profile, gpu: env.GpuInfo, choice: env.TensorRTCh
         r.name for r in list_profiles() if r.profile is not None and r.profile.compute_capability == have
     ]
     use = f"use --profile {' or --profile '.join(matching)}, " if matching else ""
-    raise UserError(
+    raise CannotRunHere(
         f"Profile {profile.name} targets {profile.sm} ({profile.gpu or 'its GPU'}), but this GPU is "
         f"{gpu.name} ({gpu.sm}): TensorRT would tune the engine for the GPU it builds on.",
         f"Build on a {profile.sm} GPU, {use}or set compatibility.hardware = \"ampere_plus\" in {profile.path}.",

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from ..errors import UserError
+from ..errors import CannotRunHere
 
 TENSORRT_MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 RTX_SWITCH = "POLYGRAPHY_USE_TENSORRT_RTX"
@@ -194,7 +194,7 @@ def require_build_environment(
         missing.append("no CUDA GPU is visible (torch.cuda sees none and nvidia-smi is absent or lists none)")
         hints.append(INSTALL_GPU)
     if missing:
-        raise UserError(
+        raise CannotRunHere(
             f"Cannot {action} here: " + "; and ".join(missing) + ".",
             " ".join(hints) + " `lookupvit doctor` shows what this machine has.",
         )

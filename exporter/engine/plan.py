@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import UserError
-from .profiles import PRECISIONS, Profile, format_size, gpu_has_precision
+from ..precisions import PRECISIONS
+from .profiles import Profile, format_size, gpu_has_precision
 
 ENGINE_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".plan.json"

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..errors import CannotRunHere
 
 if TYPE_CHECKING:
     from .profiles import Profile
 
 
 def preflight(profile: Profile, verb: str) -> None:
-    """Raise a :class:`UserError` (exit 2) when ``profile``'s backend cannot run here; else return."""
+    """Raise :class:`CannotRunHere` (exit 2) when ``profile``'s backend cannot run here; else return."""
     if not profile.is_tensorrt:
         return
     from . import env
@@ -32,8 +32,8 @@ def preflight(profile: Profile, verb: str) -> None:
     try:
         choice, gpu = env.require_build_environment(profile.backend, f"run profile {profile.name} ({verb})")
         check_gpu_matches(profile, gpu, choice)
-    except UserError as e:
-        raise UserError(
+    except CannotRunHere as e:
+        raise CannotRunHere(
             e.message,
             f"{e.hint} To prepare the work here and build on a machine with {profile.gpu or 'the profile GPU'}: "
             f"lookupvit run --profile {profile.name} --prepare-only -o DIR (exports, optimises and converts the "

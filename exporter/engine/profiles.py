@@ -35,15 +35,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from ..errors import UserError, closest
+from ..precisions import ONNXRUNTIME_CPU_PRECISIONS, PRECISIONS, get_precision
 
 Backend = Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
 HardwareCompatibility = Literal["none", "ampere_plus", "same_compute_capability"]
 
 BACKENDS: tuple[str, ...] = ("onnxruntime", "tensorrt", "tensorrt-rtx")
 TENSORRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8", "fp8")
 HARDWARE_LEVELS: tuple[str, ...] = ("none", "ampere_plus", "same_compute_capability")
-ONNXRUNTIME_CPU_PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 MIN_TENSORRT_CC = (7, 5)
 
 ENV_VAR = "LOOKUPVIT_PROFILES"
@@ -224,7 +223,6 @@ class Profile:
 
 # --- hardware rules -------------------------------------------------------------------------------
 
-_PRECISION_MIN_CC: dict[str, tuple[int, int]] = {"bf16": (8, 0), "fp8": (8, 9)}
 
 
 def gpu_has_precision(cc: tuple[int, int], precision: str) -> bool:
@@ -233,8 +231,7 @@ def gpu_has_precision(cc: tuple[int, int], precision: str) -> bool:
     fp32/fp16/int8 on every GPU TensorRT 10 supports; bf16 from sm_80; fp8 on sm_89 and from
     sm_90 (the Ampere parts sm_86/sm_87 have bf16 but no fp8).
     """
-    need = _PRECISION_MIN_CC.get(precision)
-    return need is None or cc >= need
+    return get_precision(precision).runs_on(cc)
 
 
 def parse_compute_capability(value: object, where: str = "compute_capability") -> tuple[int, int]:
@@ -429,7 +426,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
                 f"Did you mean '{near[0]}'?" if near else None,
             )
         if cc is not None and not gpu_has_precision(cc, p):
-            need = _PRECISION_MIN_CC[p]
+            need = get_precision(p).min_compute_capability or (0, 0)
             what = "sm_89 (Ada) or sm_90 and newer (Hopper, Blackwell)" if p == "fp8" else f"sm_{need[0]}{need[1]} or newer"
             raise UserError(
                 f"{src}: precisions: {p} is not available on compute capability {cc[0]}.{cc[1]}: "
@@ -619,8 +616,8 @@ def _parse_models(top: _Table, src: str) -> Models:
                 f"{src}: grids.{role} is set but models.{role} lists no model.",
                 f"Add models.{role} = [\"...\"] or remove grids.{role}.",
             )
-    lat_prec = tuple(mt.get("latency_precisions", [], _is_str_list, "a list of precisions (a subset of precisions)"))
-    lat_batch = tuple(mt.get("latency_batches", [], lambda v: isinstance(v, list) and all(_is_pos_int(x) for x in v),
+    lat_prec: tuple[str, ...] = tuple(mt.get("latency_precisions", [], _is_str_list, "a list of precisions (a subset of precisions)"))
+    lat_batch: tuple[int, ...] = tuple(mt.get("latency_batches", [], lambda v: isinstance(v, list) and all(_is_pos_int(x) for x in v),
                              "a list of batch sizes (a subset of batch.opt)"))
     if (lat_prec or lat_batch) and not latency:
         raise UserError(f"{src}: models.latency_precisions/latency_batches are set but models.latency lists no model.",

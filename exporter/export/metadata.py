@@ -227,7 +227,7 @@ def check_overrides(path: Path, variant: str, overrides: dict[str, Any], grid: G
 
 def parse_metadata(meta: Mapping[str, str], path: Path) -> ModelMetadata:
     """Type and bound every ``lookupvit.*`` entry of ``path`` (already read as text)."""
-    from ..precision.convert import PRECISIONS
+    from ..precisions import PRECISIONS
 
     shape = _read_shape(path, meta["input_shape"]) if meta.get("input_shape") else None
     channels = shape[0] if shape else None

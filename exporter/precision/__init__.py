@@ -5,8 +5,9 @@ DESIGN section 5: TensorRT 11 is strongly typed, so the precision is written int
 the same file feeds ONNX Runtime and TensorRT.
 """
 
+from ..precisions import PRECISIONS
 from .cast import DEFAULT_KEEP_FP32
-from .convert import PRECISIONS, PrecisionReport, convert_precision
+from .convert import PrecisionReport, convert_precision
 from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE
 from .summary import GraphSummary, summarize
 

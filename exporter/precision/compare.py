@@ -38,8 +38,9 @@ from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
 from ..errors import UserError
 from ..io import atomic_path, check_writable_dir, write_json
+from ..precisions import PRECISIONS
 from ..versions import package_version, tool_versions
-from .convert import DEFAULT_CALIB_SIZE, PRECISIONS, check_precision, convert_precision
+from .convert import DEFAULT_CALIB_SIZE, check_precision, convert_precision
 from .quantize import resolve_calibration
 
 BACKENDS = ("ort", "trt")

@@ -23,12 +23,12 @@ from ..data import InputSpec
 from ..errors import UserError
 from ..io import check_writable_file, private_folder, sha256_file
 from ..onnx_io import META_PREFIX, PROTOBUF_LIMIT, load_onnx, lookupvit_metadata, save_onnx
+from ..precisions import get_precision
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
 from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model, resolve_calibration
 from .summary import summarize
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
 PRECISION_KEY = META_PREFIX + "precision"
 # the output's size against the fp32 input's; int8/fp8 also hold ONNX Runtime's scratch copies meanwhile
 OUTPUT_SIZE_FACTOR = {"fp32": 1.0, "fp16": 0.5, "bf16": 0.5, "int8": 2.5, "fp8": 2.5}
@@ -60,10 +60,7 @@ def default_calib_method(to: str) -> str | None:
 
 
 def check_precision(to: str) -> str:
-    p = str(to).lower()
-    if p not in PRECISIONS:
-        raise UserError(f"Unknown precision {to!r}.", f"Choose one of {', '.join(PRECISIONS)}.")
-    return p
+    return get_precision(to).name
 
 
 def input_spec_of(model: Any, meta: dict[str, str]) -> tuple[InputSpec, str | None]:

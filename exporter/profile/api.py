@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import CannotRunHere, UserError
 from ..models import get_variant, grid_label, list_variants, parse_grids
 from ..models.config import Grid
 from .plots import AccuracyPoint, plot_all
@@ -265,9 +265,8 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                         raise Unsupported(engine_reason[cell.model])
                     try:
                         path = artefacts.engine(cell.model, cell.grid, cell.precision)
-                    except UserError as e:
-                        if "Cannot build" in e.message or "needs a GPU profile" in e.message:
-                            engine_reason[cell.model] = e.message  # the same for every cell: say it once
+                    except CannotRunHere as e:  # the same for every cell of the model: say it once
+                        engine_reason[cell.model] = e.message
                         raise Unsupported(e.message) from None
                     return trt_timer(path, cell.batch, shape)
         except UserError as e:

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from ..precisions import TORCH_PRECISIONS
+
 BACKENDS = ("torch", "ort", "trt")
 BACKEND_NAMES = {"torch": "PyTorch", "ort": "ONNX Runtime", "trt": "TensorRT"}
-TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 
 
 class Unsupported(Exception):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import CannotRunHere
 from ..models import get_variant, grid_label
 from ..models.config import Grid
 from .manifest import Manifest
@@ -164,7 +164,7 @@ class Artefacts:
         when TensorRT or a GPU is missing)."""
         prof = self.settings.profile
         if prof is None:
-            raise UserError(
+            raise CannotRunHere(
                 "A TensorRT engine needs a GPU profile.",
                 "Pass --profile NAME (`lookupvit profiles` lists them).",
             )
