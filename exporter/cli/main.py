@@ -84,6 +84,7 @@ def _register() -> None:
         export,
         models,
         optimize,
+        package,  # package: a Triton model repository
         pick,  # pick: the grid and precision for a latency budget
         precision,  # precision, compare
         profile,  # profile: latency sweeps

@@ -141,7 +141,7 @@ def build_summary(
                    "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
                    "seconds": sweep.seconds, "noise_threshold": sweep.noise_threshold, "load": sweep.load,
                    "noisy": sum(1 for c in sweep.cells if c.noisy)}
-    out = {
+    doc: dict[str, Any] = {
         "kind": "lookupvit-run",
         "tool_version": __version__,
         "started": started,
@@ -163,8 +163,8 @@ def build_summary(
     }
     from ..serve.pareto import fronts_summary  # the Pareto fronts `lookupvit pick` chooses on
 
-    out["pareto"] = fronts_summary(out)
-    return out
+    doc["pareto"] = fronts_summary(doc)
+    return doc
 
 
 # --- HTML -----------------------------------------------------------------------------------------

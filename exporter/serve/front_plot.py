@@ -41,18 +41,18 @@ def plot_front(front: Front, path: Path) -> Path | None:
     allc = pts + [c for c in front.others if c.top1 is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for c in allc:
-        ax.plot([c.p50_ms, c.p99_ms], [c.top1, c.top1], color="#bbbbbb" if c not in pts else "#6a9fd4", lw=1, zorder=1)
+        ax.plot([c.p50_ms, c.p99_ms], [c.top1 or 0.0] * 2, color="#bbbbbb" if c not in pts else "#6a9fd4", lw=1, zorder=1)
     others = [c for c in allc if c not in pts]
     if others:
-        ax.scatter([c.p50_ms for c in others], [c.top1 for c in others], color="#999999", s=22, zorder=2,
+        ax.scatter([c.p50_ms for c in others], [c.top1 or 0.0 for c in others], color="#999999", s=22, zorder=2,
                    label="dominated")
     xs = [c.p50_ms for c in pts]
-    ys = [c.top1 for c in pts]
+    ys = [c.top1 or 0.0 for c in pts]
     ax.step(xs, ys, where="post", color="#1f5fa8", lw=1.6, zorder=3)
     ax.scatter(xs, ys, color="#1f5fa8", s=30, zorder=4, label="front (p50)")
     best = front.best
     assert best is not None
-    ax.scatter([best.p50_ms], [best.top1], marker="*", s=220, color="#d4a017", edgecolor="black", zorder=5,
+    ax.scatter([best.p50_ms], [best.top1 or 0.0], marker="*", s=220, color="#d4a017", edgecolor="black", zorder=5,
                label=f"most accurate: g{best.grid} {best.precision}")
     place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in allc])
     if latency_scale([v for c in allc for v in (c.p50_ms, c.p99_ms)]) == "log":

@@ -68,6 +68,12 @@ class RunMeasurements:
     latency_models: tuple[str, ...]  # the profile's [models] latency
     candidates: tuple[Candidate, ...]  # every timed cell of a LookupViT (baselines left out)
     accuracy: tuple[AccuracyRow, ...]
+    profile_path: str | None = None  # the profile file the run read, as it recorded it
+
+    @property
+    def profile_spec(self) -> str:
+        """The run's profile as ``load_profile`` finds it: its recorded file when that still exists, else its name."""
+        return self.profile_path if self.profile_path and Path(self.profile_path).is_file() else self.profile
 
     def batches(self, model: str) -> tuple[int, ...]:
         return tuple(sorted({c.batch for c in self.candidates if c.model == model}))
@@ -154,5 +160,5 @@ def load_run(run_dir: str | Path) -> RunMeasurements:
         run_dir=run_dir, profile=str(prof.get("name") or "?"), backend=str(prof.get("backend") or "?"),
         accuracy_models=tuple(m["variant"] for m in models.get("accuracy") or []),
         latency_models=tuple(m["variant"] for m in models.get("latency") or []),
-        candidates=tuple(cands), accuracy=tuple(acc),
+        candidates=tuple(cands), accuracy=tuple(acc), profile_path=prof.get("path"),
     )
