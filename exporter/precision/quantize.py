@@ -1,7 +1,7 @@
 """int8 / fp8: QuantizeLinear/DequantizeLinear pairs calibrated on real images.
 
 Rules relied upon:
-- TensorRT explicit quantization (strongly typed, DESIGN section 5): a Q/DQ pair on an input of a
+- TensorRT explicit quantization (strongly typed networks): a Q/DQ pair on an input of a
   MatMul, Gemm or Conv (and on Q, K, V of an attention) is fused into a quantized kernel; weights
   stored quantized need a DequantizeLinear between them and the op. TensorRT quantization is
   symmetric: zero point 0, scale only. Weights may be per channel (one scale per output channel,
