@@ -120,7 +120,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = path.parent / temp_name(path.name, ".tmp")
     umask = os.umask(0)
     os.umask(umask)
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~umask))
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 & ~umask))
+    except OSError as e:
+        e.filename = str(path)
+        raise
     try:
         yield tmp
         os.replace(tmp, path)
