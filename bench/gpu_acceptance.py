@@ -8,7 +8,8 @@ With whatever of TensorRT, TensorRT-RTX and onnxruntime-gpu is installed, per GP
 - lookupvit_digits: ``lookupvit compare`` over every precision the GPU runs (fp32, fp16; bf16 from
   sm_80; int8; fp8 from sm_89), top-1 accuracy per grid on the bundled digits, engines built and
   evaluated on the GPU;
-- lookupvit_b16 at grids 3, 7 and 10, fp16, two graph forms: the ONNX Attention op (``optimize
+- lookupvit_b16 at grids 3, 7 and 10, fp16 (``precision --target tensorrt`` for the engines,
+  ``--target onnxruntime`` for ONNX Runtime), two graph forms: the ONNX Attention op (``optimize
   --target attention``) and the unfused MatMul-Softmax-MatMul form (``--target trt-mha``); each one
   checked (``lookupvit check``), built (``lookupvit build``), validated against PyTorch running on
   the GPU (``lookupvit validate``) and timed at batch 1 and 64 next to vit_b16 (``lookupvit profile``).
@@ -44,6 +45,7 @@ DIGITS = "lookupvit_digits"
 B16, B16_GRIDS, B16_BATCHES = "lookupvit_b16", (3, 7, 10), (1, 64)
 BASELINE = "vit_b16"
 FORMS = ("attention", "trt-mha")  # the ONNX Attention op, and the unfused MatMul-Softmax-MatMul
+RUNTIMES = ("tensorrt", "onnxruntime")  # `lookupvit precision --target`
 BACKENDS = ("tensorrt", "tensorrt-rtx", "ort-gpu")
 BUDGET_S = 600.0
 
@@ -166,8 +168,10 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
             steps.append(Step(f"optimize g{g} {form}", "any", ["optimize", str(exported), "--target", form,
                                                                 "-o", str(opt), "--json"]))
             keep = ["--keep-fp32", keep_fp32] if keep_fp32 else []
-            steps.append(Step(f"precision g{g} {form} fp16", "any", ["precision", str(opt), "--to", "fp16", *keep,
-                                                                      "-o", str(_fp16(opt)), "--json"]))
+            for runtime in RUNTIMES:  # the fp16 graph is written for the runtime that runs it
+                steps.append(Step(f"precision g{g} {form} fp16 for {runtime}", "any", [
+                    "precision", str(opt), "--to", "fp16", "--target", runtime, *keep,
+                    "-o", str(_fp16(opt, runtime)), "--json"]))
     for backend in BACKENDS:
         root = out / backend
         if backend == "ort-gpu":
@@ -175,7 +179,7 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
                 "compare", DIGITS, "--precisions", "fp32,fp16", "--backend", "ort", "-o", str(root / "digits"), "--json"]))
             for g in B16_GRIDS:
                 for form in FORMS:
-                    model = _fp16(models / f"{B16}_g{g}.{form}.onnx")
+                    model = _fp16(models / f"{B16}_g{g}.{form}.onnx", "onnxruntime")
                     steps.append(Step(f"[{backend}] validate g{g} {form}", backend, ["validate", str(model), "--json"]))
                     steps.append(Step(f"[{backend}] profile g{g} {form}", backend, [
                         "profile", str(model), "--backends", "ort", "--batch", ",".join(map(str, B16_BATCHES)),
@@ -188,7 +192,7 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
             "-o", str(root / "digits"), "--json"]))
         for g in B16_GRIDS:
             for form in FORMS:
-                model = _fp16(models / f"{B16}_g{g}.{form}.onnx")
+                model = _fp16(models / f"{B16}_g{g}.{form}.onnx", "tensorrt")
                 engine = root / "engines" / Path(prof).stem / (model.name.removesuffix(".onnx") + ".plan")  # plan.py's rule
                 steps += [
                     Step(f"[{backend}] check g{g} {form}", backend, ["check", str(model), "--profile", prof, "--json"]),
@@ -207,8 +211,10 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
     return steps, profiles
 
 
-def _fp16(opt: Path) -> Path:
-    return opt.with_name(opt.name.removesuffix(".onnx") + ".fp16.onnx")
+def _fp16(opt: Path, runtime: str) -> Path:
+    """``<stem>.trt.fp16.onnx`` (for TensorRT) or ``<stem>.ort.fp16.onnx`` (for ONNX Runtime)."""
+    tag = "trt" if runtime == "tensorrt" else "ort"
+    return opt.with_name(opt.name.removesuffix(".onnx") + f".{tag}.fp16.onnx")
 
 
 def run_step(s: Step, started: float) -> None:

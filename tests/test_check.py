@@ -52,7 +52,7 @@ def pipeline(tmp_path_factory):
             graphs[(name, target, "fp32")] = opt
             for prec in PRECISIONS[1:] if name in ("lookupvit_tiny32", "lookupvit_digits") else ("fp16",):
                 graphs[(name, target, prec)] = convert_precision(opt, out / name / f"m.{target}.{prec}.onnx", prec,
-                                                                 calib_size=16).output
+                                                                 calib_size=16, target="tensorrt").output
     return graphs
 
 
@@ -62,19 +62,9 @@ CASES += [(v, t, p) for v in ("lookupvit_tiny32_video", "lookupvit_tiny32_featur
           (("export", "fp32"), ("attention", "fp32"), ("attention", "fp16"))]
 if "plugin" in PASS_TARGETS:  # the TensorRT plugin form: its nodes are warnings (a plugin this check cannot see)
     CASES.append(("lookupvit_tiny32", "plugin", "fp32"))
-# fp16/bf16 casts set softmax_precision on every Attention node (exporter.precision.cast), and TensorRT's
-# parser refuses that attribute (onnxOpCheckers.cpp, DEFINE_OP_CHECKER(Attention)): a real defect of
-# those graphs, recorded here until the precision stage stops writing it for TensorRT.
-KNOWN = "fp16/bf16 Attention graphs carry softmax_precision, which TensorRT's parser refuses"
 
 
-def _case(v, t, p):
-    if t == "attention" and p in ("fp16", "bf16"):
-        return pytest.param(v, t, p, marks=pytest.mark.xfail(strict=True, reason=KNOWN))
-    return pytest.param(v, t, p)
-
-
-@pytest.mark.parametrize("variant,target,precision", [_case(*c) for c in CASES])
+@pytest.mark.parametrize("variant,target,precision", CASES)
 def test_pipeline_graph_passes(pipeline, variant, target, precision):
     report = check_graph(pipeline[(variant, target, precision)], "h100")
     assert report.passed, "\n".join(f.line() for f in report.errors)
@@ -83,18 +73,15 @@ def test_pipeline_graph_passes(pipeline, variant, target, precision):
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_the_only_defect_of_cast_attention_graphs_is_softmax_precision(pipeline, precision):
-    report = check_graph(pipeline[("lookupvit_tiny32", "attention", precision)], "h100")
+def test_graphs_converted_for_onnxruntime_are_refused_for_softmax_precision(pipeline, tmp_path, precision):
+    """`precision --target onnxruntime` (the default) keeps Attention's softmax in fp32 with softmax_precision,
+    which TensorRT's parser refuses: the only finding, once per Attention node, naming the fix."""
+    ort_graph = convert_precision(pipeline[("lookupvit_tiny32", "attention", "fp32")], tmp_path / f"m.{precision}.onnx",
+                                  precision).output
+    report = check_graph(ort_graph, "h100")
     assert report.errors and {f.rule for f in report.errors} == {"attention.softmax-precision"}
-    n_attention = sum(n.op_type == "Attention" for n in onnx.load(pipeline[("lookupvit_tiny32", "attention", precision)]).graph.node)
-    assert len(report.errors) == n_attention
-
-
-def test_the_fix_the_finding_names_passes(pipeline, tmp_path):
-    """`--keep-fp32` without Softmax: no softmax_precision, and TensorRT's parser rules pass."""
-    out = convert_precision(pipeline[("lookupvit_tiny32", "attention", "fp32")], tmp_path / "m.fp16.onnx", "fp16",
-                            keep_fp32="LayerNormalization,ReduceMean").output
-    assert check_graph(out, "h100").passed
+    assert len(report.errors) == sum(n.op_type == "Attention" for n in onnx.load(ort_graph).graph.node)
+    assert "--target tensorrt" in report.errors[0].fix
 
 
 def test_fusion_estimates_follow_the_precision(pipeline):

@@ -31,11 +31,13 @@ def test_dry_run_plans_every_step_and_runs_none(acceptance, tmp_path, capsys):
     assert not out.exists()  # nothing executed, nothing written
     commands = [ln.split(": lookupvit ", 1)[1].split("   #")[0] for ln in lines]
     verbs = [c.split()[0] for c in commands]
-    # b16: 3 grids exported; 2 forms x 3 grids optimised and cast to fp16
-    assert verbs.count("export") == 3 and verbs.count("optimize") == 6 and verbs.count("precision") == 6
+    # b16: 3 grids exported; 2 forms x 3 grids optimised, and cast to fp16 once per runtime
+    assert verbs.count("export") == 3 and verbs.count("optimize") == 6 and verbs.count("precision") == 12
     for g in (3, 7, 10):
         for form in ("attention", "trt-mha"):
-            assert f"lookupvit_b16_g{g}.{form}.fp16.onnx" in text
+            assert f"lookupvit_b16_g{g}.{form}.trt.fp16.onnx" in text and f"lookupvit_b16_g{g}.{form}.ort.fp16.onnx" in text
+    casts = [c for c in commands if c.startswith("precision")]
+    assert sum("--target tensorrt" in c and ".trt.fp16.onnx" in c for c in casts) == 6
     # per TensorRT flavour: check, build, validate, profile for each of the 6 graphs; digits compare
     for backend in ("tensorrt", "tensorrt-rtx"):
         mine = [c for ln, c in zip(lines, commands) if ln.startswith(f"[{backend}]")]
@@ -49,8 +51,9 @@ def test_dry_run_plans_every_step_and_runs_none(acceptance, tmp_path, capsys):
     # validate runs the engine the build step writes (the plan follows build's naming rule)
     build = next(c for c in commands if c.startswith("build") and "g7.attention" in c)
     validate = next(c for c in commands if c.startswith("validate") and "g7.attention" in c and ".plan" in c)
-    assert build.split()[1].endswith("lookupvit_b16_g7.attention.fp16.onnx")
-    assert validate.split()[1].endswith("lookupvit_b16_g7.attention.fp16.plan")
+    assert build.split()[1].endswith("lookupvit_b16_g7.attention.trt.fp16.onnx")
+    assert validate.split()[1].endswith("lookupvit_b16_g7.attention.trt.fp16.plan")
+    assert all(".ort.fp16.onnx" in c for ln, c in zip(lines, commands) if ln.startswith("[ort-gpu] validate"))
 
 
 def test_dry_run_precisions_follow_the_gpu(acceptance, tmp_path, capsys):

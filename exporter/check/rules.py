@@ -245,8 +245,8 @@ def attention_attributes(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) 
             node, "attention.softmax-precision", "Attention sets softmax_precision; TensorRT's parser refuses "
             "any Attention node carrying that attribute.",
             CHECKERS + ": DEFINE_OP_CHECKER(Attention), 'Setting softmax precision is not supported'",
-            "Delete the softmax_precision attribute before building for TensorRT (`lookupvit precision "
-            "--keep-fp32` without Softmax does not write it).",
+            "Convert for TensorRT: `lookupvit precision --to fp16|bf16 --target tensorrt` leaves the attribute "
+            "out (or delete it from the node).",
         )
 
 
