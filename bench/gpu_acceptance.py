@@ -254,10 +254,12 @@ def _detail(s: Step) -> str:
 
 def markdown(acc: Acceptance) -> str:
     env = acc.environment
+    backends = env.get("backends")
+    runtimes = backends.items() if isinstance(backends, dict) else []
     lines = [
         f"# GPU acceptance ({acc.started}, {env.get('gpu') or 'no GPU'})",
         "",
-        f"Runtimes: {', '.join(f'{k}: ' + ('yes' if not v else f'no ({v})') for k, v in env['backends'].items())}",  # type: ignore[union-attr]
+        f"Runtimes: {', '.join(f'{k}: ' + ('yes' if not v else f'no ({v})') for k, v in runtimes)}",
         "",
         "| step | backend | status | seconds | result |",
         "|---|---|---|---|---|",
