@@ -340,10 +340,11 @@ def test_point_labels_do_not_overlap():
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.plot([1.0, 1.01, 1.02, 5.0], [90.0, 90.0, 90.05, 95.0], "o")
-    place_labels(ax, [(1.0, 90.0, "g1"), (1.01, 90.0, "g2"), (1.02, 90.05, "g3"), (5.0, 95.0, "g6")])
+    crowd = [(1.0 + 0.01 * i, 90.0, f"g{i} int8") for i in range(8)]  # eight labels on one spot
+    place_labels(ax, [(1.0, 90.0, "g1"), (1.01, 90.0, "g2"), (1.02, 90.05, "g3"), (5.0, 95.0, "g6"), *crowd])
     fig.canvas.draw()
     boxes = [t.get_window_extent() for t in ax.texts]
-    assert len(boxes) == 4
+    assert len(boxes) == 12
     for i, a in enumerate(boxes):
         for b in boxes[i + 1:]:
             assert not a.overlaps(b), (a, b)

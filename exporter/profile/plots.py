@@ -165,21 +165,35 @@ def plot_speedup(result: SweepResult, path: str | Path) -> Path | None:
 
 
 def place_labels(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
-    """Write each label beside its point, moving it up or down until it overlaps no label placed
-    before it (greedy, in display coordinates)."""
+    """Write each label beside its point, trying places right and left of it at growing heights
+    until its drawn extent overlaps no label placed before it (greedy, in display coordinates).
+    Call it last, once the axes' scales, limits and the figure's layout are final: the offsets are
+    worked out for the axes as they are drawn then."""
     fig = ax.figure
-    fig.canvas.draw()  # settle limits and transforms
-    placed: list[tuple[float, float, float, float]] = []
-    height = fontsize * 1.3 * fig.dpi / 72
+    fig.canvas.draw()  # settle limits, transforms and layout
+    renderer = fig.canvas.get_renderer()
+    placed = []
+    heights = (3, -11, 13, -21, 23, -31, 33, -41, 43, -51, 53)
+    tries = [(dx, dy, ha) for dy in heights for dx, ha in ((4, "left"), (-4, "right"))]
     for x, y, text in points:
-        px, py = ax.transData.transform((x, y))
-        width = 0.62 * fontsize * len(text) * fig.dpi / 72
-        for dy in (4, -14, 14, -24, 24, -34, 34, -44, 44):
-            box = (px + 4, py + dy * fig.dpi / 72, px + 4 + width, py + dy * fig.dpi / 72 + height)
-            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+        for dx, dy, ha in tries:
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize, ha=ha,
+                              annotation_clip=False)
+            box = _padded(ann.get_window_extent(renderer))
+            if not any(box.overlaps(b) for b in placed):
                 break
+            ann.remove()
+        else:  # nowhere free nearby: the first place, drawn anyway (a label is never dropped)
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize)
+            box = _padded(ann.get_window_extent(renderer))
         placed.append(box)
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, dy), fontsize=fontsize)
+
+
+def _padded(box, px: float = 3.0):
+    """``box`` grown by ``px`` display pixels on each side, so neighbouring labels keep a gap."""
+    from matplotlib.transforms import Bbox
+
+    return Bbox.from_extents(box.x0 - px, box.y0 - px / 2, box.x1 + px, box.y1 + px / 2)
 
 
 def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], path: str | Path) -> Path | None:
@@ -217,11 +231,13 @@ def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], pa
         ax.set_xlabel(f"latency per image [ms]: {per} ({BAR_TEXT})")
         ax.set_ylabel("top-1 [%]" + (f"  (one test image = {one:.2g} points)" if one else ""))
         ax.set_title(f"accuracy vs latency, batch {batch}")
-        if scale == "log":
+        xs = [x for x, _, _ in labels]
+        if scale == "log":  # the axis spans the medians; a bar reaching further runs off its edge
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
+            ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
         else:
-            ax.set_xlim(left=0)
+            ax.set_xlim(0, max(xs) * 1.4)
         if one:  # show at least six images' worth of accuracy, so one image's step is visible for what it is
             lo, hi = min(tops), max(tops)
             pad = max(0.0, (6 * one - (hi - lo)) / 2) + one

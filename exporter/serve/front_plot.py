@@ -54,7 +54,6 @@ def plot_front(front: Front, path: Path) -> Path | None:
     assert best is not None
     ax.scatter([best.p50_ms], [best.top1 or 0.0], marker="*", s=220, color="#d4a017", edgecolor="black", zorder=5,
                label=f"most accurate: g{best.grid} {best.precision}")
-    place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in allc])
     if latency_scale([v for c in allc for v in (c.p50_ms, c.p99_ms)]) == "log":
         ax.set_xscale("log")
     samples = max((c.samples or 0) for c in allc)
@@ -65,6 +64,7 @@ def plot_front(front: Front, path: Path) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in allc])  # last: scale and layout are final
     from ..io import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
