@@ -1,6 +1,7 @@
 """`lookupvit compare`: accuracy across precisions and grids, unsupported cells, --locate, CLI."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -37,7 +38,7 @@ def test_cells_metrics_and_files(result, run_dir):
         assert c.ran and c.samples == 360 and c.tolerance == tolerance_for(p).to_dict()
         assert c.max_abs > 0 and 0 < c.mean_abs <= c.max_abs and 0.9 < c.cosine <= 1.0
         assert c.top1_delta == pytest.approx(c.top1 - result.reference["2"])
-        assert c.model.endswith(f"lookupvit_digits_g2.{p}.onnx")
+        assert c.model.endswith(f"lookupvit_digits/g2/onnx/lookupvit_digits_g2.opt.{p}.onnx")  # the pipeline's file
     doc = json.loads((run_dir / "accuracy.json").read_text())
     assert doc == json.loads(json.dumps(result.to_dict(), default=str))
     assert {"grids", "precisions", "reference", "cells", "calibration", "versions", "status"} <= set(doc)
@@ -54,19 +55,23 @@ def test_bf16_on_cpu_is_unsupported_with_the_runtime_reason(result):
 
 
 def test_onnx_input_uses_its_grid(result, run_dir, tmp_path):
-    fp32 = run_dir / "onnx" / "lookupvit_digits_g2.onnx"
+    fp32 = run_dir / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.onnx"
     r = compare_precisions(str(fp32), precisions="fp32,fp16", out_dir=tmp_path)
     assert r.grids == ["2"] and r.name == "lookupvit_digits_g2"
     assert r.cell("2", "fp16").top1 == pytest.approx(result.cell("2", "fp16").top1)
     with pytest.raises(UserError, match="exported for grid 2"):
         compare_precisions(str(fp32), precisions="fp32", grids="4", out_dir=tmp_path)
-    with pytest.raises(UserError, match="compare starts from the fp32 graph"):
+    with pytest.raises(UserError, match="it is compared as it is, in int8"):
         compare_precisions(result.cell("2", "int8").model, precisions="fp32", out_dir=tmp_path)
+    given = compare_precisions(result.cell("2", "int8").model, out_dir=tmp_path / "given")  # a converted file, as it is
+    assert given.precisions == ["int8"] and given.cell("2", "int8").model == result.cell("2", "int8").model
+    assert given.cell("2", "int8").top1 == pytest.approx(result.cell("2", "int8").top1)
+    assert not list((tmp_path / "given").rglob("*.onnx"))  # never converted again
 
 
 def test_locate_finds_a_broken_weight(run_dir):
-    fp32 = run_dir / "onnx" / "lookupvit_digits_g2.onnx"
-    fp16 = run_dir / "onnx" / "lookupvit_digits_g2.fp16.onnx"
+    fp32 = run_dir / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.opt.onnx"
+    fp16 = run_dir / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.opt.fp16.onnx"
     model = onnx.load(str(fp16))
     inits = {t.name: t for t in model.graph.initializer}
     matmuls = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in inits]
@@ -143,15 +148,33 @@ def test_cli_bad_input(cli, tmp_path, args, message):
 def test_conversion_failure_is_a_cell_error(run_dir, tmp_path, monkeypatch):
     """A precision whose conversion fails (here: int8 with every quantizable op kept in fp32 is
     refused) is reported in its cell; the other cells still run."""
-    import exporter.precision.compare as compare_module
+    import exporter.precision as precision_package  # the pipeline's precision stage calls it from here
 
-    real = compare_module.convert_precision
+    real = precision_package.convert_precision
 
     def keep_all(in_path, out_path, to, **kw):
         return real(in_path, out_path, to, keep_fp32="MatMul,Gemm,Conv,Attention", **kw)
 
-    monkeypatch.setattr(compare_module, "convert_precision", keep_all)
-    r = compare_precisions("lookupvit_digits", precisions="int8,fp32", grids="2", out_dir=run_dir)
+    monkeypatch.setattr(precision_package, "convert_precision", keep_all)
+    r = compare_precisions("lookupvit_digits", precisions="int8,fp32", grids="2", out_dir=tmp_path)
     assert r.cell("2", "int8").status == "error" and "excludes every quantizable op" in r.cell("2", "int8").reason
     assert r.cell("2", "fp32").status == "PASSED" and not r.passed
     assert convert_precision  # the library entry point stays importable from exporter.precision
+
+
+def test_compare_and_run_make_the_same_file_for_the_same_cell(tmp_path):
+    """One pipeline: `compare` and `run` obtain a cell's graph from the same stage chain, so the int8
+    graph of lookupvit_digits at grid 2 is the same file, byte for byte, whichever verb made it."""
+    from exporter.run import RunOptions, run_job
+
+    profile = tmp_path / "digits.toml"
+    profile.write_text('backend = "onnxruntime"\nprecisions = ["fp32", "int8"]\n[models]\n'
+                       'accuracy = ["lookupvit_digits"]\n[grids]\naccuracy = [2]\n[benchmark]\niterations = 2\n'
+                       'seconds = 0\nwarmup = 0\nwarmup_seconds = 0\nrepeats = 1\n')
+    run = run_job(RunOptions(profile=profile, out_dir=tmp_path / "run", peak_sizes=(64,)))
+    from_run = tmp_path / "run" / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.opt.int8.onnx"
+    result = compare_precisions("lookupvit_digits", precisions="int8", grids="2", out_dir=tmp_path / "compare")
+    from_compare = Path(result.cell("2", "int8").model)
+    assert from_compare != from_run and from_run.read_bytes() == from_compare.read_bytes()
+    int8 = next(c for c in run.summary["accuracy"] if c["model"] == "lookupvit_digits" and c["precision"] == "int8")
+    assert int8["top1"] == pytest.approx(result.cell("2", "int8").top1)

@@ -38,9 +38,12 @@ from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
 from ..errors import UserError
 from ..io import atomic_path, check_writable_dir, write_json
+from ..models.config import Grid
 from ..precisions import PRECISIONS
+from ..run.artefacts import Artefacts, ChainSettings
+from ..run.manifest import Manifest, StageError
 from ..versions import package_version, tool_versions
-from .convert import DEFAULT_CALIB_SIZE, check_precision, convert_precision
+from .convert import DEFAULT_CALIB_SIZE, check_precision
 from .quantize import resolve_calibration
 
 BACKENDS = ("ort", "trt")
@@ -273,12 +276,14 @@ class _TrtBackend:
     def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
         if self.unavailable:
             return None, self.unavailable, None
-        from ..engine.build import build_engine, prepare_build
         from ..engine.trt import trt_runner
 
         try:
-            built = build_engine(prepare_build(path, self.profile, None, self.out_dir))
-            return trt_runner(built.engine, name=f"tensorrt-{precision}"), None, None
+            if path.suffix == ".onnx":  # a converted file the user gave: built here, as it is
+                from ..engine.build import build_engine, prepare_build
+
+                path = build_engine(prepare_build(path, self.profile, None, self.out_dir)).engine
+            return trt_runner(path, name=f"tensorrt-{precision}"), None, None
         except UserError as e:
             return None, f"TensorRT cannot run the {precision} graph: {e.message}", None
         except Exception as e:  # a builder or runtime failure: report it in the cell
@@ -375,15 +380,21 @@ def parse_precisions(spec: str | list[str] | tuple[str, ...]) -> list[str]:
 @dataclass
 class _Grid:
     label: str
-    fp32: Path  # the fp32 ONNX graph
+    model: str  # the pipeline's name for the model (a variant, or a given file's stem)
+    grid: Grid | None
     source: Any  # ModelSource of the PyTorch reference
+    given: Path | None = None  # a graph the user already converted: used as it is, never converted again
 
 
 def _plan_grids(
-    model: str, weights: str | None, grids: str | None, out_dir: Path, progress: Progress, factory: str | None = None
-) -> tuple[str, dict[str, Any], list[_Grid]]:
-    """Name, source description and the fp32 graph of each grid (exporting a variant as needed)."""
-    from ..export import export_onnx, read_model_metadata, resolve_variant_source
+    model: str, weights: str | None, grids: str | None, artefacts: Artefacts, factory: str | None = None,
+) -> tuple[str, dict[str, Any], list[_Grid], str | None]:
+    """Name, source description, the grids to compare and, for a converted file, its precision.
+
+    A variant is exported and optimised per grid through the pipeline (``artefacts``); an fp32 ``.onnx``
+    is the pipeline's input as given; a converted ``.onnx`` (its metadata declares another precision)
+    is compared as it is, in that one precision."""
+    from ..export import read_model_metadata, resolve_variant_source
     from ..models import get_variant
     from ..validate import reference_source
 
@@ -391,11 +402,6 @@ def _plan_grids(
     if is_file:
         path = Path(model)
         meta = read_model_metadata(path)  # checks that it exists, is ONNX, and that its metadata is sound
-        if meta.precision != "fp32":
-            raise UserError(
-                f"{path.name} is a {meta.precision} graph; compare starts from the fp32 graph.",
-                "Pass the fp32 .onnx written by `lookupvit export` (or the variant name).",
-            )
         src = reference_source(path, factory=factory, weights=weights)
         label = _label(meta.grid)
         if grids is not None and [g.strip() for g in grids.split(",") if g.strip()] != [label]:
@@ -403,7 +409,12 @@ def _plan_grids(
                 f"{path.name} is exported for grid {label}; an ONNX graph has one grid.",
                 "Drop --grids, or pass the variant name to compare several grids.",
             )
-        return path.stem, {"onnx": str(path), "weights": src.weights, "weights_id": src.weights_id()}, [_Grid(label, path, src)]
+        desc = {"onnx": str(path), "weights": src.weights, "weights_id": src.weights_id()}
+        name = path.name.removesuffix(".onnx")
+        if meta.precision != "fp32":
+            return name, desc, [_Grid(label, name, meta.grid, src, given=path)], meta.precision
+        artefacts.imported[name] = path
+        return name, desc, [_Grid(label, name, meta.grid, src)], None
     if factory is not None:
         raise UserError(
             "--model names the PyTorch reference of an ONNX file; with a variant name the variant is the model.",
@@ -418,13 +429,8 @@ def _plan_grids(
     else:
         specs = list(getattr(cfg, "default_grids", ())) or [None]
     sources = [resolve_variant_source(model, weights, g) for g in specs]
-    out: list[_Grid] = []
-    for src in sources:
-        label = _label(src.grid)
-        progress(f"exporting {model} grid {label}")
-        res = export_onnx(src, out_dir / "onnx")
-        out.append(_Grid(label, res.path, src))
-    return model, {"variant": model, "weights": weights, "weights_id": sources[0].weights_id()}, out
+    out = [_Grid(_label(src.grid), model, src.grid, src) for src in sources]
+    return model, {"variant": model, "weights": weights, "weights_id": sources[0].weights_id()}, out, None
 
 
 def _label(grid: Any) -> str:
@@ -448,10 +454,14 @@ def compare_precisions(
     progress: Progress | None = None,
     factory: str | None = None,
     allow_meaningless: bool = False,
+    optimize: bool | None = None,
+    artefacts: Artefacts | None = None,
 ) -> ComparisonResult:
-    """Compare ``model`` (a variant name or an fp32 ``.onnx``) across ``precisions`` and ``grids`` on
-    ``data``; write ``accuracy.json`` and ``accuracy.png`` to ``out_dir`` (default
-    ``runs/compare/<name>``). See the module docstring."""
+    """Compare ``model`` (a variant name, an fp32 ``.onnx`` or a converted one) across ``precisions``
+    and ``grids`` on ``data``; write ``accuracy.json`` and ``accuracy.png`` to ``out_dir`` (default
+    ``runs/compare/<name>``). Every graph comes from the pipeline (``artefacts``: the caller's, e.g. a
+    run's, or one over ``out_dir``), so a cell's file is the one `run` makes for it. See the module
+    docstring."""
     from ..data import load_data
     from ..export import load_source
     from ..runners import TorchRunner
@@ -475,7 +485,24 @@ def compare_precisions(
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
     check_writable_dir(out)  # before any export or conversion
     runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
-    name, source, plan = _plan_grids(model, weights, grids, out, say, factory)
+    if artefacts is None:
+        settings = ChainSettings(optimize=optimize, calib=calib, calib_size=calib_size, weights=weights,
+                                 profile=runtime.profile if backend == "trt" else None)
+        artefacts = Artefacts(out, settings, Manifest(out), say)
+    name, source, plan, given_precision = _plan_grids(model, weights, grids, artefacts, factory)
+    if given_precision is not None:
+        if precisions is not DEFAULT_PRECISIONS and wanted != [given_precision]:
+            raise UserError(
+                f"{Path(model).name} is a {given_precision} graph: it is compared as it is, in {given_precision}.",
+                f"Drop --precisions (or pass --precisions {given_precision}); to compare other precisions, pass the "
+                "fp32 graph or the variant.",
+            )
+        wanted = [given_precision]
+    for g in plan:  # the fp32 graph of every grid first (export, optimize): the reference shapes come from it
+        if g.given is None:
+            say(f"grid {g.label}: export and optimize")
+            artefacts.optimized(g.model, g.grid)
+    first_graph = plan[0].given or artefacts.export_path(plan[0].model, plan[0].grid)
 
     loaded_first = load_source(plan[0].source)
     spec = loaded_first.input_spec()
@@ -484,11 +511,11 @@ def compare_precisions(
         raise UserError(f"{dataset.source} has no images.")
     fit = accuracy_fit(dataset, spec, _classes(loaded_first, dataset), source.get("weights_id"))
     meaningless = require_meaningful(fit, name, allow_meaningless)
-    static = _static_batch(plan[0].fp32)
+    static = _static_batch(first_graph)
     batch = static or min(BATCH, runtime.max_batch or BATCH)
     n = len(dataset) - (len(dataset) % batch if static else 0)
     if n == 0:
-        raise UserError(f"{plan[0].fp32.name} takes batches of {static}; {dataset.source} has only {len(dataset)} images.")
+        raise UserError(f"{first_graph.name} takes batches of {static}; {dataset.source} has only {len(dataset)} images.")
     feeds = [{"images": dataset.images[i : i + batch]} for i in range(0, n, batch)]
     labels = dataset.labels[:n]
 
@@ -504,16 +531,17 @@ def compare_precisions(
         for precision in wanted:
             say(f"grid {g.label}: {precision}")
             reference = _recording(TorchRunner(loaded.module, loaded.input_shape, loaded.output_names, name="pytorch-fp32"))
-            cell = _run_cell(g, precision, out, runtime, reference, feeds, labels, calib, calib_size, compare_runners, tolerance_for)
+            cell = _run_cell(g, precision, artefacts, runtime, reference, feeds, labels, compare_runners, tolerance_for)
             if g.label not in result.reference and reference.outputs:
                 result.reference[g.label] = _top1(reference.outputs, labels)
             if cell.top1 is not None and g.label in result.reference:
                 cell.top1_delta = cell.top1 - result.reference[g.label]
             if locate and cell.status == "FAILED" and cell.model:
                 say(f"grid {g.label}: locating the first {precision} tensor over tolerance")
+                fp32 = artefacts.converted(g.model, g.grid, "fp32") if g.given is None else None
                 cell.locate = locate_divergence(
-                    g.fp32, Path(cell.model), {"images": dataset.images[:LOCATE_SAMPLES]}, tolerance_for(precision)
-                )
+                    fp32, Path(cell.model), {"images": dataset.images[:LOCATE_SAMPLES]}, tolerance_for(precision)
+                ) if fp32 is not None else Located(False, reason="a converted file was given: its fp32 graph is unknown")
             if meaningless and cell.status == "PASSED":
                 cell.status = NOT_MEANINGFUL
             result.cells.append(cell)
@@ -550,23 +578,20 @@ def _top1(outputs: list[OrderedDict[str, np.ndarray]], labels: np.ndarray) -> fl
 
 
 def _run_cell(
-    g: _Grid, precision: str, out: Path, runtime: Any, reference: Any, feeds: list[dict[str, np.ndarray]],
-    labels: np.ndarray, calib: str, calib_size: int, compare_runners: Any, tolerance_for: Any,
+    g: _Grid, precision: str, artefacts: Artefacts, runtime: Any, reference: Any, feeds: list[dict[str, np.ndarray]],
+    labels: np.ndarray, compare_runners: Any, tolerance_for: Any,
 ) -> Cell:
     t0 = time.perf_counter()
     cell = Cell(grid=g.label, precision=precision, status="error", backend=runtime.description)
-    if precision == "fp32":
-        path = g.fp32
-    else:
-        path = out / "onnx" / f"{g.fp32.stem}.{precision}.onnx"
-        try:
-            convert_precision(g.fp32, path, precision, calib=calib, calib_size=calib_size, target=runtime.target)
-        except UserError as e:
-            cell.reason = f"conversion to {precision} failed: {e.message}"
-            return cell
+    try:
+        path = g.given or artefacts.converted(g.model, g.grid, precision)  # the pipeline's file for this cell
+    except (UserError, StageError) as e:
+        cell.reason = f"conversion to {precision} failed: {e.message if isinstance(e, UserError) else e.reason}"
+        return cell
     cell.model = str(path)
     try:
-        runner, why, cell.note = runtime.runner(path, precision, feeds[0])
+        target = artefacts.engine(g.model, g.grid, precision) if runtime.name == "trt" and g.given is None else path
+        runner, why, cell.note = runtime.runner(target, precision, feeds[0])
     except Exception as e:
         cell.reason = f"preparing the {precision} runner failed: {_reason(e)}"
         return cell

@@ -49,6 +49,7 @@ class ChainSettings:
     calib: str = "auto"
     calib_size: int | None = None  # None: the precision stage's default
     profile: Any = None  # exporter.engine.profiles.Profile, for TensorRT builds
+    weights: str | None = None  # a checkpoint for the variants (None: shipped weights, else seeded)
 
 
 class Artefacts:
@@ -100,9 +101,9 @@ class Artefacts:
         from .. import __version__
         from ..export import export_onnx, resolve_variant_source
 
-        src = resolve_variant_source(model, grid=grid)
+        src = resolve_variant_source(model, self.settings.weights, grid=grid)
         out_dir = self.folder(model, grid) / "onnx"
-        weights = get_variant(model).weights
+        weights = Path(self.settings.weights) if self.settings.weights else get_variant(model).weights
         inputs = {"weights": weights} if weights else {}
         settings = {"variant": model, "grid": list(grid) if grid else None, "opset": self.settings.opset,
                     "tool_version": __version__, "weights": src.weights_id()}

@@ -33,6 +33,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..io import is_environment_error
+from ..models import grid_label
 from ..models.config import Grid
 from .artefacts import Artefacts, ChainSettings
 from .manifest import Manifest, StageError, StageOutcome, error_text
@@ -597,10 +598,11 @@ def _compare_step(
         folder = artefacts.folder(variant, grid)
 
         def run() -> tuple[Any, list[Path]]:
-            r = compare_precisions(
-                str(fp32), precisions=list(prof.precisions), data=ACCURACY_DATA, backend=backend, out_dir=folder,
-                calib=ACCURACY_DATA, calib_size=DEFAULT_CALIB_SIZE, profile=prof.name if backend == "trt" else None,
-                progress=artefacts.say,
+            r = compare_precisions(  # through the run's own pipeline: the very files the chain made
+                variant, precisions=list(prof.precisions), grids=grid_label(grid) if grid else None,
+                data=ACCURACY_DATA, backend=backend, out_dir=folder, calib=artefacts.settings.calib,
+                calib_size=artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
+                profile=prof.name if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
             )
             d = r.to_dict()
             keep = ("grid", "precision", "status", "reason", "top1", "top1_delta", "agreement", "max_rel", "cosine", "samples")
@@ -613,7 +615,7 @@ def _compare_step(
             return result, files
 
         settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
-                    "calib": ACCURACY_DATA, "calib_size": DEFAULT_CALIB_SIZE}
+                    "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE}
         outcome = manifest.stage(":".join(["compare", variant, _g(grid)]), "compare", settings, {"model": fp32}, run)
         state["accuracy"].setdefault(variant, []).append(outcome.result)
 
