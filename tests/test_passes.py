@@ -123,8 +123,8 @@ def test_foreign_lookupvits_are_fused(name, models):
     kept = {p.name for p in report.passes if p.status == "kept"}
     assert rewriting <= kept, [(p.name, p.status, p.note) for p in report.passes]
     assert all(p.status != "rolled back" for p in report.passes)
-    if name == "sdpa_lookupvit":  # a factory model validates against its PyTorch module
-        assert validate_onnx(report.output).passed
+    if name == "sdpa_lookupvit":  # a factory model validates against its PyTorch module, named explicitly
+        assert validate_onnx(report.output, factory="tests.foreign.sdpa_lookupvit:build").passed
 
 
 def test_opset18_export_is_upgraded_and_fused(models):
