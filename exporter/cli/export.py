@@ -11,8 +11,9 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
 @main.command()
 @click.argument("variant", required=False)
 @weights_option
-@click.option("--grid", default=None, help="One compressed grid, e.g. 7 or 4x7x7. Default: the variant's largest.")
-@click.option("--grids", default=None, help="Several grids, comma-separated (one ONNX model each), e.g. 3,5,7,10.")
+@click.option("--grids", "--grid", "grids", default=None,
+              help="Compressed grids, comma-separated (one ONNX model each), e.g. 3,5,7,10 or 4x7x7; --grid 7 is the "
+              "one-value spelling. Default: the variant's largest.")
 @click.option("--image-size", type=int, default=None, help="Input size in pixels (position embeddings are resized).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
 @click.option("--opset", type=int, default=23, show_default=True, help="ONNX opset (18 to 23; 23 has the Attention op).")
@@ -25,7 +26,7 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
 @click.option("--force", is_flag=True, help="Export again even if an identical export exists.")
 @json_option
 def export(
-    variant: str | None, weights: str | None, grid: str | None, grids: str | None, image_size: int | None,
+    variant: str | None, weights: str | None, grids: str | None, image_size: int | None,
     batch: str, opset: int, head: str, factory: str | None, out_dir: str, force: bool, as_json: bool,
 ) -> None:
     """Export VARIANT (or --model) to ONNX with torch's dynamo exporter, one file per grid.
@@ -41,11 +42,9 @@ def export(
     if bool(variant) == bool(factory):
         raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
                         "Run `lookupvit variants` for the registered names.")
-    if grid and grids:
-        raise UserError("Give --grid or --grids, not both.")
     check_opset(opset)
     check_batch(batch)
-    specs = [s for s in (grids or grid or "").split(",") if s.strip()] or [None]
+    specs = [s for s in (grids or "").split(",") if s.strip()] or [None]
     if factory:
         sources = [ModelSource(None, factory, weights, _square(s), image_size, head) for s in specs]
     else:

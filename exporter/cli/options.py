@@ -44,8 +44,11 @@ def data_option(fn: F) -> F:
 
 
 def grids_option(fn: F) -> F:
+    """``--grids 3,5,7`` (a list); ``--grid 7`` is its one-value spelling, the same option."""
     return click.option(
         "--grids",
+        "--grid",
+        "grids",
         default=None,
         help="Comma-separated compressed grids, e.g. 3,5,7 or 4x7x7 (video). Default: the variant's grids.",
     )(fn)

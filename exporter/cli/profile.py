@@ -9,19 +9,19 @@ import click
 from ..profile.peak import DEFAULT_SIZES
 from ..profile.sweep import SweepSettings
 from .main import main
-from .options import json_option, print_json, print_table, progress_status, stderr
+from .options import grids_option, json_option, print_json, print_table, progress_status, stderr
 
 _DEFAULTS = SweepSettings()
 
 
 @main.command()
 @click.argument("target", metavar="VARIANT|MODEL.onnx|ENGINE")
-@click.option("--grids", default=None, help="Compressed grids, e.g. 3,5,7,10. Default: the variant's grids.")
+@grids_option
 @click.option("--precisions", default=None,
               help="Comma-separated: fp32, fp16, bf16, int8, fp8. Default: fp32 for a variant; a given ONNX file or "
               "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
-@click.option("--backends", default="auto", show_default=True,
+@click.option("--backend", "--backends", "backends", default="auto", show_default=True,
               help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT); 'auto': torch and ort, and trt where "
               "TensorRT and a GPU are present. A backend named here that cannot run on this machine is an error.")
 @click.option("--baseline", default="auto", show_default=True,

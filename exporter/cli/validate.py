@@ -17,7 +17,7 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
 @weights_option
 @click.option("--data", default="random", show_default=True,
               help="'random' (seeded normal images), 'digits' (held-out split) or a dataset PATH (folder or .npz).")
-@click.option("--iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
+@click.option("--iters", "--iterations", "iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
 @click.option("--precision", default=None, help="Tolerance row to apply (default: the model's precision metadata, else fp32).")
 @json_option
 def validate(
@@ -41,7 +41,7 @@ def validate(
     if variant and factory:
         raise UserError("Give --reference or --model, not both.")
     if iterations is not None and iterations < 1:
-        raise UserError(f"--iterations {iterations} must be at least 1.")
+        raise UserError(f"--iters {iterations} must be at least 1.")
     if not as_json:
         with stderr.status(f"validating {model_path} ..."):
             report = run(model_path, variant, factory, weights, data, iterations, precision)
