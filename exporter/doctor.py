@@ -1,4 +1,4 @@
-"""`lookupvit doctor`: what is installed and usable on this machine (DESIGN section 4).
+"""`lookupvit doctor`: what is installed and usable on this machine (docs/architecture.md, The backend axis).
 
 Versions come from package metadata where that is enough; torch and ONNX Runtime are imported to
 ask about CUDA and execution providers; TensorRT / TensorRT-RTX and the GPU are detected the way a

@@ -1,4 +1,4 @@
-"""TensorRT engines per GPU profile (DESIGN sections 4, 5 and 7).
+"""TensorRT engines per GPU profile (docs/architecture.md, The stages and The backend axis).
 
 - :mod:`.profiles`: the ``profiles/*.toml`` deployment profiles, parsed and validated.
 - :mod:`.plan`: what an ONNX graph declares, the build plan handed to Polygraphy, cache keys and the

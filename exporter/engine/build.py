@@ -1,6 +1,6 @@
 """`lookupvit build`: one strongly typed TensorRT engine per (ONNX graph, profile), cached.
 
-DESIGN sections 2, 5 and 7. The order matters: every check that can fail on bad input (profile,
+docs/architecture.md, The stages. The order matters: every check that can fail on bad input (profile,
 ONNX file, precision, input shapes) and the environment check (TensorRT, GPU) run before anything
 is written; the engine is then built into a temporary file and renamed into place, and its sidecar
 is written last, so a crash leaves no half-written engine and never a sidecar without its engine.

@@ -1,6 +1,6 @@
 """What this machine offers for engine builds: TensorRT / TensorRT-RTX, and the GPU.
 
-DESIGN sections 4 and 10. Detection never imports TensorRT's libraries just to see whether they
+docs/architecture.md, The backend axis. Detection never imports TensorRT's libraries just to see whether they
 exist: a package is "installed" when its module is a real package (a type-stub folder such as the
 one ``tensorrt-stubs`` leaves behind is not). TensorRT-RTX is selected through Polygraphy's
 ``POLYGRAPHY_USE_TENSORRT_RTX=1`` switch (read once, when ``polygraphy.config`` is imported), so the

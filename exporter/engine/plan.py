@@ -2,7 +2,7 @@
 the output layout. Nothing here imports TensorRT, so tests check a build's arguments on any machine.
 
 Rules relied upon:
-- TensorRT 11 is strongly typed (DESIGN section 5): the network is parsed with
+- TensorRT 11 is strongly typed (docs/architecture.md, Precisions): the network is parsed with
   ``strongly_typed=True`` and the builder gets no fp16/int8/bf16/fp8 flags; the precision is what
   the graph declares (casts and Q/DQ pairs written by the precision stage).
 - A TensorRT optimisation profile gives min/opt/max shapes per dynamic input; the LookupViT graph
@@ -10,7 +10,7 @@ Rules relied upon:
   the profile becomes one ``polygraphy.backend.trt.Profile`` ``(min, opt, max)`` over that axis.
 - An engine is only valid for the GPU and TensorRT version it was built with (unless built
   hardware/version compatible), so the cache key is (ONNX sha256, profile hash, TensorRT version,
-  GPU name), DESIGN section 7.
+  GPU name), docs/architecture.md, The backend axis.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Deployment profiles: one TOML file per target GPU (or the CPU), validated into dataclasses.
 
-DESIGN section 7. A profile says what to build and measure on one kind of machine: the backend,
+docs/architecture.md, The backend axis. A profile says what to build and measure on one kind of machine: the backend,
 the GPU's compute capability, the precisions worth building there, the batch range with one
 TensorRT optimisation profile per latency-critical batch, the compressed grids, the builder
 settings, hardware/version compatibility, the benchmark settings, and the models a full run
@@ -11,7 +11,7 @@ Hardware rules relied upon (NVIDIA's CUDA compute-capability tables and TensorRT
 bf16 tensor cores from sm_80 (Ampere); fp8 (E4M3) on sm_89 (Ada) and sm_90 onwards (Hopper,
 Blackwell), not on the Ampere parts (sm_80, sm_86, sm_87 Orin); TensorRT 10 needs sm_75 or newer.
 TensorRT 11 is strongly typed, so a profile lists precisions to *build* (graphs converted by the
-precision stage), never builder precision flags (DESIGN section 5).
+precision stage), never builder precision flags (docs/architecture.md, Precisions).
 
 Profiles are found by name in, in order: the folders of ``$LOOKUPVIT_PROFILES`` (``os.pathsep``
 separated), ``./profiles`` in the working directory, the ``profiles/`` folder next to the

@@ -4,7 +4,7 @@ Polygraphy ``TrtRunner`` over a built engine.
 Rules relied upon:
 - TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags; networks are parsed strongly typed
   (``NetworkFromOnnxPath(path, strongly_typed=True)``) and take the precision their graph declares,
-  so :class:`~.plan.BuildPlan` carries no precision flags and none are set here (DESIGN section 5).
+  so :class:`~.plan.BuildPlan` carries no precision flags and none are set here (docs/architecture.md, Precisions).
 - Polygraphy selects TensorRT-RTX instead of TensorRT when ``POLYGRAPHY_USE_TENSORRT_RTX`` is set:
   ``polygraphy.config.USE_TENSORRT_RTX`` is read from it when ``polygraphy`` is first imported, and
   each ``polygraphy.backend.trt`` module binds ``tensorrt`` or ``tensorrt_rtx`` when it is imported.

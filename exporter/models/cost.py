@@ -7,7 +7,7 @@ Per LookupViT layer, with N lookup tokens, M compressed tokens, width D and MLP 
     compressed tokens  7 M D^2 + 2 M D hc     (Wq, Oz, MHSA QKV + out, Wvz; MLP_rc)
     attention          3 N M D + 2 M^2 D      (logits, gather, scatter; MHSA)
 
-which with rc = 4 is DESIGN's ``(3 + 2 rl) N D^2 + (7 + 2 rc) M D^2 + 3 N M D + 2 M^2 D``.
+which with rc = 4 is ``(3 + 2 rl) N D^2 + (7 + 2 rc) M D^2 + 3 N M D + 2 M^2 D``.
 A ViT layer over S = N + 1 tokens is ``4 S D^2 + 2 S D h + 2 S^2 D`` (``12 S D^2 + 2 S^2 D`` for
 h = 4D). Patch embedding and the classifier are added; LayerNorm, softmax, GELU and the grid resize
 are not counted (they are not multiply-accumulates, and torch's FLOP counter skips them too).

@@ -1,6 +1,6 @@
 """Graph-surgeon passes: rewrite LookupViT's cross-attention (and the compressed tokens'
-self-attention) into fused patterns, each pass checked numerically with ONNX Runtime (DESIGN
-section 6). ``optimize_model`` is the stage's library entry point; ``lookupvit optimize`` the verb.
+self-attention) into fused patterns, each pass checked numerically with ONNX Runtime
+(docs/architecture.md, How to add a pass). ``optimize_model`` is the stage's library entry point; ``lookupvit optimize`` the verb.
 
 Modules: ``registry`` (the decorator, the default orders), ``canonical`` (opset, einsum,
 constant folding, layout, LayerNorm, GELU), ``attention`` (gather, self-attention, scatter,

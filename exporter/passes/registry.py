@@ -1,5 +1,5 @@
 """The pass registry: graph-surgeon passes by name, registered with a decorator, run in a declared
-default order per target (DESIGN section 6).
+default order per target (docs/architecture.md, How to add a pass).
 
 A pass is a function ``fn(graph, ctx) -> PassResult`` over an onnx-graphsurgeon ``Graph`` that edits
 the graph in place (or returns a replacement graph) and says what it changed. It never needs to

@@ -1,6 +1,6 @@
 """fp16 / bf16: cast a float32 graph, keeping numerically fragile ops in fp32 islands.
 
-DESIGN section 5: TensorRT 11 is strongly typed, so the precision is the graph's: a tensor is fp16
+TensorRT builds strongly typed networks (docs/architecture.md, Precisions), so the precision is the graph's: a tensor is fp16
 because the graph says so. The graph keeps float32 inputs and outputs (a Cast after the input and
 before each output), and these ops stay float32 by default, with Casts around them:
 

@@ -1,4 +1,4 @@
-"""``compare``: accuracy of one model across precisions and compressed grids (DESIGN sections 1, 5).
+"""``compare``: accuracy of one model across precisions and compressed grids (docs/architecture.md, The stages).
 
 For each grid: the fp32 ONNX graph (exported from a variant, or given), converted to each precision
 by :func:`~exporter.precision.convert_precision`; each graph runs on the chosen backend (ONNX
@@ -502,7 +502,8 @@ def compare_precisions(
         if g.given is None:
             say(f"grid {g.label}: export and optimize")
             artefacts.optimized(g.model, g.grid)
-    first_graph = plan[0].given or artefacts.export_path(plan[0].model, plan[0].grid)
+    # the fp32 graph the chain runs (the optimised one; `run --keep final` may have dropped the export)
+    first_graph = plan[0].given or artefacts.precision_path(plan[0].model, plan[0].grid, "fp32")
 
     loaded_first = load_source(plan[0].source)
     spec = loaded_first.input_spec()

@@ -1,6 +1,6 @@
 """``convert_precision``: an fp32 ONNX graph -> the same graph declaring fp16, bf16, int8 or fp8.
 
-DESIGN sections 2 and 5. The precision lives in the graph (TensorRT 11 builds strongly typed), so
+docs/architecture.md, The stages and Precisions. The precision lives in the graph (TensorRT 11 builds strongly typed), so
 this stage writes a new ONNX file; ONNX Runtime and TensorRT both run that same file. The output
 carries the input's ``lookupvit.*`` metadata plus ``lookupvit.precision``, is written atomically,
 and gets a JSON sidecar ``<output>.json`` (settings, calibration, op and type counts, hashes,

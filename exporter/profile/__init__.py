@@ -1,4 +1,4 @@
-"""Latency per compressed-token setting (DESIGN section 1, job 3): the ``profile`` stage.
+"""Latency per compressed-token setting (docs/architecture.md, The stages): the ``profile`` stage.
 
 - :mod:`.stats`: percentiles, throughput, achieved GFLOP/s;
 - :mod:`.peak`: the machine's measured matrix-multiply peak (the yardstick for efficiency);

@@ -1,6 +1,6 @@
 """The model files of a run directory, produced stage by stage: export -> optimize -> precision -> build.
 
-DESIGN section 2. Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
+docs/architecture.md, The unit of work and the one stage chain. Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
 
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.onnx            export (+ .json sidecar)
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.onnx        optimize (graph-surgeon passes)

@@ -1,6 +1,6 @@
 """``lookupvit run``: the whole pipeline for one deployment profile, resumable, ending in a report.
 
-DESIGN section 2. For the profile's models (``[models]``: accuracy models at ``grids.accuracy``,
+docs/architecture.md, The stages. For the profile's models (``[models]``: accuracy models at ``grids.accuracy``,
 latency models at ``grids.latency`` next to the ``baseline`` ViT) and its precisions:
 
     export -> optimize -> precision -> build (TensorRT profiles) -> validate    per model, grid, precision

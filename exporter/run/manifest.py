@@ -1,6 +1,6 @@
 """The stage manifest of a run directory: which stage ran on which inputs, so a rerun resumes.
 
-DESIGN section 2: stages are cacheable (same inputs -> skip). Each stage of a run is recorded in
+docs/architecture.md, The unit of work and the one stage chain: stages are cacheable (same inputs -> skip). Each stage of a run is recorded in
 ``DIR/stages.json`` under a stable id (e.g. ``export:lookupvit_digits:g3``) with
 
 - ``key``: sha256 over the stage's kind, its settings and the sha256 of every input file;

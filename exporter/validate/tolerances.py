@@ -1,4 +1,4 @@
-"""The per-precision tolerance table, shared by ``validate`` and ``compare`` (DESIGN section 5).
+"""The per-precision tolerance table, shared by ``validate`` and ``compare`` (docs/architecture.md, Precisions).
 
 A comparison of a candidate output ``a`` with the reference ``r`` passes when
 
