@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +132,7 @@ class LiveServer:
     http_port: int
     log: Path
     access_token: str = ""  # header triton-access-token for the restricted APIs (statistics)
+    workspace: Path | None = None  # PyTriton's workspace (removed by stop)
     descendants: set[int] = field(default_factory=set)
 
     @property
@@ -163,6 +166,8 @@ class LiveServer:
                 os.kill(pid, signal.SIGKILL)
         while time.monotonic() < deadline and (self.alive_descendants() or group_members(self.pid)):
             time.sleep(0.1)
+        if self.workspace is not None:
+            shutil.rmtree(self.workspace, ignore_errors=True)
         return code
 
     def alive_descendants(self) -> list[int]:
@@ -184,20 +189,23 @@ def start_server(env: ServerEnvironment, repo: Path, models: list[str], workdir:
     workdir.mkdir(parents=True, exist_ok=True)
     http, grpc, metrics = free_port(), free_port(), free_port()
     log = workdir / "server.log"
+    # PyTriton's proxy listens on ipc:// sockets in its workspace, and a Unix socket path has at most
+    # 107 bytes: the workspace is a short temporary folder, removed when the server stops.
+    workspace = Path(tempfile.mkdtemp(prefix="lvt-"))  # PyTriton makes its workspace folder itself: a child of it
     process_env = dict(os.environ)
     if env.ld_library_path:
         process_env["LD_LIBRARY_PATH"] = os.pathsep.join(
             [env.ld_library_path, *filter(None, [process_env.get("LD_LIBRARY_PATH")])])
     process_env["PYTHONUNBUFFERED"] = "1"
     args = [str(env.python), str(HOST_SCRIPT), "--repo", str(repo), "--http-port", str(http), "--grpc-port", str(grpc),
-            "--metrics-port", str(metrics), "--workspace", str(workdir / "workspace")]
+            "--metrics-port", str(metrics), "--workspace", str(workspace / "w")]
     for m in models:
         args += ["--model", m]
     out = workdir / "server.out"
     with open(log, "w") as log_file, open(out, "w") as out_file:
         proc = subprocess.Popen(args, stdout=out_file, stderr=log_file, text=True, env=process_env,
                                 start_new_session=True)
-    server = LiveServer(proc, http, log)
+    server = LiveServer(proc, http, log, workspace=workspace)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         server.descendants.update(_children(proc.pid))

@@ -68,7 +68,7 @@ def _load(repo: Path, name: str):
     outputs = [(t.name, _NUMPY[dtype_name(t.data_type)], tuple(t.dims)) for t in cfg.output]
     rng = np.random.default_rng(0)
     for w in cfg.model_warmup:  # what the ONNX Runtime backend would run before serving
-        feeds = {k: rng.integers(0, 256, (w.batch_size, *v.dims)).astype(_NUMPY[dtype_name(v.data_type)])
+        feeds: dict[str, np.ndarray] = {k: rng.integers(0, 256, (w.batch_size, *v.dims)).astype(_NUMPY[dtype_name(v.data_type)])
                  for k, v in w.inputs.items()}
         session.run(None, feeds)
     return cfg, session, inputs, outputs
