@@ -20,8 +20,8 @@ from .pareto import Front, run_fronts
 
 CAPTION = (
     "Pareto front of (grid, precision) over latency and accuracy at batch {batch} ({model}): each point is the p50 "
-    "of one batch call, the thin bar reaches its p99; the staircase joins the settings no other setting beats on "
-    "both; grey points are dominated. The star is the front's most accurate setting: what `lookupvit pick` returns "
+    "of one batch call (p99 in the table below and in summary.json); the staircase joins the settings no other "
+    "setting beats on both, labelled; grey points are dominated. The star is the front's most accurate setting: what `lookupvit pick` returns "
     "for any budget at or above its latency; a smaller budget gets the last front point within it."
 )
 
@@ -40,8 +40,6 @@ def plot_front(front: Front, path: Path) -> Path | None:
     pts = [p.candidate for p in front.points]
     allc = pts + [c for c in front.others if c.top1 is not None]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for c in allc:
-        ax.plot([c.p50_ms, c.p99_ms], [c.top1 or 0.0] * 2, color="#bbbbbb" if c not in pts else "#6a9fd4", lw=1, zorder=1)
     others = [c for c in allc if c not in pts]
     if others:
         ax.scatter([c.p50_ms for c in others], [c.top1 or 0.0 for c in others], color="#999999", s=22, zorder=2,
@@ -54,17 +52,17 @@ def plot_front(front: Front, path: Path) -> Path | None:
     assert best is not None
     ax.scatter([best.p50_ms], [best.top1 or 0.0], marker="*", s=220, color="#d4a017", edgecolor="black", zorder=5,
                label=f"most accurate: g{best.grid} {best.precision}")
-    if latency_scale([v for c in allc for v in (c.p50_ms, c.p99_ms)]) == "log":
+    if latency_scale([c.p50_ms for c in allc]) == "log":
         ax.set_xscale("log")
     samples = max((c.samples or 0) for c in allc)
     one = f" (one test image = {100 / samples:.2f} points)" if samples else ""
-    ax.set_xlabel("latency of one batch call, ms (point p50, bar to p99)")
+    ax.set_xlabel("latency of one batch call, p50 ms")
     ax.set_ylabel(f"top-1 %{one}")
     ax.set_title(f"{front.model}, batch {front.batch}: Pareto front", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in allc])  # last: scale and layout are final
+    place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in pts])  # last: scale and layout are final
     from ..io import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
