@@ -52,6 +52,7 @@ def test_cpu_profile_repository(run_dir, tmp_path, cli):
     readme = (repo / "README.md").read_text()
     assert "tritonserver --model-repository" in readme and "Preprocessing" in readme and "ensemble" in readme
     assert "lookupvit_digits_g2" in readme and "lookupvit_digits_g3" in readme
+    assert "Default model: `lookupvit_digits_g3`" in readme  # the grid the run's front chose (g3), not the first listed
 
 
 def test_default_choice_is_the_front_top_and_latency_ms_uses_pick(run_dir, tmp_path, cli):

@@ -151,9 +151,9 @@ def _graph_in_run(run_dir: Path, variant: str, grid: str, precision: str) -> Pat
                     f"Package a grid and precision the run made (--grids/--precision), or rerun `lookupvit run` into {run_dir}.")
 
 
-def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | None]:
-    """The graphs to package from a run folder, a sentence saying how they were chosen, and the run's
-    profile name."""
+def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | None, str]:
+    """The graphs to package from a run folder, a sentence saying how they were chosen, the run's
+    profile, and the grid chosen (the repository's default model)."""
     from .measurements import load_run
     from .pareto import make_front
     from .pick import PickRequest, pick
@@ -184,7 +184,7 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
         precision = req.precision
     grids = list(req.grids) or [grid]
     if req.grids or req.precision:
-        how += f"; packaged as asked: grids {', '.join(grids)}, {precision}"
+        how += f"; packaged: grid{'s' if len(grids) > 1 else ''} {', '.join(grids)} in {precision}"
     cells = {(c.grid, c.batch): c for c in run.candidates if c.model == variant and c.precision == precision}
     out = []
     for g in grids:
@@ -193,7 +193,7 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
         engines = tuple((p.name, p) for p in sorted((run.run_dir / variant / f"g{g}" / "engines").glob(f"*/*.{precision}.plan")))
         out.append(Selection(variant, g, precision, onnx_path, b1.p50_ms if b1 else None,
                              tuple((p.parent.name, p) for _, p in engines)))
-    return out, how, run.profile_spec
+    return out, how, run.profile_spec, grid
 
 
 def select_model(path: Path) -> Selection:
@@ -379,9 +379,9 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
     if req.input_mode not in ("raw", "float"):
         raise UserError(f"--input {req.input_mode} is not raw or float.")
     src = Path(req.source)
-    run_profile = None
+    run_profile, chosen = None, None
     if src.is_dir():
-        sels, how, run_profile = select_from_run(req)
+        sels, how, run_profile, chosen = select_from_run(req)
     elif src.suffix == ".onnx" and src.is_file():
         if req.grids or req.precision or req.latency_ms is not None:
             raise UserError("--grids, --precision and --latency-ms choose among a run's models; MODEL.onnx is packaged as it is.",
@@ -410,7 +410,8 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
                 shutil.rmtree(final)
             os.replace(staging / name, final)
         models.append(m)
-    result = PackageResult(req.out_dir, tuple(models), req.out_dir / "README.md", models[0].name, how)
+    default = next((m.name for m in models if m.grid == chosen), models[0].name)  # the grid pick chose
+    result = PackageResult(req.out_dir, tuple(models), req.out_dir / "README.md", default, how)
     write_readme(result, profiles)
     return result
 
