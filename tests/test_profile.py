@@ -94,6 +94,7 @@ def test_measured_peak_records_every_engine_and_size():
     }
     assert all(m.gflops > 0 and m.device == "cpu" and m.rounds == 3 and m.repeats >= 6 for m in peak.measurements)
     assert all(m.spread is not None and m.spread >= 0 for m in peak.measurements)  # its own spread, over rounds
+    assert peak.load is None or peak.load >= 0
     best = peak.best("cpu")
     assert best is not None and best.gflops == max(m.gflops for m in peak.measurements if m.dtype == "fp32")
     assert peak.for_cell("cpu", "fp16") == PeakRef("cpu/fp32", best.gflops, best.spread)  # no fp16 peak: fp32

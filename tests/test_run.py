@@ -88,9 +88,12 @@ def test_a_dropped_export_is_made_again_when_its_optimised_graph_must_be(first_r
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     (copy / "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.opt.onnx").unlink()
+    (copy / "lookupvit_digits/g2/accuracy.json").unlink()  # compare runs again, its model's export dropped
     result = run_job(RunOptions(profile=TINY, out_dir=copy, peak_sizes=(64,), keep="all"))
     ran = {o.id for o in result.outcomes if o.status == "ran"}
-    assert {"export:lookupvit_tiny32:g2", "optimize:lookupvit_tiny32:g2"} <= ran
+    assert {"export:lookupvit_tiny32:g2", "optimize:lookupvit_tiny32:g2", "compare:lookupvit_digits:g2"} <= ran
+    assert not [o for o in result.outcomes if o.status == "failed"]
+    assert "export:lookupvit_digits:g2" not in ran  # compare reads the optimised graph, not the dropped export
     assert (copy / "lookupvit_tiny32/g2/onnx/lookupvit_tiny32_g2.onnx").is_file()  # --keep all: kept this time
     assert "export:lookupvit_tiny32:g4" not in ran and result.summary["disk"]["dropped"] == 0
 

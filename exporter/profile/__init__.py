@@ -1,7 +1,8 @@
 """Latency per compressed-token setting (docs/architecture.md, The stages): the ``profile`` stage.
 
-- :mod:`.stats`: percentiles, throughput, achieved GFLOP/s;
-- :mod:`.peak`: the machine's measured matrix-multiply peak (the yardstick for efficiency);
+- :mod:`.stats`: percentiles, the spread of round medians (the noise flag), throughput, achieved GFLOP/s;
+- :mod:`.peak`: the machine's measured matrix-multiply peak with its spread (the yardstick for efficiency);
+- :mod:`.machine`: what the measurements ran on, and the load average while they ran;
 - :mod:`.timers`: one timed inference per backend (PyTorch, ONNX Runtime, TensorRT);
 - :mod:`.sweep`: the sweep definition (grids x precisions x batches x backends) and the
   interleaved measurement next to the ViT baseline;

@@ -34,6 +34,14 @@ def memory_gib() -> float | None:
     return None
 
 
+def load_average() -> float | None:
+    """The 1-minute load average (None where the OS has none): how many processes wanted a core."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict[str, object]:
     """A plain description of this machine for reports and sidecars."""
     from ..engine import env

@@ -8,8 +8,11 @@ round runs every one of them for a short while, so a change in the machine's loa
 them alike). A round's rate is ``2 n^3`` over the median call time of that round; a measurement
 is the median of its round rates, and its spread the coefficient of variation of the round rates.
 The peak of a device and dtype is the best measurement over sizes and engines, reported with its
-spread. Sizes of 1024 and 2048 keep a call long enough (milliseconds) that timer and dispatch
-overheads do not count, and short enough that a round stays well under a second.
+spread. Sizes of 512 and 1024 keep a call long enough (about a millisecond and more) that timer
+and dispatch overheads do not count, and short enough that on a machine shared with other
+processes most calls run within one scheduler time slice, uninterrupted: on a 2-core machine with
+a load average of 3 to 4 the best of five back-to-back measurements varied by 7% this way, against
+66% with 1024 and 2048, whose 10 to 100 ms calls are always preempted somewhere.
 
 Engines: PyTorch ``torch.matmul`` and ONNX Runtime ``MatMul`` in fp32; on the CPU also ONNX
 Runtime ``MatMulInteger`` (uint8 x int8 -> int32, the integer GEMM its quantized MatMuls run on)
@@ -26,7 +29,7 @@ import numpy as np
 
 from .stats import coefficient_of_variation, median
 
-DEFAULT_SIZES = (1024, 2048)
+DEFAULT_SIZES = (512, 1024)
 DEFAULT_ROUNDS = 5
 ROUND_SECONDS = 0.1  # at least this long per (engine, dtype, size) and round, and at least 2 calls
 WARMUP_SECONDS = 0.1
@@ -57,6 +60,7 @@ class PeakRef:
 class MatmulPeak:
     threads: int
     measurements: list[PeakMeasurement] = field(default_factory=list)
+    load: float | None = None  # 1-minute load average when it was measured
 
     def best(self, device: str, dtype: str = "fp32") -> PeakMeasurement | None:
         rows = [m for m in self.measurements if m.device == device and m.dtype == dtype]
@@ -81,11 +85,12 @@ class MatmulPeak:
             "threads": self.threads,
             "peaks": peaks,
             "measurements": [asdict(m) for m in self.measurements],
+            "load": self.load,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> MatmulPeak:
-        return cls(int(data["threads"]), [PeakMeasurement(**m) for m in data.get("measurements", [])])
+        return cls(int(data["threads"]), [PeakMeasurement(**m) for m in data.get("measurements", [])], data.get("load"))
 
 
 @dataclass
@@ -197,8 +202,10 @@ def measure_peak(
     finally:
         torch.backends.cuda.matmul.allow_tf32 = allow
         torch.set_num_threads(previous)
+    from .machine import load_average
+
     return MatmulPeak(threads, [
         PeakMeasurement(k.engine, k.device, k.dtype, k.size, median(k.rates), k.calls, len(k.rates),
                         coefficient_of_variation(k.rates))
         for k in kernels
-    ])
+    ], load_average())

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from ..models.config import Grid, grid_label
+from .machine import load_average
 from .peak import MatmulPeak
 from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
@@ -282,12 +283,6 @@ def noise_advice(load: list[float], cores: int | None) -> str:
     return "rerun on a quieter machine or with a longer --seconds"
 
 
-def load_average() -> float | None:
-    """The 1-minute load average (None where the OS has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 def resolve_threads(threads: int) -> int:

@@ -60,6 +60,8 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
             if not rel.endswith(".onnx"):
                 continue  # the sidecar (settings, hashes) stays
             graph = manifest.root / rel
+            if rel in entry.get("dropped", []) and not graph.is_file():
+                continue  # dropped by an earlier run: stages.json stays as it is
             for p in (graph, graph.with_name(graph.name + ".data")):
                 if p.is_file():
                     st = p.stat()

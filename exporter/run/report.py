@@ -325,9 +325,11 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
             best = ", ".join(f"{k} {v['gflops']:.1f} {'GOP/s' if k.endswith('int8') else 'GFLOP/s'}"
                              + (f" +-{100 * v['spread']:.1f}%" if v.get("spread") is not None else "")
                              for k, v in (peak.get("peaks") or {}).items())
-            parts.append(f"<p>The best of each device and dtype: {html.escape(best)}. Each row is the median of "
-                         "its round rates (the kernels take turns, round by round); spread: their coefficient of "
-                         "variation.</p>")
+            parts.append(f"<p>The best of each device and dtype: {html.escape(best)} (load average "
+                         f"{html.escape(str(peak.get('load', '?')))} when measured). Each row is the median of its "
+                         "round rates (the kernels take turns, round by round); spread: their coefficient of "
+                         "variation. A peak measured while other processes held some of the cores is lower, and "
+                         "every efficiency with it higher.</p>")
             parts.append(_table(
                 ["engine", "device", "dtype", "n", "G(FL)OP/s (median of rounds)", "spread", "rounds", "calls"],
                 [[m["engine"], m["device"], m["dtype"], m["size"], _f(m["gflops"], ".1f"),
