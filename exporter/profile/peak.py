@@ -10,9 +10,10 @@ is the median of its round rates, and its spread the coefficient of variation of
 The peak of a device and dtype is the best measurement over sizes and engines, reported with its
 spread. Sizes of 512 and 1024 keep a call long enough (about a millisecond and more) that timer
 and dispatch overheads do not count, and short enough that on a machine shared with other
-processes most calls run within one scheduler time slice, uninterrupted: on a 2-core machine with
-a load average of 3 to 4 the best of five back-to-back measurements varied by 7% this way, against
-66% with 1024 and 2048, whose 10 to 100 ms calls are always preempted somewhere.
+processes many calls run within one scheduler time slice, uninterrupted (calls of 10 to 100 ms at
+n = 2048 are always preempted somewhere). No choice of size helps when another process holds one
+of the cores for the whole measurement: the rate then drops (by half on 2 cores), which is why
+the load average is recorded beside the peak.
 
 Engines: PyTorch ``torch.matmul`` and ONNX Runtime ``MatMul`` in fp32; on the CPU also ONNX
 Runtime ``MatMulInteger`` (uint8 x int8 -> int32, the integer GEMM its quantized MatMuls run on)
