@@ -63,12 +63,19 @@ def plot_front(front: Front, path: Path) -> Path | None:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     place_labels(ax, [(c.p50_ms, c.top1 or 0.0, c.label) for c in pts])  # last: scale and layout are final
+    import io
+
     from ..io import atomic_path
 
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    data = buf.getvalue()
+    if path.is_file() and path.read_bytes() == data:  # a rerun of the same run: the plot stays as it was
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+        tmp.write_bytes(data)
     return path
 
 
