@@ -5,7 +5,7 @@ mean and std recorded in its ``lookupvit.mean`` / ``lookupvit.std`` metadata (wh
 :func:`exporter.data.prepare_images` applies before ``validate`` and ``compare``). Folding prepends
 ``Cast(uint8 -> float32) -> Div(255) -> Sub(mean) -> Div(std)`` (and a ``Cast`` to the graph's
 input type when that is not float32) under the original input's name, so the input keeps its name
-and shape and changes only its type. ONNX Runtime runs these four element-wise ops in the same
+and shape and changes only its type; any other input (a dynamic-grid model's grid) is left as it is. ONNX Runtime runs these four element-wise ops in the same
 session; TensorRT imports ``Cast`` from UINT8 (onnx-tensorrt's operator table lists UINT8 for
 ``Cast`` inputs) and fuses the element-wise chain.
 """
@@ -56,10 +56,9 @@ def fold_normalisation(model_path: str | Path, out_path: str | Path, norm: Norma
     g = model.graph
     inits = {t.name for t in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
-    if len(inputs) != 1:
-        raise UserError(f"{model_path} has {len(inputs)} graph inputs; folding the normalisation needs one image input.",
-                        "Pass --input float to serve the graph's inputs as they are.")
-    image = inputs[0]
+    if not inputs:
+        raise UserError(f"{model_path} has no graph input.", "Package a model exported by `lookupvit export`.")
+    image = inputs[0]  # the image; other inputs (a grid chosen per request) are served as they are
     elem = image.type.tensor_type.elem_type
     if elem not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16):
         raise UserError(f"Input '{image.name}' of {model_path} is {TensorProto.DataType.Name(elem)}, not a float image.",
