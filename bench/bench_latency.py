@@ -91,8 +91,8 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench/bench_latency.json")
     args = ap.parse_args()
 
-    from exporter.profile.api import ProfileRequest, profile_latency, resolve_target
-    from exporter.profile.sweep import SweepSettings
+    from exporter.latency.api import ProfileRequest, profile_latency, resolve_target
+    from exporter.latency.sweep import SweepSettings
 
     t0 = time.perf_counter()
     target = resolve_target(args.variant, args.grid)
@@ -138,8 +138,8 @@ def main() -> int:
         "latency_json": str(latency_json),
     }
     if args.profile_runs > 0:
-        from exporter.run.artefacts import Artefacts, ChainSettings
-        from exporter.run.manifest import Manifest
+        from exporter.pipeline.artefacts import Artefacts, ChainSettings
+        from exporter.pipeline.manifest import Manifest
 
         art = Artefacts(args.work, ChainSettings(optimize=args.optimize), Manifest(args.work))
         profiles = {}

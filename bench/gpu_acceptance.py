@@ -101,7 +101,7 @@ class Acceptance:
 
 
 def detect() -> Environment:
-    """What this machine has, through the project's own probes (exporter.engine.env, runners)."""
+    """What this machine has, through the project's own probes (exporter.engine.env, exporter.backends)."""
     from exporter.engine import env
 
     gpu = env.detect_gpu()
@@ -126,7 +126,7 @@ def detect() -> Environment:
 
 
 def gpu_precisions(cc: tuple[int, int]) -> list[str]:
-    from exporter.engine.profiles import gpu_has_precision
+    from exporter.profiles import gpu_has_precision
 
     return [p for p in ("fp32", "fp16", "bf16", "int8", "fp8") if gpu_has_precision(cc, p)]
 
@@ -134,7 +134,7 @@ def gpu_precisions(cc: tuple[int, int]) -> list[str]:
 def profile_for(backend: str, cc: tuple[int, int], gpu: str | None, out: Path, write: bool) -> str:
     """A shipped profile for this GPU (its name first, then its compute capability) and backend, whose
     batch range holds batch 64; else one written to OUT."""
-    from exporter.engine.profiles import list_profiles
+    from exporter.profiles import list_profiles
 
     fits = [r.profile for r in list_profiles() if r.profile is not None and r.profile.compute_capability == cc
             and r.profile.backend == backend and r.profile.batch.max >= max(B16_BATCHES)]
@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if env.compute_capability is not None:
         cc = env.compute_capability
     else:
-        from exporter.engine.profiles import parse_compute_capability
+        from exporter.profiles import parse_compute_capability
 
         cc = parse_compute_capability(args.assume_cc, "--assume-cc")
     steps, profiles = plan(env, args.out, cc, write=not args.dry_run, keep_fp32=args.keep_fp32)

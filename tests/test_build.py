@@ -25,8 +25,8 @@ from exporter.engine.plan import (
     resolve_precision,
     sidecar_path,
 )
-from exporter.engine.profiles import load_profile, load_profile_file
 from exporter.errors import UserError
+from exporter.profiles import load_profile, load_profile_file
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISION_FLAGS = {"fp16", "bf16", "int8", "fp8", "tf32", "precision_constraints"}

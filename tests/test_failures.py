@@ -400,8 +400,8 @@ def test_a_killed_export_is_cleaned_by_the_next_one(tiny_onnx, tmp_path):
 def test_foreign_forward_argument_name_exports_with_dynamic_batch(tmp_path, factory):
     import torch
 
+    from exporter.backends import ort_session
     from exporter.export import ModelSource, export_onnx
-    from exporter.runners import ort_session
     from tests.foreign import argname_lookupvit
 
     r = export_onnx(ModelSource(None, f"tests.foreign.argname_lookupvit:{factory}", None, (2, 2)), tmp_path)

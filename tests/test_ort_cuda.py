@@ -1,4 +1,4 @@
-"""ONNX Runtime's CUDA provider with device-resident IO (exporter.runners.ort_cuda): on this machine the
+"""ONNX Runtime's CUDA provider with device-resident IO (exporter.backends.onnxruntime.cuda): on this machine the
 selection and error paths; with onnxruntime-gpu and a GPU, outputs equal to the CPU provider's."""
 
 import numpy as np
@@ -7,8 +7,14 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from exporter.backends.onnxruntime.cuda import (
+    CudaIoSession,
+    cuda_graph_blocker,
+    cuda_providers,
+    feed_dtype,
+    resolve_shape,
+)
 from exporter.errors import UserError
-from exporter.runners.ort_cuda import CudaIoSession, cuda_graph_blocker, cuda_providers, feed_dtype, resolve_shape
 
 HAS_CUDA_EP = "CUDAExecutionProvider" in ort.get_available_providers()
 

@@ -104,7 +104,7 @@ def test_reference_keeps_the_softmax_in_fp32(dtype):
 @pytest.mark.parametrize("share_probs", [False, True], ids=["logits", "probs"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"M{m}-N{n}-d{d}" for m, n, d in SHAPES])
 def test_local_functions_on_onnxruntime(shape, share_probs, dtype):
-    from exporter.runners import ort_session
+    from exporter.backends import ort_session
 
     m, n, d = shape
     scale = d ** -0.5

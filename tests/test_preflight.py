@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from exporter.engine.env import choose_tensorrt, detect_gpu
+from exporter.pipeline.manifest import StageOutcome
 from exporter.run.job import RunVerdict, run_verdict
-from exporter.run.manifest import StageOutcome
 
 TINY_TRT = Path(__file__).parent / "profiles" / "tiny-trt.toml"
 HAS_TRT = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from exporter.profile import stats
-from exporter.profile.api import ProfileRequest, build_spec, default_baseline, make_timer_factory, resolve_target
-from exporter.profile.peak import MatmulPeak, PeakMeasurement, PeakRef, measure_peak
-from exporter.profile.sweep import SweepSettings, run_sweep
+from exporter.latency import stats
+from exporter.latency.api import ProfileRequest, build_spec, default_baseline, make_timer_factory, resolve_target
+from exporter.latency.peak import MatmulPeak, PeakMeasurement, PeakRef, measure_peak
+from exporter.latency.sweep import SweepSettings, run_sweep
 
 # --- statistics -----------------------------------------------------------------------------------
 
@@ -158,8 +158,8 @@ def test_bad_targets_are_user_errors():
 @pytest.fixture(scope="module")
 def torch_sweep(tmp_path_factory):
     """lookupvit_tiny32 at grids 2 and 4 next to vit_tiny32, PyTorch eager on the CPU."""
-    from exporter.run.artefacts import Artefacts, ChainSettings
-    from exporter.run.manifest import Manifest
+    from exporter.pipeline.artefacts import Artefacts, ChainSettings
+    from exporter.pipeline.manifest import Manifest
 
     out = tmp_path_factory.mktemp("sweep")
     req = ProfileRequest(
@@ -220,7 +220,7 @@ def test_baseline_is_interleaved(torch_sweep):
 
 
 def test_sweep_result_round_trips_through_json(torch_sweep):
-    from exporter.profile.sweep import SweepResult
+    from exporter.latency.sweep import SweepResult
 
     doc = json.loads(json.dumps(torch_sweep.to_dict()))
     again = SweepResult.from_dict(doc)
@@ -229,7 +229,7 @@ def test_sweep_result_round_trips_through_json(torch_sweep):
 
 
 def test_plots_from_a_sweep(torch_sweep, tmp_path):
-    from exporter.profile.plots import AccuracyPoint, plot_all
+    from exporter.latency.plots import AccuracyPoint, plot_all
 
     acc = [AccuracyPoint("lookupvit_tiny32", "2", "fp32", 50.0, "test"),
            AccuracyPoint("lookupvit_tiny32", "4", "fp32", 60.0, "test")]
@@ -328,7 +328,7 @@ def test_another_precision_of_a_given_graph_is_refused_before_any_work(cli, int8
 
 
 def test_one_axis_rule_for_latency():
-    from exporter.profile.plots import latency_scale
+    from exporter.latency.plots import latency_scale
 
     assert latency_scale([1.0, 2.0, 29.0]) == "linear"
     assert latency_scale([1.0, 31.0]) == "log"
@@ -336,7 +336,7 @@ def test_one_axis_rule_for_latency():
 
 
 def test_point_labels_do_not_overlap():
-    from exporter.profile.plots import _pyplot, place_labels
+    from exporter.latency.plots import _pyplot, place_labels
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4, 3))
@@ -353,7 +353,7 @@ def test_point_labels_do_not_overlap():
 
 
 def test_settings_table_shows_only_keys_of_the_backend():
-    from exporter.engine.profiles import load_profile
+    from exporter.profiles import load_profile
     from exporter.run.report import settings_rows
 
     cpu = dict(settings_rows(load_profile("cpu").to_dict()))
@@ -366,7 +366,7 @@ def test_settings_table_shows_only_keys_of_the_backend():
 
 
 def test_noise_advice_names_an_overloaded_machine():
-    from exporter.profile.sweep import noise_advice
+    from exporter.latency.sweep import noise_advice
 
     assert "exceeds the 2 cores" in noise_advice([5.2, 4.0, 3.0], 2) and "--threads" in noise_advice([5.2], 2)
     assert "quieter machine" in noise_advice([0.4, 0.3, 0.2], 2) and "quieter machine" in noise_advice([], None)

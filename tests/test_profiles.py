@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine.profiles import (
+from exporter.errors import UserError
+from exporter.profiles import (
     PACKAGE_PROFILES,
     gpu_has_precision,
     list_profiles,
@@ -14,7 +15,6 @@ from exporter.engine.profiles import (
     parse_size,
     profile_files,
 )
-from exporter.errors import UserError
 
 REQUIRED = ["cpu", "h100", "h200", "a100", "l4", "rtx4090", "jetson-orin"]
 SHIPPED = sorted(PACKAGE_PROFILES.glob("*.toml"))

@@ -161,7 +161,7 @@ def test_rerun_after_a_change_reruns_only_what_depends_on_it(first_run, tmp_path
 
 
 def test_cpu_profile_plan():
-    from exporter.engine.profiles import load_profile
+    from exporter.profiles import load_profile
     from exporter.run.job import plan_models, sweep_spec
 
     prof = load_profile("cpu")

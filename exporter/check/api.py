@@ -8,9 +8,9 @@ from pathlib import Path
 
 import onnx
 
-from ..engine.profiles import Profile, load_profile
 from ..errors import UserError
 from ..onnx_io import load_onnx
+from ..profiles import Profile, load_profile
 from .findings import CheckReport, Finding
 from .fusion import fusion_eligibility
 from .graph import GraphView

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import onnx
 
-from ..engine.profiles import Profile, gpu_has_precision
+from ..profiles import Profile, gpu_has_precision
 from .findings import FusionEstimate
 from .graph import Dim, GraphView, attr, node_label
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ..engine.profiles import Profile, gpu_has_precision
+from ..profiles import Profile, gpu_has_precision
 from .findings import Finding, Severity
 from .graph import GraphView, attr, has_attr, node_label
 from .operators import (
@@ -182,7 +182,7 @@ def element_types(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
 
 @graph_rule
 def gpu_types(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
-    """bf16 needs sm_80 or newer, fp8 sm_89 or newer (exporter.engine.profiles.gpu_has_precision)."""
+    """bf16 needs sm_80 or newer, fp8 sm_89 or newer (exporter.profiles.gpu_has_precision)."""
     prof = ctx.profile
     if prof is None or prof.compute_capability is None:
         return

@@ -37,7 +37,7 @@ def profiles(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from ..engine.profiles import list_profiles
+    from ..profiles import list_profiles
 
     rows = list_profiles()
     if as_json:
@@ -73,7 +73,7 @@ def profiles(ctx: click.Context, as_json: bool) -> None:
 @json_option
 def profiles_check(file: str, as_json: bool) -> None:
     """Validate one profile (a path, or a name); exit 2 with the problem if it is invalid."""
-    from ..engine.profiles import load_profile
+    from ..profiles import load_profile
 
     p = load_profile(file)
     if as_json:

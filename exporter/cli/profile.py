@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..profile.peak import DEFAULT_SIZES
-from ..profile.sweep import SweepSettings
+from ..latency.peak import DEFAULT_SIZES
+from ..latency.sweep import SweepSettings
 from .main import main
 from .options import grids_option, json_option, print_json, print_table, progress_status, stderr
 
@@ -66,7 +66,7 @@ def profile(
     timed as given, in the precision it declares.
     """
     from ..errors import UserError
-    from ..profile.api import (
+    from ..latency.api import (
         ProfileRequest,
         accuracy_from_compare,
         evaluate_accuracy,
@@ -76,7 +76,7 @@ def profile(
         profile_latency,
         resolve_target,
     )
-    from ..profile.sweep import SweepSettings, noise_advice
+    from ..latency.sweep import SweepSettings, noise_advice
 
     for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0)):
         if value < least:
@@ -110,7 +110,7 @@ def profile(
     check_writable_dir(out_dir)
     prof = None
     if profile_name:
-        from ..engine.profiles import load_profile
+        from ..profiles import load_profile
 
         prof = load_profile(profile_name)
     if "trt" in backend_list:  # preflight: TensorRT and the profile's GPU, before any model is made
@@ -149,8 +149,8 @@ def profile(
 
 
 def _backends(spec: str) -> tuple[str, ...]:
-    from ..profile.api import parse_list
-    from ..profile.timers import BACKENDS
+    from ..latency.api import parse_list
+    from ..latency.timers import BACKENDS
 
     return tuple(parse_list(spec, "backend", BACKENDS))
 

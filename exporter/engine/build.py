@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import CannotRunHere
 from ..io import atomic_path, sha256_file, write_json
+from ..profiles import Profile, list_profiles, load_profile
 from ..versions import tool_versions
 from . import env
 from .plan import (
@@ -34,7 +35,6 @@ from .plan import (
     resolve_precision,
 )
 from .plugin import load_plugin
-from .profiles import Profile, list_profiles, load_profile
 
 
 @dataclass(frozen=True)

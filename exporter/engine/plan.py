@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..errors import UserError
 from ..precisions import PRECISIONS
-from .profiles import Profile, format_size, gpu_has_precision
+from ..profiles import Profile, format_size, gpu_has_precision
 
 ENGINE_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".plan.json"

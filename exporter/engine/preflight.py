@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..errors import CannotRunHere
 
 if TYPE_CHECKING:
-    from .profiles import Profile
+    from ..profiles import Profile
 
 
 def preflight(profile: Profile, verb: str) -> None:

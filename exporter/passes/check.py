@@ -88,7 +88,7 @@ def run_model(model, feeds: dict[str, np.ndarray], split: tuple | None = None) -
     """Run ``model`` (a ModelProto; or its ``split_weights``) on ONNX Runtime's CPU provider."""
     import onnxruntime as ort
 
-    from ..runners import ort_session
+    from ..backends import ort_session
 
     skeleton, weights = split or split_weights(model)
     basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC

@@ -39,9 +39,9 @@ from ..data_fit import accuracy_fit, require_meaningful
 from ..errors import UserError
 from ..io import atomic_path, check_writable_dir, write_json
 from ..models.config import Grid
+from ..pipeline.artefacts import Artefacts, ChainSettings
+from ..pipeline.manifest import Manifest, StageError
 from ..precisions import PRECISIONS
-from ..run.artefacts import Artefacts, ChainSettings
-from ..run.manifest import Manifest, StageError
 from ..versions import package_version, tool_versions
 from .convert import DEFAULT_CALIB_SIZE, check_precision
 from .quantize import resolve_calibration
@@ -198,7 +198,7 @@ class _OrtBackend:
     max_batch: int | None = None
 
     def __init__(self) -> None:
-        from ..runners import ort_providers
+        from ..backends import ort_providers
 
         self.providers = ort_providers()
         self.description = f"onnxruntime {package_version('onnxruntime')} ({self.providers[0]})"
@@ -213,7 +213,7 @@ class _OrtBackend:
         """
         import onnxruntime as ort
 
-        from ..runners import ort_runner
+        from ..backends import ort_runner
 
         feed = {k: v[:1] for k, v in sample.items()}
         default_error = _try_session(path, self.providers, feed, None)
@@ -231,7 +231,7 @@ class _OrtBackend:
 
 def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
     """None when ONNX Runtime creates a session for ``path`` and runs ``feed``; else the reason."""
-    from ..runners import ort_session
+    from ..backends import ort_session
 
     try:
         ort_session(path, providers, level=level).run(None, feed)
@@ -247,7 +247,7 @@ class _TrtBackend:
     def __init__(self, profile: str | None, out_dir: Path) -> None:
         from ..engine.env import require_build_environment
         from ..engine.preflight import preflight
-        from ..engine.profiles import list_profiles, load_profile
+        from ..profiles import list_profiles, load_profile
 
         self.out_dir = out_dir
         self.unavailable: str | None = None
@@ -313,7 +313,7 @@ def _all_outputs(path: Path) -> Any:
 
 
 def _run_all(model: Any, feed: dict[str, np.ndarray], providers: list[str]) -> dict[str, np.ndarray]:
-    from ..runners import ort_session
+    from ..backends import ort_session
 
     session = ort_session(model.SerializeToString(), providers)
     names = [o.name for o in session.get_outputs()]
@@ -328,7 +328,7 @@ def locate_divergence(
     scale, or cosine similarity), with both graphs run on ONNX Runtime with all tensors marked."""
     from polygraphy.logger import G_LOGGER
 
-    from ..runners import ort_providers
+    from ..backends import ort_providers
     from ..validate import output_metrics
 
     G_LOGGER.module_severity = G_LOGGER.ERROR
@@ -462,9 +462,9 @@ def compare_precisions(
     ``runs/compare/<name>``). Every graph comes from the pipeline (``artefacts``: the caller's, e.g. a
     run's, or one over ``out_dir``), so a cell's file is the one `run` makes for it. See the module
     docstring."""
+    from ..backends import TorchRunner
     from ..data import load_data
     from ..export import load_source
-    from ..runners import TorchRunner
     from ..validate import compare_runners, tolerance_for
 
     t0 = time.perf_counter()

@@ -8,7 +8,7 @@ latency models at ``grids.latency`` next to the ``baseline`` ViT) and its precis
     profile                                                                    one sweep over everything
     report                                                                     DIR/report.html, DIR/summary.json
 
-Every stage is recorded in ``DIR/stages.json`` (:mod:`.manifest`): a rerun skips stages whose
+Every stage is recorded in ``DIR/stages.json`` (:mod:`exporter.pipeline.manifest`): a rerun skips stages whose
 inputs did not change. A stage that fails (a precision a backend cannot run, no TensorRT here) is
 reported with its reason and the run goes on; the report says what ran, what was skipped and why.
 
@@ -35,8 +35,8 @@ from ..errors import UserError
 from ..io import is_environment_error
 from ..models import grid_label
 from ..models.config import Grid
-from .artefacts import Artefacts, ChainSettings
-from .manifest import Manifest, StageError, StageOutcome, error_text
+from ..pipeline.artefacts import Artefacts, ChainSettings
+from ..pipeline.manifest import Manifest, StageError, StageOutcome, error_text
 
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
@@ -186,9 +186,9 @@ def plan_models(profile: Any) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
 def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     """Run the pipeline of ``opts.profile`` into ``opts.out_dir`` (see the module docstring)."""
     from ..engine.preflight import preflight
-    from ..engine.profiles import load_profile
-    from ..profile.peak import measure_peak
-    from ..profile.sweep import resolve_threads
+    from ..latency.peak import measure_peak
+    from ..latency.sweep import resolve_threads
+    from ..profiles import load_profile
 
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
@@ -455,7 +455,7 @@ class _BudgetPlanner:
                    for b in self.spec.batches)
 
     def _call_s(self, model: str, grid: Grid | None, precision: str, batch: int) -> float:
-        from ..profile.sweep import Cell, cell_macs
+        from ..latency.sweep import Cell, cell_macs
 
         m = self.spec.model(model)
         return 2.0 * (cell_macs(Cell(m.name, m.variant, grid, precision, batch, "ort")) or 0) * batch / self.flops
@@ -625,7 +625,7 @@ def _compare_step(
 def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]],
                repeats: int | None = None) -> Any:
     """The profile's latency sweep: every model at its grids x the profile's precisions x batches."""
-    from ..profile.sweep import SweepModel, SweepSettings, SweepSpec
+    from ..latency.sweep import SweepModel, SweepSettings, SweepSpec
 
     base = prof.models.baseline.variant if prof.models.baseline else None
     entries = []
@@ -641,7 +641,7 @@ def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid 
 
 
 def _accuracy_points(state: dict[str, Any]) -> list[Any]:
-    from ..profile.plots import AccuracyPoint
+    from ..latency.plots import AccuracyPoint
 
     points = []
     for variant, results in state["accuracy"].items():
@@ -662,9 +662,9 @@ def _profile_step(
     """The sweep over every accuracy-model cell and the admitted latency-model cells."""
     import json
 
-    from ..profile.api import LATENCY_JSON, ProfileRequest, make_timer_factory, write_sweep
-    from ..profile.sweep import Cell, SweepResult, resolve_threads, run_sweep, spec_to_dict
-    from ..profile.timers import NotRun, Timer
+    from ..latency.api import LATENCY_JSON, ProfileRequest, make_timer_factory, write_sweep
+    from ..latency.sweep import Cell, SweepResult, resolve_threads, run_sweep, spec_to_dict
+    from ..latency.timers import NotRun, Timer
 
     pairs = {m.name: m.baseline for m in spec.models if m.baseline}
     over = state["over_budget"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .manifest import Manifest
+from ..pipeline.manifest import Manifest
 
 KEEP_POLICIES = ("final", "all")
 DEFAULT_KEEP = "final"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from .manifest import StageOutcome
+from ..pipeline.manifest import StageOutcome
 
 
 def _f(v: Any, fmt: str = ".3g", suffix: str = "") -> str:
@@ -122,7 +122,7 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
 def build_summary(
     prof: Any, out: Path, outcomes: list[StageOutcome], state: dict[str, Any], started: str, seconds: float
 ) -> dict[str, Any]:
-    from ..profile.machine import machine_info
+    from ..latency.machine import machine_info
     from ..versions import tool_versions
 
     sweep = state.get("sweep")
@@ -230,7 +230,7 @@ def plot_caption(name: str) -> str:
 def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> Path:
     """Write the self-contained HTML report; returns its path."""
     from ..io import atomic_path
-    from ..profile.sweep import noise_advice
+    from ..latency.sweep import noise_advice
 
     prof = summary["profile"]
     parts = [

@@ -5,7 +5,7 @@ point at the p50 latency of one batch call, a thin bar to its p99, top-1 on the 
 front as a staircase (the budgets between two front points pick the slower one's predecessor); the
 dominated settings in grey; the point ``pick`` returns for any budget at or above its latency (the
 front's most accurate setting) as a star. The latency axis follows the report's rule
-(:func:`exporter.profile.plots.latency_scale`: logarithmic beyond a 30x span).
+(:func:`exporter.latency.plots.latency_scale`: logarithmic beyond a 30x span).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def plot_front(front: Front, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..profile.plots import latency_scale, place_labels
+    from ..latency.plots import latency_scale, place_labels
 
     pts = [p.candidate for p in front.points]
     allc = pts + [c for c in front.others if c.top1 is not None]

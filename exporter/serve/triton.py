@@ -371,8 +371,8 @@ def package_model(sel: Selection, name: str, profiles: list[Any], req: PackageRe
 
 def package(req: PackageRequest, say: Any = None) -> PackageResult:
     """Write the repository of ``req`` (see the module docstring)."""
-    from ..engine.profiles import load_profile
     from ..io import check_writable_dir, private_folder
+    from ..profiles import load_profile
     from .readme import write_readme
 
     say = say or (lambda _t: None)

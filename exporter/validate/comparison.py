@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..runners.polygraphy_log import quiet_polygraphy
+from ..backends.polygraphy_log import quiet_polygraphy
 from .tolerances import Tolerance
 
 

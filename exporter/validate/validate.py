@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..backends import TorchRunner, ort_providers, ort_runner
 from ..data import InputSpec, load_data
 from ..errors import UserError
 from ..export import LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata
 from ..io import write_json
 from ..onnx_io import check_image_model, load_onnx
-from ..runners import TorchRunner, ort_providers, ort_runner
 from ..versions import tool_versions
 from .comparison import OutputComparison, compare_runners
 from .tolerances import tolerance_for

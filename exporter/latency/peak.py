@@ -134,7 +134,7 @@ def _ort_step(size: int, threads: int, dtype: str) -> Callable[[], None]:
     """ONNX Runtime on the CPU: ``MatMul`` (fp32) or ``MatMulInteger`` (int8) against a constant."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from ..runners import ort_session
+    from ..backends import ort_session
 
     rng = np.random.default_rng(0)
     if dtype == "int8":

@@ -7,7 +7,7 @@ docs/architecture.md, The unit of work and the one stage chain. Layout, per mode
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (fp32 is the .opt graph)
     DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
 
-Every step goes through the run's :class:`~exporter.run.manifest.Manifest`, so a file whose inputs
+Every step goes through the run's :class:`~exporter.pipeline.manifest.Manifest`, so a file whose inputs
 did not change is not made again. The optimize stage runs when ``exporter.passes`` provides
 ``optimize_model`` (unless switched off); without it the exported graph is used as it is.
 """
@@ -48,7 +48,7 @@ class ChainSettings:
     optimize: bool | None = None  # None: when exporter.passes is available
     calib: str = "auto"
     calib_size: int | None = None  # None: the precision stage's default
-    profile: Any = None  # exporter.engine.profiles.Profile, for TensorRT builds
+    profile: Any = None  # exporter.profiles.Profile, for TensorRT builds
     weights: str | None = None  # a checkpoint for the variants (None: shipped weights, else seeded)
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
-from .onnxrt import ort_session
+from ...errors import UserError
+from .session import ort_session
 
 CONTROL_FLOW = frozenset({"If", "Loop", "Scan"})
 ORT_TYPES = {

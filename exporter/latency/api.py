@@ -1,7 +1,7 @@
 """``lookupvit profile``: what to time (a variant, an ONNX file or an engine), and the sweep over it.
 
 The library behind the verb and the ``profile`` stage of ``lookupvit run``. Model files come from
-the pipeline's stages in the output folder (:class:`exporter.run.artefacts.Artefacts`: export ->
+the pipeline's stages in the output folder (:class:`exporter.pipeline.artefacts.Artefacts`: export ->
 optimize -> precision -> build), so a second call with the same inputs reuses them.
 
 A given ONNX file or engine is described by what it declares: its precision from its
@@ -274,7 +274,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
         except Unsupported:
             raise
         except Exception as e:  # a stage that breaks fails this cell, not the sweep
-            from ..run.manifest import error_text
+            from ..pipeline.manifest import error_text
 
             raise StageFailed(error_text(e)) from None
         raise Unsupported(f"unknown backend {cell.backend}")
@@ -339,8 +339,8 @@ def profile_latency(
     say: Callable[[str], None] | None = None,
 ) -> tuple[SweepResult, Path, list[Path]]:
     """Make the models, run the sweep, write ``latency.json`` and the plots into ``out_dir``."""
-    from ..run.artefacts import Artefacts, ChainSettings
-    from ..run.manifest import Manifest
+    from ..pipeline.artefacts import Artefacts, ChainSettings
+    from ..pipeline.manifest import Manifest
     from .sweep import resolve_threads
 
     say = say or (lambda _t: None)
