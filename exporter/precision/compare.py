@@ -326,12 +326,10 @@ def locate_divergence(
     """The first tensor, in the graph order of ``reference`` (the fp32 ONNX graph), whose value in
     ``candidate`` differs from it by more than ``tolerance`` (max error relative to that tensor's
     scale, or cosine similarity), with both graphs run on ONNX Runtime with all tensors marked."""
-    from polygraphy.logger import G_LOGGER
-
-    from ..backends import ort_providers
+    from ..backends import ort_providers, quiet_polygraphy
     from ..validate import output_metrics
 
-    G_LOGGER.module_severity = G_LOGGER.ERROR
+    quiet_polygraphy()
     providers = providers or ort_providers()
     samples = len(next(iter(feed.values())))
     result = Located(found=False, tolerance=tolerance.to_dict(), samples=samples, backend=f"onnxruntime ({providers[0]})")
