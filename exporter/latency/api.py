@@ -114,7 +114,8 @@ def precisions_for(targets: list[Target], requested: tuple[str, ...] | None) -> 
         other = [p for p in requested if p != t.precision]
         if other:
             raise UserError(
-                f"--precisions {','.join(requested)}: {t.path.name if t.path else t.name} is a {t.precision} graph "
+                f"--precisions {','.join(requested)}: {t.path.name if t.path else t.name} is "
+                f"{'a' if t.precision.startswith('b') else 'an'} {t.precision} graph "
                 f"(from its {t.precision_source}); it is timed as given and never converted again.",
                 f"Drop --precisions (or pass --precisions {t.precision}); to time another precision, profile the "
                 f"variant ({t.variant or 'its variant name'}) or convert the fp32 graph with `lookupvit precision`.",
