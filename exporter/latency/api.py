@@ -21,7 +21,8 @@ from typing import Any
 
 from ..errors import CannotRunHere, UserError
 from ..models import get_variant, grid_label, list_variants, parse_grids
-from ..models.config import Grid
+from ..models.config import Grid, read_grid_spec
+from ..profiles import Profile
 from .plots import AccuracyPoint, plot_all
 from .sweep import Cell, SweepModel, SweepResult, SweepSettings, SweepSpec, run_sweep
 from .timers import BACKENDS, StageFailed, Timer, Unsupported, ort_timer, torch_timer, trt_timer
@@ -60,7 +61,7 @@ def default_baseline(variant: str) -> str | None:
 
 def _meta_grid(meta: dict[str, str]) -> Grid | None:
     g = meta.get("grid")
-    return tuple(int(v) for v in g.split("x")) if g else None
+    return read_grid_spec(g) if g else None
 
 
 def resolve_target(spec: str, grids: str | None = None) -> Target:
@@ -155,7 +156,7 @@ class ProfileRequest:
     baseline: str | None = "auto"  # "auto": vit_<size><patch>; None: no baseline
     settings: SweepSettings = field(default_factory=SweepSettings)
     optimize: bool | None = None
-    profile: Any = None  # a TensorRT profile for engine builds
+    profile: Profile | None = None  # a TensorRT profile for engine builds
     peak_sizes: tuple[int, ...] | None = None
 
 

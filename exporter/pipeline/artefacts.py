@@ -23,6 +23,7 @@ from typing import Any
 from ..errors import CannotRunHere
 from ..models import get_variant, grid_label
 from ..models.config import Grid
+from ..profiles import Profile
 from .manifest import Manifest
 
 Say = Callable[[str], None]
@@ -48,7 +49,7 @@ class ChainSettings:
     optimize: bool | None = None  # None: when exporter.passes is available
     calib: str = "auto"
     calib_size: int | None = None  # None: the precision stage's default
-    profile: Any = None  # exporter.profiles.Profile, for TensorRT builds
+    profile: Profile | None = None  # for TensorRT builds
     weights: str | None = None  # a checkpoint for the variants (None: shipped weights, else seeded)
 
 

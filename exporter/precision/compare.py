@@ -42,6 +42,7 @@ from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError
 from ..precisions import PRECISIONS
+from ..profiles import Profile
 from ..versions import package_version, tool_versions
 from .convert import DEFAULT_CALIB_SIZE, check_precision
 from .quantize import resolve_calibration
@@ -253,7 +254,7 @@ class _TrtBackend:
         self.unavailable: str | None = None
         self.description = "tensorrt"
         # a named profile is checked first, so a typo is an error even where TensorRT is missing
-        self.profile: Any = load_profile(profile) if profile is not None else None
+        self.profile: Profile | None = load_profile(profile) if profile is not None else None
         if self.profile is not None:  # preflight: fail within seconds, before any export, writing nothing
             preflight(self.profile, "lookupvit compare --backend trt")
         choice, gpu = require_build_environment("tensorrt", action="compare on TensorRT engines (--backend trt)")
@@ -281,6 +282,8 @@ class _TrtBackend:
         try:
             if path.suffix == ".onnx":  # a converted file the user gave: built here, as it is
                 from ..engine.build import build_engine, prepare_build
+
+                assert self.profile is not None  # chosen in __init__ (named, or the one matching this GPU)
 
                 path = build_engine(prepare_build(path, self.profile, None, self.out_dir)).engine
             return trt_runner(path, name=f"tensorrt-{precision}"), None, None

@@ -37,6 +37,7 @@ from ..models import grid_label
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError, StageOutcome, error_text
+from ..profiles import Profile
 
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
@@ -160,11 +161,11 @@ def _quiet() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def _backend_of(profile: Any) -> str:
+def _backend_of(profile: Profile) -> str:
     return "trt" if profile.is_tensorrt else "ort"
 
 
-def plan_models(profile: Any) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
+def plan_models(profile: Profile) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
     """(role, variant, grids) for every model of the profile: accuracy, latency, baseline."""
     m = profile.models
     out: list[tuple[str, str, tuple[Grid | None, ...]]] = []
@@ -300,7 +301,7 @@ PREPARED_JSON = "prepared.json"
 
 
 def _prepare(
-    prof: Any, out: Path, models: list[tuple[str, str, tuple[Grid | None, ...]]], artefacts: Artefacts,
+    prof: Profile, out: Path, models: list[tuple[str, str, tuple[Grid | None, ...]]], artefacts: Artefacts,
     manifest: Manifest, ui: RunProgress, t0: float,
 ) -> RunResult:
     """``--prepare-only``: every graph the profile builds, exported, optimised and converted here, and
@@ -348,7 +349,7 @@ def _prepare(
 
 
 def _check_stage(
-    artefacts: Artefacts, manifest: Manifest, prof: Any, variant: str, grid: Grid | None, precision: str
+    artefacts: Artefacts, manifest: Manifest, prof: Profile, variant: str, grid: Grid | None, precision: str
 ) -> Any:
     """TensorRT's parser rules on the graph the profile will build (``lookupvit check``)."""
     from ..check import check_graph
@@ -385,7 +386,7 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
 CPU_BUDGET_S = 6 * 60.0
 
 
-def default_budget(profile: Any) -> float:
+def default_budget(profile: Profile) -> float:
     """The latency models' time budget when none is given: 6 minutes on an ONNX Runtime (CPU)
     profile, whose run is the quick start; none on a TensorRT profile, a deployment run."""
     return math.inf if profile.is_tensorrt else CPU_BUDGET_S
@@ -587,7 +588,7 @@ def _validate(
 
 
 def _compare_step(
-    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, prof: Any, backend: str,
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, prof: Profile, backend: str,
     state: dict[str, Any],
 ) -> Callable[[], None]:
     def step() -> None:
@@ -622,7 +623,7 @@ def _compare_step(
     return step
 
 
-def sweep_spec(prof: Any, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]],
+def sweep_spec(prof: Profile, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]],
                repeats: int | None = None) -> Any:
     """The profile's latency sweep: every model at its grids x the profile's precisions x batches."""
     from ..latency.sweep import SweepModel, SweepSettings, SweepSpec
@@ -656,7 +657,7 @@ def _accuracy_points(state: dict[str, Any]) -> list[Any]:
 
 
 def _profile_step(
-    artefacts: Artefacts, manifest: Manifest, prof: Any, spec: Any,
+    artefacts: Artefacts, manifest: Manifest, prof: Profile, spec: Any,
     admitted: set[LatencyCell], opts: RunOptions, state: dict[str, Any],
 ) -> None:
     """The sweep over every accuracy-model cell and the admitted latency-model cells."""

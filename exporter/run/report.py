@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..pipeline.manifest import StageOutcome
+from ..profiles import Profile
 
 
 def _f(v: Any, fmt: str = ".3g", suffix: str = "") -> str:
@@ -120,7 +121,7 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def build_summary(
-    prof: Any, out: Path, outcomes: list[StageOutcome], state: dict[str, Any], started: str, seconds: float
+    prof: Profile, out: Path, outcomes: list[StageOutcome], state: dict[str, Any], started: str, seconds: float
 ) -> dict[str, Any]:
     from ..latency.machine import machine_info
     from ..versions import tool_versions
