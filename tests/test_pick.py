@@ -136,13 +136,14 @@ def test_summary_carries_the_fronts_and_the_report_draws_them(tmp_path):
 def test_report_html_has_the_front_section(tmp_path):
     """`run`'s report (exporter.run.report.write_report) embeds the front per batch."""
     from exporter.run.report import write_report
+    from exporter.run.state import RunState
 
     run_dir = write_run(tmp_path / "run")
     s = summary(run_dir)
     s.update({"started": "2026-01-01T00:00:00+00:00", "seconds": 1.0, "tool_version": "0", "stage_counts": {},
               "budget_s": None, "summary": [], "validation": [], "stages": [], "disk": None, "machine": {},
               "versions": {}, "pareto": fronts_summary(s)})
-    path = write_report(s, {"plots": []}, run_dir / "report.html")
+    path = write_report(s, RunState(float("inf")), run_dir / "report.html")
     html = path.read_text()
     assert "Pareto front: grid and precision for a latency budget" in html
     assert "pareto_lookupvit_digits_b1.png" in html and "budgets (ms) that pick it" in html

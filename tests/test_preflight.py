@@ -10,6 +10,7 @@ import pytest
 from exporter.engine.env import choose_tensorrt, detect_gpu
 from exporter.pipeline.manifest import StageOutcome
 from exporter.run.job import RunVerdict, run_verdict
+from exporter.run.state import RunState
 
 TINY_TRT = Path(__file__).parent / "profiles" / "tiny-trt.toml"
 HAS_TRT = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
@@ -52,10 +53,10 @@ def test_run_verdict_exit_codes():
     def outcome(i, status, note=""):
         return StageOutcome(i, i.split(":")[0], status, 0.0, None, note)
 
-    ok = {"validation": [{"model": "m", "grid": "2", "precision": "fp32", "status": "PASSED"}], "accuracy": {}}
+    ok = RunState(0.0, validation=[{"model": "m", "grid": "2", "precision": "fp32", "status": "PASSED"}])
     assert run_verdict([outcome("export:m:g2", "ran"), outcome("export:m:g2", "skipped")], ok).exit_code == 0
-    bad = {"validation": [{"model": "m", "grid": "2", "precision": "int8", "status": "FAILED", "max_rel": 0.5}],
-           "accuracy": {"m": [{"cells": [{"grid": "2", "precision": "fp16", "status": "FAILED"}]}]}}
+    bad = RunState(0.0, validation=[{"model": "m", "grid": "2", "precision": "int8", "status": "FAILED", "max_rel": 0.5}],
+                   accuracy={"m": [{"cells": [{"grid": "2", "precision": "fp16", "status": "FAILED"}]}]})
     v = run_verdict([], bad)
     assert v.exit_code == 1 and len(v.failed_verdicts) == 2 and v.status == "FAILED"
     v = run_verdict([outcome("precision:m:g2:int8", "failed", "OSError: no space")], ok)

@@ -38,6 +38,7 @@ from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError, StageOutcome, error_text
 from ..profiles import Profile
+from .state import LatencyCell, RunState
 
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
@@ -96,11 +97,11 @@ class RunVerdict:
                 "failed_stages": list(self.failed_stages), "not_run": list(self.not_run)}
 
 
-def run_verdict(outcomes: list[StageOutcome], state: dict[str, Any]) -> RunVerdict:
+def run_verdict(outcomes: list[StageOutcome], state: RunState) -> RunVerdict:
     """Every failed verdict, failed stage and stage not run, from the manifest's outcomes."""
     verdicts = [f"validate {v['model']} g{v['grid']} {v['precision']}: FAILED (max rel {v.get('max_rel')})"
-                for v in state["validation"] if v and v.get("status") == "FAILED"]
-    for variant, results in state["accuracy"].items():
+                for v in state.validation if v and v.get("status") == "FAILED"]
+    for variant, results in state.accuracy.items():
         for r in results:
             for c in (r or {}).get("cells", []):
                 if c.get("status") == "FAILED":
@@ -208,8 +209,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     backend = _backend_of(prof)
     models = plan_models(prof)
     budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
-    state: dict[str, Any] = {"validation": [], "accuracy": {}, "sweep": None, "sweep_path": None, "plots": [],
-                             "budget_s": budget, "over_budget": {}}
+    state = RunState(budget)
     if opts.prepare_only:
         return _prepare(prof, out, models, artefacts, manifest, ui, t0)
 
@@ -247,7 +247,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                     todo = [u for u in units if u not in made]
                     cell = (m.name, grid, p, batch)
                     if not planner.admit(cell, todo):
-                        state["over_budget"][cell] = f"over the run's time budget ({budget / 60:.0f} min); a rerun continues"
+                        state.over_budget[cell] = f"over the run's time budget ({budget / 60:.0f} min); a rerun continues"
                         manifest.note(":".join(["latency", m.name, _g(grid), p, f"b{batch}"]), "budget", "not run",
                                       planner.reason())
                         continue
@@ -281,7 +281,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     ui.step("report")
     from .report import build_summary, write_report
 
-    state["disk"] = finish(out, manifest, opts.keep, before).to_dict()
+    state.disk = finish(out, manifest, opts.keep, before).to_dict()
 
     seconds = time.perf_counter() - t0
     summary = build_summary(prof, out, manifest.outcomes, state, started, seconds)
@@ -335,7 +335,7 @@ def _prepare(
         ui.done(label)
     failed_checks = tuple(f"check {g['model']} g{g['grid']} {g['precision']}: {g['check']['errors']} finding(s) "
                           "TensorRT's parser would refuse" for g in graphs if g["check"] and not g["check"]["passed"])
-    base = run_verdict(manifest.outcomes, {"validation": [], "accuracy": {}})
+    base = run_verdict(manifest.outcomes, RunState(math.inf))
     verdict = RunVerdict(failed_checks, base.failed_stages, base.not_run)
     seconds = round(time.perf_counter() - t0, 2)
     summary = {
@@ -393,7 +393,6 @@ def default_budget(profile: Profile) -> float:
 
 
 Unit = tuple[str, Grid | None, str]  # (model, grid, precision): one set of model files
-LatencyCell = tuple[str, Grid | None, str, int]  # (model, grid, precision, batch)
 
 
 def _params(variant: str) -> int:
@@ -528,7 +527,7 @@ def _stage_id(label: str) -> str:
 
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
-    opts: RunOptions, state: dict[str, Any], data: str = "random",
+    opts: RunOptions, state: RunState, data: str = "random",
 ) -> list[Step]:
     """The stages that make and check one model in one precision (export and optimize once per grid).
     ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
@@ -549,7 +548,7 @@ def _chain_steps(
 
 def _validate(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
-    opts: RunOptions, state: dict[str, Any], data: str,
+    opts: RunOptions, state: RunState, data: str,
 ) -> None:
     """The model as the backend runs it, against the PyTorch fp32 reference, on ``data``."""
     if backend == "trt":
@@ -584,12 +583,12 @@ def _validate(
     stage_id = ":".join(["validate", variant, _g(grid), precision])
     settings = {"precision": precision, "data": data, "iterations": opts.validate_iterations, "backend": backend}
     outcome = manifest.stage(stage_id, "validate", settings, {"model": target}, run)
-    state["validation"].append(outcome.result)
+    state.validation.append(outcome.result)
 
 
 def _compare_step(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, prof: Profile, backend: str,
-    state: dict[str, Any],
+    state: RunState,
 ) -> Callable[[], None]:
     def step() -> None:
         from ..precision import DEFAULT_CALIB_SIZE
@@ -618,7 +617,7 @@ def _compare_step(
         settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
                     "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE}
         outcome = manifest.stage(":".join(["compare", variant, _g(grid)]), "compare", settings, {"model": fp32}, run)
-        state["accuracy"].setdefault(variant, []).append(outcome.result)
+        state.accuracy.setdefault(variant, []).append(outcome.result)
 
     return step
 
@@ -641,11 +640,11 @@ def sweep_spec(prof: Profile, backend: str, models: list[tuple[str, str, tuple[G
     return SweepSpec(tuple(entries), tuple(prof.precisions), tuple(prof.batch_sizes), (backend,), settings)
 
 
-def _accuracy_points(state: dict[str, Any]) -> list[Any]:
+def _accuracy_points(state: RunState) -> list[Any]:
     from ..latency.plots import AccuracyPoint
 
     points = []
-    for variant, results in state["accuracy"].items():
+    for variant, results in state.accuracy.items():
         for r in results:
             if not r:
                 continue
@@ -658,7 +657,7 @@ def _accuracy_points(state: dict[str, Any]) -> list[Any]:
 
 def _profile_step(
     artefacts: Artefacts, manifest: Manifest, prof: Profile, spec: Any,
-    admitted: set[LatencyCell], opts: RunOptions, state: dict[str, Any],
+    admitted: set[LatencyCell], opts: RunOptions, state: RunState,
 ) -> None:
     """The sweep over every accuracy-model cell and the admitted latency-model cells."""
     import json
@@ -668,7 +667,7 @@ def _profile_step(
     from ..latency.timers import NotRun, Timer
 
     pairs = {m.name: m.baseline for m in spec.models if m.baseline}
-    over = state["over_budget"]
+    over = state.over_budget
 
     def wanted(model: str, grid: Grid | None, precision: str, batch: int) -> bool:
         if model in pairs:
@@ -684,7 +683,7 @@ def _profile_step(
                 path = artefacts.precision_path(m.name, grid, p)
                 if any(wanted(m.name, grid, p, b) for b in spec.batches) and path.is_file():
                     inputs[f"{m.name}:{_g(grid)}:{p}"] = path
-    for variant, results in state["accuracy"].items():
+    for variant, results in state.accuracy.items():
         for r in results:
             if r and r.get("files", {}).get("json"):
                 inputs[f"accuracy:{variant}:{r['cells'][0]['grid'] if r['cells'] else ''}"] = artefacts.root / r["files"]["json"]
@@ -709,6 +708,6 @@ def _profile_step(
     settings = {"spec": spec_to_dict(spec), "latency_cells": chosen, "peak_sizes": list(opts.peak_sizes or ())}
     outcome = manifest.stage("profile", "profile", settings, inputs, run)
     path = artefacts.root / outcome.result["path"]
-    state["sweep"] = SweepResult.from_dict(json.loads(path.read_text()))
-    state["sweep_path"] = path
-    state["plots"] = [artefacts.root / p for p in outcome.result["plots"]]
+    state.sweep = SweepResult.from_dict(json.loads(path.read_text()))
+    state.sweep_path = path
+    state.plots = [artefacts.root / p for p in outcome.result["plots"]]

@@ -20,6 +20,7 @@ from typing import Any
 from .. import __version__
 from ..pipeline.manifest import StageOutcome
 from ..profiles import Profile
+from .state import RunState
 
 
 def _f(v: Any, fmt: str = ".3g", suffix: str = "") -> str:
@@ -83,9 +84,9 @@ def settings_rows(prof: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def accuracy_rows(state: dict[str, Any]) -> list[dict[str, Any]]:
+def accuracy_rows(state: RunState) -> list[dict[str, Any]]:
     rows = []
-    for variant, results in state.get("accuracy", {}).items():
+    for variant, results in state.accuracy.items():
         for r in results:
             if not r:
                 continue
@@ -121,12 +122,12 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
 
 
 def build_summary(
-    prof: Profile, out: Path, outcomes: list[StageOutcome], state: dict[str, Any], started: str, seconds: float
+    prof: Profile, out: Path, outcomes: list[StageOutcome], state: RunState, started: str, seconds: float
 ) -> dict[str, Any]:
     from ..latency.machine import machine_info
     from ..versions import tool_versions
 
-    sweep = state.get("sweep")
+    sweep = state.sweep
     counts: dict[str, int] = {}
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
@@ -138,7 +139,7 @@ def build_summary(
             d = c.to_dict()
             d.pop("samples_ms", None)
             cells.append(d)
-        latency = {"file": str(Path(state["sweep_path"]).relative_to(out)) if state.get("sweep_path") else None,
+        latency = {"file": str(Path(state.sweep_path).relative_to(out)) if state.sweep_path else None,
                    "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
                    "seconds": sweep.seconds, "noise_threshold": sweep.noise_threshold, "load": sweep.load,
                    "noisy": sum(1 for c in sweep.cells if c.noisy)}
@@ -149,15 +150,15 @@ def build_summary(
         "seconds": round(seconds, 2),
         "run_dir": str(out),
         "profile": prof.to_dict(),
-        "budget_s": None if state.get("budget_s") in (None, float("inf")) else state["budget_s"],
+        "budget_s": None if state.budget_s == float("inf") else state.budget_s,
         "stages": [o.to_dict() for o in outcomes],
         "stage_counts": counts,
         "summary": summary_rows(sweep, acc),
-        "validation": [v for v in state.get("validation", []) if v],
+        "validation": [v for v in state.validation if v],
         "accuracy": acc,
         "latency": latency,
-        "plots": [str(Path(p).relative_to(out)) for p in state.get("plots", [])],
-        "disk": state.get("disk"),
+        "plots": [str(Path(p).relative_to(out)) for p in state.plots],
+        "disk": state.disk,
         "report": "report.html",
         "machine": sweep.machine if sweep is not None and sweep.machine else machine_info(),
         "versions": tool_versions(),
@@ -228,7 +229,7 @@ def plot_caption(name: str) -> str:
     return name
 
 
-def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> Path:
+def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
     """Write the self-contained HTML report; returns its path."""
     from ..io import atomic_path
     from ..latency.sweep import noise_advice
@@ -271,7 +272,7 @@ def write_report(summary: dict[str, Any], state: dict[str, Any], path: Path) -> 
         parts.append("<p>No latency was measured (see the stages below).</p>")
 
     parts.append("<h2>Plots</h2><div class='plots'>")
-    for p in state.get("plots", []):
+    for p in state.plots:
         parts.append(f"<figure>{_img(Path(p))}<figcaption>{html.escape(plot_caption(Path(p).name))}</figcaption></figure>")
     parts.append("</div>")
     from ..serve.front_plot import fronts_html
