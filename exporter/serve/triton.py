@@ -276,7 +276,7 @@ def _engine_slots(profiles: list[Any], sel: Selection, source: Path, folder: Pat
         cc = ".".join(map(str, prof.compute_capability)) if prof.compute_capability else "0.0"
         fn = f"model.{prof.sm or prof.name}.plan"
         target = folder / "1" / fn
-        req = prepare_build(source, prof, sel.precision, folder / ".build")  # checks precision and batch shapes anywhere
+        req = prepare_build(source, prof.path, sel.precision, folder / ".build")  # checks precision and batch shapes anywhere
         run_engine = dict(sel.run_engines).get(prof.name)
         if input_mode == "float" and run_engine is not None and run_engine.is_file():
             shutil.copyfile(run_engine, target)
