@@ -25,6 +25,7 @@ from ..models import get_variant, grid_label
 from ..models.config import Grid
 from ..profiles import Profile
 from .manifest import Manifest
+from .unit import Unit
 
 Say = Callable[[str], None]
 
@@ -67,11 +68,10 @@ class Artefacts:
     # --- layout ----------------------------------------------------------------------------------
 
     def folder(self, model: str, grid: Grid | None) -> Path:
-        return self.root / model / f"g{grid_label(grid)}" if grid else self.root / model
+        return Unit(model, grid).folder(self.root)
 
     def _id(self, stage: str, model: str, grid: Grid | None, precision: str | None = None) -> str:
-        parts = [stage, model, f"g{grid_label(grid)}" if grid else "-"]
-        return ":".join(parts + ([precision] if precision else []))
+        return Unit(model, grid, precision).stage_id(stage)
 
     @property
     def optimizing(self) -> bool:

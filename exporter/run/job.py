@@ -37,6 +37,7 @@ from ..models import grid_label
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError, StageOutcome, error_text
+from ..pipeline.unit import Unit
 from ..profiles import Profile
 from .state import LatencyCell, RunState
 
@@ -60,8 +61,17 @@ class RunOptions:
 
 @dataclass
 class Step:
-    label: str
+    unit: Unit
+    stage: str  # export, optimize, precision, build, validate, compare, check
     run: Callable[[], Any]
+
+    @property
+    def label(self) -> str:
+        return self.unit.label(self.stage)
+
+    @property
+    def stage_id(self) -> str:
+        return self.unit.stage_id(self.stage)
 
 
 @dataclass(frozen=True)
@@ -220,7 +230,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                 for p in prof.precisions:
                     accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state,
                                                    data=ACCURACY_DATA)
-                accuracy_steps.append(Step(f"compare {variant} {_g(grid)}",
+                accuracy_steps.append(Step(Unit(variant, grid), "compare",
                                            _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
     latency = [m for m in spec.models if m.baseline]  # the latency models (each paired with the baseline)
@@ -238,30 +248,30 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
         rough_peak = measure_peak(resolve_threads(prof.benchmark.threads), sizes=(512, 1024), repeats=3, engines=("torch",))
     ui.done("peak")
     planner = _BudgetPlanner(spec, rough_peak, budget, t0, _conversion_rates(manifest, models))
-    made: set[tuple[str, Grid | None, str]] = set()
+    made: set[Unit] = set()
     for p in lat_precisions:  # priority: first precision, smallest batch, grids as the profile lists them
         for batch in lat_batches:
             for m in latency:
                 for grid in m.grids:
-                    units = [(m.baseline, None, p), (m.name, grid, p)]
+                    units = [Unit(m.baseline, None, p), Unit(m.name, grid, p)]
                     todo = [u for u in units if u not in made]
                     cell = (m.name, grid, p, batch)
                     if not planner.admit(cell, todo):
                         state.over_budget[cell] = f"over the run's time budget ({budget / 60:.0f} min); a rerun continues"
-                        manifest.note(":".join(["latency", m.name, _g(grid), p, f"b{batch}"]), "budget", "not run",
+                        manifest.note(Unit(m.name, grid, p).stage_id("latency", f"b{batch}"), "budget", "not run",
                                       planner.reason())
                         continue
                     for u in todo:
-                        ui.step(f"{u[0]} {_g(u[1])} {u[2]}")
-                        first = (u[0], u[1]) not in {(x[0], x[1]) for x in made}
+                        ui.step(f"{u.model} {u.grid_tag} {u.precision}")
+                        first = u.at(None) not in {x.at(None) for x in made}
                         t_unit = time.perf_counter()
                         ran_before = sum(o.status == "ran" for o in manifest.outcomes)
-                        for st in _chain_steps(artefacts, manifest, u[0], u[1], u[2], backend, opts, state):
+                        for st in _chain_steps(artefacts, manifest, u.model, u.grid, u.precision or "fp32", backend, opts, state):
                             _run_step(st, manifest, ui, advance=False)
                         did_work = sum(o.status == "ran" for o in manifest.outcomes) > ran_before
                         planner.record(u, time.perf_counter() - t_unit, did_work, first)
                         made.add(u)
-                        ui.done(u[0])
+                        ui.done(u.model)
     for _ in range(max(0, n_units - len(made))):
         ui.done("")
 
@@ -315,12 +325,13 @@ def _prepare(
     for variant, grid, p in work:
         label = f"{variant} {_g(grid)} {p}"
         ui.step(f"prepare {label}")
-        chain = [Step(f"export {variant} {_g(grid)}", partial(artefacts.exported, variant, grid)),
-                 Step(f"optimize {variant} {_g(grid)}", partial(artefacts.optimized, variant, grid))]
+        unit = Unit(variant, grid, p)
+        chain = [Step(unit.at(None), "export", partial(artefacts.exported, variant, grid)),
+                 Step(unit.at(None), "optimize", partial(artefacts.optimized, variant, grid))]
         if p != "fp32":
-            chain.append(Step(f"precision {label}", partial(artefacts.converted, variant, grid, p)))
+            chain.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
         if prof.is_tensorrt:
-            chain.append(Step(f"check {label}", partial(
+            chain.append(Step(unit, "check", partial(
                 lambda k, *a: checks.__setitem__(k, _check_stage(*a)), label, artefacts, manifest, prof, variant, grid, p)))
         for st in chain:
             _run_step(st, manifest, ui, advance=False)
@@ -361,7 +372,7 @@ def _check_stage(
         return {"passed": report.passed, "errors": len(report.errors), "warnings": len(report.warnings),
                 "findings": [f.line() for f in report.errors][:20]}, []
 
-    stage_id = ":".join(["check", variant, _g(grid), precision])
+    stage_id = Unit(variant, grid, precision).stage_id("check")
     return manifest.stage(stage_id, "check", {"profile": prof.name, "target": "tensorrt"}, {"model": graph}, run).result
 
 
@@ -373,12 +384,12 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
     except StageError as e:  # recorded by the manifest; a stage that needs its output is not run
         if is_environment_error(e.__cause__):  # a full disk or unwritable folder stops the run (exit 2)
             raise e.__cause__ from None
-        if e.stage_id != _stage_id(s.label):
-            manifest.note(_stage_id(s.label), s.label.split()[0], "not run", f"needs {e.stage_id}, which failed")
+        if e.stage_id != s.stage_id:
+            manifest.note(s.stage_id, s.stage, "not run", f"needs {e.stage_id}, which failed")
     except Exception as e:  # one failing step never stops the run: it is reported
         if is_environment_error(e):
             raise
-        manifest.note(_stage_id(s.label), s.label.split()[0], "failed", error_text(e))
+        manifest.note(s.stage_id, s.stage, "failed", error_text(e))
     if advance:
         ui.done(s.label)
 
@@ -392,7 +403,6 @@ def default_budget(profile: Profile) -> float:
     return math.inf if profile.is_tensorrt else CPU_BUDGET_S
 
 
-Unit = tuple[str, Grid | None, str]  # (model, grid, precision): one set of model files
 
 
 def _params(variant: str) -> int:
@@ -461,19 +471,19 @@ class _BudgetPlanner:
         return 2.0 * (cell_macs(Cell(m.name, m.variant, grid, precision, batch, "ort")) or 0) * batch / self.flops
 
     def _load_s(self, unit: Unit) -> float:
-        return 4 * _params(unit[0]) / self.LOAD_BYTES_PER_S  # the fp32 size: an upper bound
+        return 4 * _params(unit.model) / self.LOAD_BYTES_PER_S  # the fp32 size: an upper bound
 
     @staticmethod
     def kind(unit: Unit, first: bool) -> str:
-        return "grid" if first else unit[2]
+        return "grid" if first else str(unit.precision)
 
     def _stage_s(self, unit: Unit, first: bool) -> float:
         kind = self.kind(unit, first)
-        if (unit[0], kind) in self.stage_s:
-            return self.stage_s[(unit[0], kind)]
+        if (unit.model, kind) in self.stage_s:
+            return self.stage_s[(unit.model, kind)]
         if kind == "grid":
             return 0.0
-        return self.rates.get(kind, 0.0) * _params(unit[0])
+        return self.rates.get(kind, 0.0) * _params(unit.model)
 
     def admit(self, cell: LatencyCell, todo: list[Unit]) -> bool:
         """Whether ``cell`` fits; ``todo``: the model files it needs that are not made yet."""
@@ -487,10 +497,10 @@ class _BudgetPlanner:
         st = self.spec.settings  # each side timed by count and by time (warm-up, then rounds)
         sweep = st.predict_seconds(self._call_s(model, grid, precision, batch)) + st.predict_seconds(
             self._call_s(base, None, precision, batch))
-        units = [(base, None, precision), (model, grid, precision)]
+        units = [Unit(base, None, precision), Unit(model, grid, precision)]
         sweep += sum(self._load_s(u) for u in units if u not in self.loaded)
-        made_grids = {(u[0], u[1]) for u in self.loaded}
-        stages = sum(self._stage_s(u, (u[0], u[1]) not in made_grids) for u in todo)
+        made_grids = {u.at(None) for u in self.loaded}
+        stages = sum(self._stage_s(u, u.at(None) not in made_grids) for u in todo)
         need = time.perf_counter() - self.t0 + self.sweep_s + stages + sweep
         if need > self.budget:
             self.closed = True
@@ -509,7 +519,7 @@ class _BudgetPlanner:
         """The time the stages of ``unit`` took (learnt only when they really ran); ``first``: they
         included the export and optimize of its grid."""
         if did_work:
-            self.stage_s[(unit[0], self.kind(unit, first))] = seconds
+            self.stage_s[(unit.model, self.kind(unit, first))] = seconds
 
     def reason(self) -> str:
         return self._why
@@ -521,10 +531,6 @@ def _g(grid: Grid | None) -> str:
     return f"g{grid_label(grid)}" if grid else "-"
 
 
-def _stage_id(label: str) -> str:
-    return ":".join(label.split())
-
-
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
     opts: RunOptions, state: RunState, data: str = "random",
@@ -532,16 +538,17 @@ def _chain_steps(
     """The stages that make and check one model in one precision (export and optimize once per grid).
     ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
     were calibrated for), or seeded random images for the latency models."""
-    g, p = _g(grid), precision
+    p = precision
+    unit = Unit(variant, grid, p)
     steps = [  # asked for by every precision; the first one makes them, the others find them
-        Step(f"export {variant} {g}", partial(artefacts.exported, variant, grid)),
-        Step(f"optimize {variant} {g}", partial(artefacts.optimized, variant, grid)),
+        Step(Unit(variant, grid), "export", partial(artefacts.exported, variant, grid)),
+        Step(Unit(variant, grid), "optimize", partial(artefacts.optimized, variant, grid)),
     ]
     if p != "fp32":
-        steps.append(Step(f"precision {variant} {g} {p}", partial(artefacts.converted, variant, grid, p)))
+        steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
     if backend == "trt":
-        steps.append(Step(f"build {variant} {g} {p}", partial(artefacts.engine, variant, grid, p)))
-    steps.append(Step(f"validate {variant} {g} {p}",
+        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
+    steps.append(Step(unit, "validate",
                       partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))
     return steps
 
@@ -580,7 +587,7 @@ def _validate(
         }
         return row, [report_path] if report_path.is_file() else []
 
-    stage_id = ":".join(["validate", variant, _g(grid), precision])
+    stage_id = Unit(variant, grid, precision).stage_id("validate")
     settings = {"precision": precision, "data": data, "iterations": opts.validate_iterations, "backend": backend}
     outcome = manifest.stage(stage_id, "validate", settings, {"model": target}, run)
     state.validation.append(outcome.result)
@@ -616,7 +623,7 @@ def _compare_step(
 
         settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
                     "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE}
-        outcome = manifest.stage(":".join(["compare", variant, _g(grid)]), "compare", settings, {"model": fp32}, run)
+        outcome = manifest.stage(Unit(variant, grid).stage_id("compare"), "compare", settings, {"model": fp32}, run)
         state.accuracy.setdefault(variant, []).append(outcome.result)
 
     return step
