@@ -64,3 +64,31 @@ def test_run_verdict_exit_codes():
     v = run_verdict([outcome("latency:m:g2:fp32:b8", "not run", "over the time budget")], ok)
     assert v.exit_code == 2 and v.status == "INCOMPLETE"
     assert RunVerdict().exit_code == 0
+
+
+def test_the_run_report_shows_tensorrt_readiness_per_graph(tmp_path):
+    """A TensorRT run checks each graph before its build and the report shows the verdict and how many
+    attentions TensorRT is expected to fuse (here from real checks of prepared graphs)."""
+    from exporter.pipeline import Artefacts, ChainSettings, Manifest
+    from exporter.profiles import load_profile
+    from exporter.run.job import _record_check
+    from exporter.run.report import write_report
+    from exporter.run.state import RunState
+    from tests.serve_data import summary, write_run
+
+    prof = load_profile(TINY_TRT)
+    artefacts = Artefacts(tmp_path / "graphs", ChainSettings(profile=prof), Manifest(tmp_path / "graphs"))
+    state = RunState(float("inf"))
+    for p in ("fp32", "fp16"):
+        _record_check(artefacts, artefacts.manifest, "lookupvit_tiny32", (2, 2), p, state)
+    fp32, fp16 = state.checks
+    assert fp32["passed"] and fp16["passed"]
+    assert fp16["attention"]["fused"] == fp16["attention"]["total"] > 0  # fp16: fused attention expected
+    assert fp32["attention"]["fused"] == 0 and any("FP32" in r for r in fp32["attention"]["not_fused"])
+    run_dir = write_run(tmp_path / "run")
+    s = summary(run_dir)
+    s.update({"started": "2026-01-01T00:00:00+00:00", "seconds": 1.0, "tool_version": "0", "stage_counts": {},
+              "budget_s": None, "summary": [], "validation": [], "stages": [], "disk": None, "machine": {},
+              "versions": {}, "checks": state.checks})
+    html = write_report(s, state, run_dir / "report.html").read_text()
+    assert "TensorRT readiness (lookupvit check)" in html and "no fused attention kernels in FP32" in html

@@ -158,10 +158,15 @@ def print_prepared(summary: dict[str, Any]) -> None:
         check = g["check"]
         verdict = "-" if check is None else ("passes" if check["passed"] else f"{check['errors']} error(s)")
         size = "-" if g["bytes"] is None else f"{g['bytes'] / 1e6:.1f} MB"
-        rows.append([g["model"], g["grid"], g["precision"], g["path"] or "not made", size, verdict])
+        att = (check or {}).get("attention")
+        fused = "-" if not att else f"{att['fused']}/{att['total']}" + (f" ({att['unknown']} unknown)" if att["unknown"] else "")
+        rows.append([g["model"], g["grid"], g["precision"], g["path"] or "not made", size, verdict, fused])
     prof = summary["profile"]
     print_table(f"ready to build for profile {prof['name']} ({prof['backend']}{', ' + prof['gpu'] if prof['gpu'] else ''})",
-                ["model", "grid", "prec", "graph", "size", "TensorRT check"], rows)
+                ["model", "grid", "prec", "graph", "size", "TensorRT check", "fused attention"], rows)
+    reasons = sorted({r for g in summary["graphs"] for r in ((g["check"] or {}).get("attention") or {}).get("not_fused", [])})
+    for r in reasons:
+        click.echo(f"not fused: {r}")
     click.echo(f"next: {summary['next']}")
 
 

@@ -359,6 +359,16 @@ def _prepare(
     return RunResult(out, summary, None, path, list(manifest.outcomes), seconds, verdict)
 
 
+def _record_check(
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, state: RunState
+) -> None:
+    prof = artefacts.settings.profile
+    assert prof is not None  # a TensorRT profile's chain
+    result = _check_stage(artefacts, manifest, prof, variant, grid, precision)
+    state.checks.append({"model": variant, "grid": Unit(variant, grid).grid_tag.removeprefix("g"),
+                         "precision": precision, **result})
+
+
 def _check_stage(
     artefacts: Artefacts, manifest: Manifest, prof: Profile, variant: str, grid: Grid | None, precision: str
 ) -> Any:
@@ -369,8 +379,12 @@ def _check_stage(
 
     def run() -> tuple[Any, list[Path]]:
         report = check_graph(graph, prof)
+        fused = [e for e in report.fusion if e.fused]
         return {"passed": report.passed, "errors": len(report.errors), "warnings": len(report.warnings),
-                "findings": [f.line() for f in report.errors][:20]}, []
+                "findings": [f.line() for f in report.errors][:20],
+                "attention": {"total": len(report.fusion), "fused": len(fused),
+                              "unknown": sum(e.fused is None for e in report.fusion),
+                              "not_fused": sorted({r for e in report.fusion if e.fused is False for r in e.reasons})}}, []
 
     stage_id = Unit(variant, grid, precision).stage_id("check")
     return manifest.stage(stage_id, "check", {"profile": prof.name, "target": "tensorrt"}, {"model": graph}, run).result
@@ -546,7 +560,8 @@ def _chain_steps(
     ]
     if p != "fp32":
         steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
-    if backend == "trt":
+    if backend == "trt":  # the parser's rules and the fusion estimate first, then the build (which checks too)
+        steps.append(Step(unit, "check", partial(_record_check, artefacts, manifest, variant, grid, p, state)))
         steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
     steps.append(Step(unit, "validate",
                       partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))

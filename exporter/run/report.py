@@ -155,6 +155,7 @@ def build_summary(
         "stage_counts": counts,
         "summary": summary_rows(sweep, acc),
         "validation": [v for v in state.validation if v],
+        "checks": state.checks,
         "accuracy": acc,
         "latency": latency,
         "plots": [str(Path(p).relative_to(out)) for p in state.plots],
@@ -366,6 +367,19 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
             left=5, classes=["" if v["status"] == "PASSED" else "bad" for v in val],
         ))
 
+    if summary.get("checks"):
+        parts.append("<h2>TensorRT readiness (lookupvit check)</h2>")
+        parts.append("<p class='sub'>Each graph against TensorRT's ONNX parser rules, and how many of its attentions "
+                     "TensorRT's fused attention kernels are expected to run (unknown: a shape or precision the rules "
+                     "cannot decide).</p>")
+        rows = []
+        for c in summary["checks"]:
+            att = c.get("attention") or {}
+            rows.append([c["model"], c["grid"], c["precision"], "passes" if c["passed"] else f"{c['errors']} error(s)",
+                         f"{att.get('fused', 0)}/{att.get('total', 0)}", att.get("unknown", 0),
+                         "; ".join(att.get("not_fused", [])) or "-"])
+        parts.append(_table(["model", "grid", "precision", "check", "fused attention", "unknown", "why not fused"],
+                            rows, left=3))
     parts.append("<h2>Stages</h2>")
     st = summary["stages"]
     parts.append(_table(

@@ -29,3 +29,4 @@ class RunState:
     plots: list[Path] = field(default_factory=list)
     over_budget: dict[LatencyCell, str] = field(default_factory=dict)  # cell -> why it was not run
     disk: dict[str, Any] | None = None  # what the run wrote and kept (exporter.run.keep)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # TensorRT readiness of each graph built
