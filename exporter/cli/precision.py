@@ -118,6 +118,8 @@ def precision(
 @click.option("--locate", is_flag=True, help="For a failing precision, find the first tensor over tolerance (marks all outputs).")
 @click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
               help="PyTorch reference of an ONNX file exported with --model. Imports and runs that Python code.")
+@click.option("--optimize/--no-optimize", default=None,
+              help="Run the graph-surgeon passes before converting, as `run` does [default: on when available].")
 @click.option("--allow-meaningless", is_flag=True,
               help="Run even where top-1 means nothing (random weights; classes, channels or image size that do not "
               "match the data); the result is marked NOT MEANINGFUL, never PASSED.")
@@ -126,8 +128,8 @@ def precision(
 @json_option
 def compare(
     model: str, weights: str | None, precisions: str, grids: str | None, data: str, backend: str, profile: str | None,
-    calib: str, calib_size: int | None, locate: bool, factory: str | None, allow_meaningless: bool, out_dir: str | None,
-    as_json: bool,
+    calib: str, calib_size: int | None, locate: bool, factory: str | None, optimize: bool | None,
+    allow_meaningless: bool, out_dir: str | None, as_json: bool,
 ) -> None:
     """Accuracy of VARIANT (exported per grid) or MODEL.onnx (an fp32 graph) across precisions and grids.
 
@@ -145,7 +147,7 @@ def compare(
         result = compare_precisions(
             model, weights=weights, precisions=precisions, grids=grids, data=data, backend=backend, locate=locate,
             out_dir=out_dir, calib=calib, calib_size=size, profile=profile, factory=factory,
-            allow_meaningless=allow_meaningless,
+            allow_meaningless=allow_meaningless, optimize=optimize,
             progress=say,
         )
     if as_json:
