@@ -18,7 +18,9 @@ from .options import json_option, print_json, print_table, stderr
 @click.option("--target", default="attention", show_default=True,
               help="attention: the ONNX Attention op (opset 23); trt-mha: MatMul-Softmax-MatMul with the "
               "scale on Q, in 4-D layout, for older TensorRT; plugin: each layer's gather/scatter as the "
-              "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime).")
+              "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime); cpu: ONNX Runtime on the "
+              "CPU (projections of one tensor merged, residual Add + LayerNorm as SkipLayerNormalization; the "
+              "pipeline's choice for ONNX Runtime).")
 @click.option("--passes", default=None, metavar="A,B,C",
               help="Passes to run, in this order (default: the target's declared order; see --list).")
 @click.option("--list", "list_only", is_flag=True, help="List the registered passes and exit.")
@@ -50,9 +52,10 @@ def optimize(model_path: str | None, out_path: str | None, target: str, passes: 
             return
         print_table(
             "Graph-surgeon passes (default order per target)",
-            ["pass", "family", "attention", "trt-mha", "plugin", "what it does"],
+            ["pass", "family", "attention", "trt-mha", "plugin", "cpu", "what it does"],
             [[r["name"], r["family"], r["default_position"].get("attention", "-"),
-              r["default_position"].get("trt-mha", "-"), r["default_position"].get("plugin", "-"), r["summary"]]
+              r["default_position"].get("trt-mha", "-"), r["default_position"].get("plugin", "-"),
+              r["default_position"].get("cpu", "-"), r["summary"]]
              for r in rows],
         )
         return

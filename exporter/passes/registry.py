@@ -20,6 +20,8 @@ TARGETS: dict[str, str] = {
     "trt-mha": "MatMul-Softmax-MatMul in 4-D [B, H, S, d] layout, scale on Q (older TensorRT's MHA fusion)",
     "plugin": "each layer's gather/scatter as the LookupGather/LookupScatter plugin pair (local functions for "
               "ONNX Runtime; the TensorRT plugin of plugins/ where it is loaded)",
+    "cpu": "ONNX Runtime on the CPU: projections of one tensor merged into one MatMul, residual Add + LayerNorm "
+           "as SkipLayerNormalization (com.microsoft; the graph is for ONNX Runtime only)",
 }
 
 # The declared default order. Canonicalisation first (so that the attention matchers see one form),
@@ -36,6 +38,9 @@ DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     "plugin": (
         "opset", "einsum", "fold-constants", "layout", "layernorm", "gelu",
         "gather", "self-attention", "scatter", "lookup-plugin",
+    ),
+    "cpu": (
+        "einsum", "fold-constants", "layout", "layernorm", "gelu", "skip-layernorm", "merge-projections",
     ),
 }
 
@@ -87,7 +92,7 @@ def register_pass(
 
 
 def _load() -> None:
-    from . import attention, canonical, plugin  # noqa: F401  (the pass families register themselves)
+    from . import attention, canonical, cpu, plugin  # noqa: F401  (the pass families register themselves)
 
 
 def all_passes() -> list[Pass]:
