@@ -108,8 +108,9 @@ def precision(
 @click.option("--precisions", default=",".join(_PRECISIONS), show_default=True, help="Comma-separated precisions.")
 @grids_option
 @data_option
-@click.option("--backend", type=click.Choice(["ort", "trt"]), default="ort", show_default=True,
-              help="ort: ONNX Runtime (CUDA when available, else CPU); trt: TensorRT engines (exporter.engine).")
+@click.option("--backend", type=click.Choice(["ort", "trt", "openvino"]), default="ort", show_default=True,
+              help="ort: ONNX Runtime (CUDA when available, else CPU); trt: TensorRT engines (exporter.engine); "
+              "openvino: OpenVINO's CPU plugin, fp32 (the openvino extra).")
 @click.option("--profile", default=None, help="TensorRT profile for --backend trt (default: the one matching this GPU).")
 @click.option("--calib", default="auto", show_default=True,
               help="int8/fp8 calibration data: 'auto' (digits for grey models, photos for colour ones), 'digits', "

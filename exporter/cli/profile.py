@@ -22,7 +22,8 @@ _DEFAULTS = SweepSettings()
               "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
 @click.option("--backend", "--backends", "backends", default="auto", show_default=True,
-              help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT); 'auto': torch and ort, and trt where "
+              help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT), openvino (OpenVINO's CPU plugin on the "
+              "fp32 export; the openvino extra); 'auto': torch and ort, and trt where "
               "TensorRT and a GPU are present. A backend named here that cannot run on this machine is an error.")
 @click.option("--baseline", default="auto", show_default=True,
               help="The ViT timed next to a LookupViT: a variant, 'auto' (vit_<size><patch>) or 'none'.")

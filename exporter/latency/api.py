@@ -25,7 +25,7 @@ from ..models.config import Grid, read_grid_spec
 from ..profiles import Profile
 from .plots import AccuracyPoint, plot_all
 from .sweep import Cell, SweepModel, SweepResult, SweepSettings, SweepSpec, run_sweep
-from .timers import BACKENDS, StageFailed, Timer, Unsupported, ort_timer, torch_timer, trt_timer
+from .timers import BACKENDS, StageFailed, Timer, Unsupported, ort_timer, ov_timer, torch_timer, trt_timer
 
 LATENCY_JSON = "latency.json"
 PLOTS_DIR = "plots"
@@ -249,6 +249,14 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
                         return ort_timer(t.path, cell.batch, shape, threads)
                     return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads)
+                if cell.backend == "openvino":  # reads the plain export: a cpu-target graph holds ONNX Runtime ops
+                    if t is not None and t.kind == "engine":
+                        raise Unsupported("an engine runs on TensorRT only")
+                    if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
+                        return ov_timer(t.path, cell.batch, shape, threads)
+                    if cell.precision != "fp32":
+                        raise Unsupported("OpenVINO cells time the fp32 export only")
+                    return ov_timer(artefacts.exported(cell.model, cell.grid), cell.batch, shape, threads)
                 if cell.backend == "trt":
                     if t is not None and t.kind == "engine" and t.path is not None:
                         return trt_timer(t.path, cell.batch, shape)

@@ -9,8 +9,15 @@ from ..backends.onnxruntime.timer import ort_timer
 from ..backends.tensorrt.timer import trt_timer
 from ..backends.torch.timer import torch_timer
 
-BACKENDS = ("torch", "ort", "trt")
-BACKEND_NAMES = {"torch": "PyTorch", "ort": "ONNX Runtime", "trt": "TensorRT"}
+BACKENDS = ("torch", "ort", "trt", "openvino")
+BACKEND_NAMES = {"torch": "PyTorch", "ort": "ONNX Runtime", "trt": "TensorRT", "openvino": "OpenVINO"}
 
-__all__ = ["BACKENDS", "BACKEND_NAMES", "NotRun", "StageFailed", "Timer", "Unsupported", "ort_timer", "random_batch",
+
+def ov_timer(path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency") -> Timer:
+    """OpenVINO's timer (exporter.backends.openvino), imported on use: the package is an optional extra."""
+    from ..backends.openvino.timer import ov_timer as timer
+
+    return timer(path, batch, input_shape, threads, hint)
+
+__all__ = ["BACKENDS", "BACKEND_NAMES", "NotRun", "StageFailed", "Timer", "Unsupported", "ort_timer", "ov_timer", "random_batch",
            "torch_timer", "trt_timer"]

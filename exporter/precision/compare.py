@@ -36,7 +36,7 @@ import torch
 
 from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
-from ..errors import UserError
+from ..errors import CannotRunHere, UserError
 from ..io import atomic_path, check_writable_dir, write_json
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
@@ -47,7 +47,7 @@ from ..versions import package_version, tool_versions
 from .convert import DEFAULT_CALIB_SIZE, check_precision
 from .quantize import resolve_calibration
 
-BACKENDS = ("ort", "trt")
+BACKENDS = ("ort", "trt", "openvino")
 NOT_MEANINGFUL = "NOT MEANINGFUL"
 DEFAULT_PRECISIONS = PRECISIONS
 LOCATE_SAMPLES = 16
@@ -228,6 +228,34 @@ class _OrtBackend:
             f"level the session fails with {default_error}"
         )
         return ort_runner(path, self.providers, name=f"onnxruntime-{precision}", level=basic), None, note
+
+
+class _OvBackend:
+    """OpenVINO's CPU plugin (fp32 inference precision) on the same graphs (exporter.backends.openvino)."""
+
+    name = "openvino"
+    target = "onnxruntime"  # OpenVINO reads the graphs converted for ONNX Runtime (standard ONNX ops, Q/DQ)
+    max_batch: int | None = None
+
+    def __init__(self) -> None:
+        from ..backends.openvino import openvino_missing
+
+        missing = openvino_missing()
+        if missing:
+            raise CannotRunHere(missing, "pip install -e '.[openvino]'")
+        self.description = f"openvino {package_version('openvino')} (CPU, f32)"
+
+    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
+        """OpenVINO's runner for ``path``, tried on one image; or None and why OpenVINO cannot run it."""
+        from ..backends.openvino import OpenVinoRunner
+
+        runner = OpenVinoRunner(path, name=f"openvino-{precision}")
+        try:
+            with runner:
+                runner.infer({k: v[:1] for k, v in sample.items()})
+        except Exception as e:
+            return None, f"OpenVINO cannot run this graph: {_reason(getattr(e, 'message', e))}", None
+        return OpenVinoRunner(path, name=f"openvino-{precision}"), None, None
 
 
 def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
@@ -472,7 +500,8 @@ def compare_precisions(
     say = progress or (lambda _msg: None)
     wanted = parse_precisions(precisions)
     if backend not in BACKENDS:
-        raise UserError(f"Unknown backend {backend!r}.", "Use --backend ort (ONNX Runtime) or --backend trt (TensorRT).")
+        raise UserError(f"Unknown backend {backend!r}.",
+                        "Use --backend ort (ONNX Runtime), trt (TensorRT) or openvino (OpenVINO on the CPU).")
     if calib_size < 1:
         raise UserError(f"--calib-size {calib_size} must be at least 1.")
     if data not in BUILTIN_DATA and not Path(data).exists():  # before any export: fail fast
@@ -485,7 +514,8 @@ def compare_precisions(
     name = Path(model).stem if model.endswith(".onnx") else model
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
     check_writable_dir(out)  # before any export or conversion
-    runtime: Any = _OrtBackend() if backend == "ort" else _TrtBackend(profile, out)
+    runtime: Any = (_OrtBackend() if backend == "ort" else _OvBackend() if backend == "openvino"
+                    else _TrtBackend(profile, out))
     if artefacts is None:
         settings = ChainSettings(optimize=optimize, calib=calib, calib_size=calib_size, weights=weights,
                                  profile=runtime.profile if backend == "trt" else None)

@@ -1,0 +1,40 @@
+"""OpenVINO as a timed backend: one synchronous ``InferRequest.infer`` per call on the CPU plugin, the
+batch fixed at compile time, fp32, with the latency or throughput hint and the thread count asked for
+(see runner.py for the properties and the documentation they come from)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..base import Timer, Unsupported, first_line, random_batch
+from .runner import compile_onnx, openvino_missing
+
+
+def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency") -> Timer:
+    missing = openvino_missing()
+    if missing:
+        raise Unsupported(missing)
+    from ...errors import UserError
+
+    try:
+        compiled = compile_onnx(path, threads, hint, batch=batch)
+    except UserError as e:
+        raise Unsupported(e.message) from None
+    except Exception as e:
+        raise Unsupported(f"OpenVINO cannot compile {Path(path).name}: {first_line(e)}") from None
+    request = compiled.create_infer_request()
+    feed = {compiled.inputs[0].get_any_name(): random_batch(batch, input_shape)}
+
+    def call() -> float:
+        t0 = time.perf_counter()
+        request.infer(feed)
+        return time.perf_counter() - t0
+
+    try:
+        call()
+    except Exception as e:
+        raise Unsupported(f"OpenVINO fails running {Path(path).name} at batch {batch}: {first_line(e)}") from None
+    import openvino as ov
+
+    return Timer("openvino", "cpu", f"OpenVINO {ov.__version__} CPU, {hint} hint, f32", call)

@@ -1,0 +1,63 @@
+"""OpenVINO as a CPU backend (the openvino extra): its Polygraphy runner agrees with ONNX Runtime on
+the same exported graph, its timer runs a batch, a graph written for ONNX Runtime only is refused
+with the fix, and compare/profile accept --backend openvino."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install -e '.[openvino]')")
+
+from exporter.backends.openvino import OpenVinoRunner, ov_timer  # noqa: E402
+from exporter.errors import UserError  # noqa: E402
+from exporter.export import ModelSource, export_onnx  # noqa: E402
+from exporter.latency.timers import BACKENDS  # noqa: E402
+from exporter.passes import optimize_model  # noqa: E402
+
+GRID = (2, 2)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ov")
+    return out, export_onnx(ModelSource(variant="lookupvit_tiny32", grid=GRID), out / "plain").path
+
+
+def test_runner_matches_onnxruntime(exported):
+    _, path = exported
+    x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    with OpenVinoRunner(path, threads=2) as runner:
+        meta = runner.get_input_metadata()
+        assert list(meta) == ["images"] and tuple(meta["images"].shape)[1:] == (3, 32, 32)
+        got = runner.infer({"images": x})
+    want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
+    assert list(got) == ["logits"] and got["logits"].shape == want.shape
+    assert np.abs(got["logits"] - want).max() <= 1e-4 * np.abs(want).max()  # fp32, not the CPU's bf16 default
+
+
+@pytest.mark.parametrize("hint", ["latency", "throughput"])
+def test_timer_runs_a_fixed_batch(exported, hint):
+    _, path = exported
+    timer = ov_timer(path, 4, (3, 32, 32), threads=2, hint=hint)
+    assert timer.backend == "openvino" and timer.device == "cpu" and f"{hint} hint" in timer.detail
+    assert timer() > 0
+    assert "openvino" in BACKENDS
+
+
+def test_a_cpu_target_graph_is_refused_with_the_fix(exported):
+    out, path = exported
+    report = optimize_model(path, out / "cpu.onnx", target="cpu")
+    from exporter.backends.openvino import compile_onnx
+
+    with pytest.raises(UserError, match="SkipLayerNormalization") as e:
+        compile_onnx(report.output)
+    assert "plain export" in e.value.hint
+    with pytest.raises(UserError, match="Unknown OpenVINO hint"):
+        compile_onnx(path, hint="fastest")
+
+
+def test_compare_on_openvino(cli, tmp_path):
+    result = cli("compare", "lookupvit_digits", "--precisions", "fp32", "--grids", "2", "--backend", "openvino",
+                 "--no-optimize", "-o", str(tmp_path / "cmp"))
+    assert result.exit_code == 0, result.output
+    assert "openvino" in result.output and "PASSED" in result.output
