@@ -81,14 +81,14 @@ KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft", "com.microsoft.nc
                  "ai.onnx.preview.training", "ai.onnx.training")
 
 
-def check_image_model(path: str | Path) -> Any:
-    """The checks before running a user's model on images: one graph input (the image batch) and
-    only operators of known domains (or the model's own functions). Returns the model without
-    its weights."""
+def check_image_model(path: str | Path, grid_input: str | None = None) -> Any:
+    """The checks before running a user's model on images: one graph input (the image batch; a
+    dynamic-grid model also its declared ``grid_input``) and only operators of known domains (or the
+    model's own functions). Returns the model without its weights."""
     path = Path(path)
     model = load_onnx(path, weights=False)
     inits = {t.name for t in model.graph.initializer}
-    inputs = [i.name for i in model.graph.input if i.name not in inits]
+    inputs = [i.name for i in model.graph.input if i.name not in inits and i.name != grid_input]
     if len(inputs) != 1:
         raise UserError(
             f"{path} has {len(inputs)} graph inputs ({', '.join(inputs) or 'none'}); a LookupViT takes one, "

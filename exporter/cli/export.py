@@ -22,12 +22,16 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
 @click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
               help="Export a LookupViT written elsewhere: a callable returning an nn.Module that maps "
               "images (B, C, H, W) to logits (B, K); called with grid=(gh, gw) if it takes `grid`.")
+@click.option("--dynamic-grid", is_flag=True,
+              help="One ONNX file serving every grid of --grids: the grid is chosen per call by a second input "
+              "'grid' whose shape is the grid (see the README's 'Dynamic-grid models').")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--force", is_flag=True, help="Export again even if an identical export exists.")
 @json_option
 def export(
     variant: str | None, weights: str | None, grids: str | None, image_size: int | None,
-    batch: str, opset: int, head: str, factory: str | None, out_dir: str, force: bool, as_json: bool,
+    batch: str, opset: int, head: str, factory: str | None, dynamic_grid: bool, out_dir: str, force: bool,
+    as_json: bool,
 ) -> None:
     """Export VARIANT (or --model) to ONNX with torch's dynamo exporter, one file per grid.
 
@@ -37,7 +41,7 @@ def export(
     export is reused unless --force.
     """
     from ..errors import UserError
-    from ..export import ModelSource, check_batch, check_opset, export_onnx, resolve_variant_source
+    from ..export import ModelSource, check_batch, check_opset, dynamic_grid_source, export_onnx, resolve_variant_source
 
     if bool(variant) == bool(factory):
         raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
@@ -49,6 +53,17 @@ def export(
         sources = [ModelSource(None, factory, weights, _square(s), image_size, head) for s in specs]
     else:
         sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
+    if dynamic_grid:
+        if factory:
+            raise UserError("--dynamic-grid needs a registered variant; a --model factory is exported per grid.",
+                            "Drop --dynamic-grid, or export a registered LookupViT variant.")
+        if not grids:  # the variant's default grids
+            from ..models import get_variant
+
+            base = get_variant(variant).config  # type: ignore[arg-type]
+            specs = ["x".join(map(str, g)) for g in getattr(base, "default_grids", ())] or [None]
+            sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
+        sources = [dynamic_grid_source(sources[0], [s.grid for s in sources if s.grid is not None])]
     weights_id = sources[0].weights_id()
     if weights_id.startswith("seed:"):  # said before the work, on stderr (stdout stays one JSON document)
         stderr.print(f"note: {sources[0].name} has no checkpoint: its weights are a seeded random initialisation "

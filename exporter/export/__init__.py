@@ -2,9 +2,10 @@
 
 from .metadata import ModelMetadata, factory_refusal, read_model_metadata
 from .onnx_export import ExportResult, check_batch, check_opset, export_onnx, read_metadata, read_sidecar
-from .source import LoadedModel, ModelSource, load_source, resolve_variant_source
+from .grid_input import GRID_INPUT_NAME, GridInput
+from .source import LoadedModel, ModelSource, dynamic_grid_source, load_source, resolve_variant_source
 
 __all__ = [
-    "ExportResult", "LoadedModel", "ModelMetadata", "ModelSource", "check_batch", "check_opset", "export_onnx",
+    "GRID_INPUT_NAME", "ExportResult", "GridInput", "LoadedModel", "ModelMetadata", "ModelSource", "check_batch", "check_opset", "dynamic_grid_source", "export_onnx",
     "factory_refusal", "load_source", "read_metadata", "read_model_metadata", "read_sidecar", "resolve_variant_source",
 ]

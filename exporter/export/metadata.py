@@ -8,6 +8,9 @@ never runs code and never sizes an allocation from an unchecked value:
 - a recorded source's config ``overrides`` are checked against the variant's config schema (known
   field, the field's type, per-field bounds), the config is built (its own checks run), and the
   model it describes is bounded in size (:data:`MAX_PARAMS`) before anything is instantiated;
+- a dynamic-grid model's ``grids`` (at most :data:`MAX_GRIDS`, each a bounded grid of one rank)
+  and ``grid_input`` (name, dtype float32, one size or symbolic name per grid axis) are checked the
+  same way (README, "Dynamic-grid models");
 - a recorded factory (``pkg.module:factory``, from ``export --model``) is reported, never imported:
   importing it would execute the module's code. The PyTorch reference of such a model is rebuilt
   only when the user names the factory on the command line with ``--model``.
@@ -27,7 +30,8 @@ from typing import Any
 from ..errors import UserError
 from ..models.config import Grid
 from ..onnx_io import load_onnx, lookupvit_metadata
-from .source import ModelSource
+from .grid_input import AXIS_NAMES, GRID_INPUT_DTYPE, GridInput
+from .source import MAX_GRIDS, ModelSource
 
 MAX_PARAMS = 2_000_000_000  # 8 GB of fp32 weights; the largest registered variant has 0.51 G
 MAX_SIDE = 4096  # pixels per image side; also bounds grid axes
@@ -37,7 +41,8 @@ MAX_SOURCE_CHARS = 16_384
 FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 WEIGHTS_ID_RE = re.compile(r"^(sha256:[0-9a-f]{64}|seed:\d{1,10})$")
 GRID_RE = re.compile(r"^\d{1,4}(x\d{1,4}){1,2}$")
-SOURCE_KEYS = frozenset({"variant", "factory", "weights", "grid", "image_size", "head", "overrides"})
+SOURCE_KEYS = frozenset({"variant", "factory", "weights", "grid", "image_size", "head", "overrides", "grids"})
+INPUT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 # Per-field bounds of config overrides (inclusive); fields not listed here keep only their type check.
 OVERRIDE_BOUNDS: dict[str, tuple[float, float]] = {
@@ -65,7 +70,13 @@ class ModelMetadata:
     precision: str = "fp32"
     weights_id: str | None = None  # "sha256:<hex>" of the checkpoint, or "seed:0"
     source: ModelSource | None = None
+    grids: tuple[Grid, ...] = ()  # a dynamic-grid model: the grids its grid input may take
+    grid_input: GridInput | None = None
     raw: Mapping[str, str] = field(default_factory=dict)  # every lookupvit.* entry, as text
+
+    @property
+    def dynamic_grid(self) -> bool:
+        return bool(self.grids)
 
     @property
     def has_metadata(self) -> bool:
@@ -105,6 +116,37 @@ def _read_grid(path: Path, key: str, value: object) -> Grid:
     if not all(1 <= g <= MAX_SIDE for g in grid):
         raise _bad(path, key, value, f"each grid axis must be between 1 and {MAX_SIDE}")
     return grid
+
+
+def _read_grids(path: Path, key: str, value: object) -> tuple[Grid, ...]:
+    """A list of grids of one rank, at most MAX_GRIDS: "1x1,2x2" (metadata) or [[1, 1], [2, 2]] (source)."""
+    items = value.split(",") if isinstance(value, str) and len(value) <= 16 * MAX_GRIDS else value
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_GRIDS:
+        raise _bad(path, key, value, f"expected 1 to {MAX_GRIDS} grids")
+    grids = tuple(_read_grid(path, key, g) for g in items)
+    if len({len(g) for g in grids}) != 1 or len(set(grids)) != len(grids):
+        raise _bad(path, key, value, "the grids must be distinct and have the same number of axes")
+    return grids
+
+
+def _read_grid_input(path: Path, text: str, grids: tuple[Grid, ...]) -> GridInput:
+    """The grid input's contract: a name, dtype float32, per axis the shared size or the axis's name."""
+    v = _json(path, "grid_input", text) if len(text) <= 512 else None
+    if not isinstance(v, dict) or set(v) != {"name", "dtype", "shape"}:
+        raise _bad(path, "grid_input", text, "expected a JSON object with name, dtype and shape")
+    name, dtype, shape = v["name"], v["dtype"], v["shape"]
+    if not isinstance(name, str) or not INPUT_NAME_RE.match(name):
+        raise _bad(path, "grid_input", text, "name must be an identifier of at most 64 characters")
+    if dtype != GRID_INPUT_DTYPE:
+        raise _bad(path, "grid_input", text, f"dtype must be {GRID_INPUT_DTYPE}")
+    rank = len(grids[0]) if grids else 0
+    if not isinstance(shape, list) or len(shape) != rank:
+        raise _bad(path, "grid_input", text, f"shape must have one entry per grid axis ({rank})")
+    for i, d in enumerate(shape):
+        fixed = _is_int(d) and all(g[i] == d for g in grids)
+        if not fixed and d != AXIS_NAMES[rank][i]:
+            raise _bad(path, "grid_input", text, f"axis {i} must be {AXIS_NAMES[rank][i]!r} or the size every grid has")
+    return GridInput(name, dtype, tuple(shape))
 
 
 def _read_int(path: Path, key: str, value: object, lo: int, hi: int) -> int:
@@ -163,14 +205,19 @@ def source_from_metadata(text: str, path: Path) -> ModelSource:
     overrides = d.get("overrides") or {}
     if not isinstance(overrides, dict):
         raise _bad(path, "source", text, "overrides must be a JSON object")
+    grids = () if d.get("grids") is None else _read_grids(path, "source.grids", d["grids"])
+    if grids and grid is not None:
+        raise _bad(path, "source", text, "a source has a grid or grids, not both")
     if factory is not None:
-        if overrides:
-            raise _bad(path, "source", text, "a factory source takes no config overrides")
+        if overrides or grids:
+            raise _bad(path, "source", text, "a factory source takes no config overrides and no grids")
         return ModelSource(None, factory, weights, grid, image_size, head, {})
     if not isinstance(variant, str):
         raise _bad(path, "source", text, "variant must be a name")
     overrides = check_overrides(path, variant, overrides, grid)
-    return ModelSource(variant, None, weights, grid, image_size, head, overrides)
+    for g in grids:
+        check_overrides(path, variant, overrides, g)
+    return ModelSource(variant, None, weights, grid, image_size, head, overrides, grids)
 
 
 def check_overrides(path: Path, variant: str, overrides: dict[str, Any], grid: Grid | None) -> dict[str, object]:
@@ -243,6 +290,12 @@ def parse_metadata(meta: Mapping[str, str], path: Path) -> ModelMetadata:
     factory = meta.get("factory") or None
     if factory is not None and not FACTORY_RE.match(factory):
         raise _bad(path, "factory", factory, "expected pkg.module:callable")
+    grids = _read_grids(path, "grids", meta["grids"]) if meta.get("grids") else ()
+    if grids and not meta.get("grid_input"):
+        raise _bad(path, "grids", meta["grids"], "a dynamic-grid model must also declare lookupvit.grid_input")
+    if meta.get("grid_input") and not grids:
+        raise _bad(path, "grid_input", meta["grid_input"], "declared without lookupvit.grids")
+    grid_input = _read_grid_input(path, meta["grid_input"], grids) if meta.get("grid_input") else None
     return ModelMetadata(
         path=path,
         variant=meta.get("variant") or None,
@@ -257,6 +310,8 @@ def parse_metadata(meta: Mapping[str, str], path: Path) -> ModelMetadata:
         precision=precision,
         weights_id=weights_id,
         source=source_from_metadata(meta["source"], path) if meta.get("source") else None,
+        grids=grids,
+        grid_input=grid_input,
         raw=dict(meta),
     )
 

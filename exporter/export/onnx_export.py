@@ -13,6 +13,9 @@
   sidecar says it was made from the same inputs is reused. The output folder is checked for
   writing, and the memory the export needs is estimated from the configuration's shapes, before
   any model is built.
+- ``ModelSource.grids`` set (``export --dynamic-grid``): one graph for every listed grid, chosen per
+  call by a second input ``grid`` whose shape is the grid (:mod:`.grid_input`); the allowed grids
+  and the input contract go into the metadata (``lookupvit.grids``, ``lookupvit.grid_input``).
 - The batch dimension is made dynamic positionally (``dynamic_shapes`` as a tuple over
   ``forward``'s arguments), so a module's argument may have any name.
 """
@@ -39,6 +42,7 @@ from ..models.config import grid_dims
 from ..models.memory import BYTES, export_bytes
 from ..onnx_io import META_PREFIX, load_onnx, lookupvit_metadata
 from ..versions import tool_versions
+from .grid_input import add_grid_check, export_example_and_dims, grid_input_for
 from .source import ModelSource, load_source, source_to_json
 
 MIN_OPSET, MAX_OPSET = 18, 23
@@ -144,7 +148,7 @@ def export_onnx(
     out_dir = Path(out_dir)
     path = out_dir / f"{src.file_stem()}.onnx"
     key = _cache_key(src, static_batch, opset)
-    grid_text = grid_dims(src.grid) if src.grid else None
+    grid_text = grid_dims(src.grid) if src.grid else ("dynamic" if src.grids else None)
     if not force and _reusable(path, key):
         return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid_text, path.stat().st_size)
 
@@ -153,7 +157,7 @@ def export_onnx(
     too_big = "Use a smaller --batch (or --batch dynamic) or --image-size."
     if src.variant:  # from the configuration: before the module (and its position embedding) is built
         cfg = get_variant(src.variant).config.replace(**{k: v for k, v in src.overrides.items() if k != "head"})
-        check_memory(export_bytes(cfg, example_batch, src.grid), f"Exporting {src.name} at {cfg.image_size} px, "
+        check_memory(export_bytes(cfg, example_batch, src.grid or (src.grids[-1] if src.grids else None)), f"Exporting {src.name} at {cfg.image_size} px, "
                      f"batch {example_batch}", too_big)
     loaded = load_source(src)
     n_params = sum(p.numel() for p in loaded.module.parameters())
@@ -163,15 +167,23 @@ def export_onnx(
     example = torch.randn(example_batch, *loaded.input_shape)
     # positional (a tuple over forward's arguments): the module's argument may have any name
     dynamic = None if static_batch else ({0: torch.export.Dim("batch", min=1, max=4096)},)
+    args: tuple[torch.Tensor, ...] = (example,)
+    input_names = [INPUT_NAME]
+    grid_input = grid_input_for(src.grids) if src.grids else None
+    if grid_input is not None:  # the grid is the second argument of forward; only its shape is read
+        grid_example, grid_dims_ = export_example_and_dims(src.grids)
+        args = (example, grid_example)
+        input_names = [INPUT_NAME, grid_input.name]
+        dynamic = ((dynamic or (None,))[0], grid_dims_ or None)
     t0 = time.perf_counter()
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
                 loaded.module,
-                (example,),
+                args,
                 dynamo=True,
                 opset_version=opset,
-                input_names=[INPUT_NAME],
+                input_names=input_names,
                 output_names=loaded.output_names,
                 dynamic_shapes=dynamic,
                 verbose=False,
@@ -187,7 +199,7 @@ def export_onnx(
     meta = {
         "variant": src.variant or "",
         "factory": src.factory or "",
-        "grid": grid_text or "",
+        "grid": grid_dims(src.grid) if src.grid else "",  # a dynamic-grid model: "", its grids in "grids"
         "image_size": str(loaded.input_shape[-1]),
         "input_shape": json.dumps(list(loaded.input_shape)),
         "mean": json.dumps(list(loaded.mean)),
@@ -198,6 +210,9 @@ def export_onnx(
         "weights": src.weights_id(),
         "source": source_to_json(src),
     }
+    if grid_input is not None:
+        meta["grids"] = ",".join(grid_dims(g) for g in src.grids)
+        meta["grid_input"] = grid_input.to_json()
     for k, v in meta.items():
         program.model.metadata_props[META_PREFIX + k] = v
 
@@ -205,6 +220,10 @@ def export_onnx(
         tmp = folder / path.name
         with _quiet_exporter():
             program.save(str(tmp), external_data=None)  # external data is used above 2 GB
+        if grid_input is not None:  # weights stay where they are: only the graph is rewritten
+            graph = onnx.load(str(tmp), load_external_data=False)
+            add_grid_check(graph, src.grids, loaded.module.cfg.lookup_grid)
+            onnx.save(graph, str(tmp))
         try:
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as e:
@@ -223,6 +242,8 @@ def export_onnx(
             "settings": {
                 "grid": grid_text, "image_size": loaded.input_shape[-1], "batch": static_batch or "dynamic",
                 "opset": opset, "head": src.head, "input_name": INPUT_NAME, "outputs": loaded.output_names,
+                **({"grids": [grid_dims(g) for g in src.grids], "grid_input": json.loads(grid_input.to_json())}
+                   if grid_input is not None else {}),
                 "external_data": data_files,
             },
             "output": {"path": path.name, "sha256": sha256_file(tmp), "bytes": size},

@@ -41,6 +41,13 @@ class ModelSource:
     image_size: int | None = None  # None: the model's own
     head: str = "logits"  # logits | features
     overrides: dict[str, object] = field(default_factory=dict)
+    # a dynamic-grid export: the grids the `grid` input may take (README, "Dynamic-grid models");
+    # () for a model with one grid fixed in the graph
+    grids: tuple[Grid, ...] = ()
+
+    @property
+    def dynamic_grid(self) -> bool:
+        return bool(self.grids)
 
     @property
     def name(self) -> str:
@@ -51,6 +58,8 @@ class ModelSource:
 
     def file_stem(self) -> str:
         stem = self.name if self.head == "logits" else f"{self.name}_features"
+        if self.grids:
+            return f"{stem}_gdynamic"
         return f"{stem}_g{grid_label(self.grid)}" if self.grid else stem
 
     def weights_id(self) -> str:
@@ -102,14 +111,31 @@ def resolve_variant_source(
     return ModelSource(variant, None, weights, the_grid, image_size, head, overrides)
 
 
+MAX_GRIDS = 64  # grids one dynamic-grid model may serve (each costs one check-table entry and one TensorRT profile)
+
+
+def dynamic_grid_source(src: ModelSource, grids: list[Grid]) -> ModelSource:
+    """``src`` (one grid, from :func:`resolve_variant_source`) as a dynamic-grid source serving ``grids``."""
+    if src.factory or src.grid is None:
+        raise UserError(
+            f"--dynamic-grid needs a registered LookupViT variant; {src.name} has no compressed grid to choose.",
+            "Export a LookupViT variant, or drop --dynamic-grid (one file per grid).",
+        )
+    allowed = tuple(sorted(set(grids)))
+    if not 1 <= len(allowed) <= MAX_GRIDS:
+        raise UserError(f"--dynamic-grid serves 1 to {MAX_GRIDS} grids; got {len(allowed)}.",
+                        "List the grids to serve, e.g. --grids 1,2,3,4,6.")
+    return ModelSource(src.variant, None, src.weights, None, src.image_size, src.head, dict(src.overrides), allowed)
+
+
 def load_source(src: ModelSource) -> LoadedModel:
     """Instantiate the model described by ``src`` in eval mode, with its grid set."""
     if src.factory:
         return _load_factory(src)
     assert src.variant is not None
     model = create_model(src.variant, weights=src.weights, **src.overrides)
-    if src.grid is not None:
-        model.set_grid(src.grid)
+    if src.grid is not None or src.grids:
+        model.set_grid(src.grid or src.grids[-1])  # a dynamic-grid model's reference: set per grid
     cfg = model.cfg
     outputs = ["lookup_tokens", "compressed_tokens"] if src.head == "features" else ["logits"]
     return LoadedModel(model, cfg.input_shape, tuple(cfg.mean), tuple(cfg.std), outputs)
@@ -189,6 +215,7 @@ def source_to_json(src: ModelSource) -> str:
             "variant": src.variant, "factory": src.factory, "weights": src.weights,
             "grid": list(src.grid) if src.grid else None, "image_size": src.image_size,
             "head": src.head, "overrides": src.overrides,
+            **({"grids": [list(g) for g in src.grids]} if src.grids else {}),
         },
         sort_keys=True,
     )

@@ -11,6 +11,12 @@ Per layer, with x the N lookup tokens, z the M compressed tokens, H heads of wid
 
 The compressed tokens are a bilinear (video: trilinear) resize of the embedded lookup grid to the
 compressed grid, which is chosen at call time: no parameter depends on it.
+
+The grid is given either as sizes ``(gh, gw)`` / ``(gt, gh, gw)`` or as a tensor whose SHAPE is the
+grid (its values are never read). The second form is what a dynamic-grid ONNX export traces: the
+resize size comes from an input's shape, which ``torch.export`` keeps symbolic (a bounded ``Dim``
+per axis) and ONNX writes as ``Shape -> Resize(sizes)``; a static export is the same code path with
+the sizes fixed (README, "Dynamic-grid models").
 """
 
 from __future__ import annotations
@@ -22,6 +28,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Grid, LookupViTConfig, check_grid
+
+GridArg = Grid | torch.Tensor
+"""Sizes ``(gh, gw)`` / ``(gt, gh, gw)``, or a tensor of that shape whose values are unused."""
+
+
+def grid_sizes(grid: GridArg, lookup_grid: Grid) -> Grid:
+    """The compressed grid's sizes; concrete sizes are checked against the lookup grid. Under
+    ``torch.export`` a grid tensor's sizes are symbolic: their bounds are the export's ``Dim``s."""
+    sizes = tuple(grid.shape) if isinstance(grid, torch.Tensor) else tuple(grid)
+    if all(isinstance(s, int) for s in sizes):
+        return check_grid(sizes, lookup_grid)
+    if len(sizes) != len(lookup_grid):
+        raise ValueError(f"a grid tensor has {len(lookup_grid)} dimensions for this model, got {len(sizes)}")
+    return sizes
 from .layers import Block, Mlp, PatchEmbed, merge_heads, split_heads
 from .registry import register_variant
 
@@ -120,10 +140,13 @@ class LookupViT(nn.Module):
         return small.flatten(2).transpose(1, 2)  # (B, M, D)
 
     def forward_features(
-        self, images: torch.Tensor, grid: Grid | None = None
+        self, images: torch.Tensor, grid: GridArg | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, C, [T,] H, W) -> normalised (lookup (B, N, D), compressed (B, M, D))."""
-        grid = self.grid if grid is None else check_grid(tuple(grid), self.cfg.lookup_grid)
+        """(B, C, [T,] H, W) -> normalised (lookup (B, N, D), compressed (B, M, D)).
+
+        ``grid``: sizes, or a tensor whose shape is the grid (values unused); None: ``self.grid``.
+        """
+        grid = self.grid if grid is None else grid_sizes(grid, self.cfg.lookup_grid)
         x = self.patch_embed(images) + self.pos_embed  # (B, N, D)
         z = self.compress(x, grid)  # (B, M, D)
         for block in self.blocks:
@@ -131,7 +154,7 @@ class LookupViT(nn.Module):
         return self.norm_x(x), self.norm_z(z)
 
     def forward(
-        self, images: torch.Tensor, grid: Grid | None = None
+        self, images: torch.Tensor, grid: GridArg | None = None
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         x, z = self.forward_features(images, grid)
         if self.cfg.head == "features" or self.head is None:

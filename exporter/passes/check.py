@@ -34,12 +34,20 @@ class CheckResult:
 
 def seeded_feeds(model, seed: int = 0, batch: int = DEFAULT_BATCH) -> dict[str, np.ndarray]:
     """One seeded random feed per graph input: standard normal floats, zeros for other types; every
-    symbolic dimension (e.g. ``batch``) is ``batch``."""
+    symbolic dimension (e.g. ``batch``) is ``batch``. A dynamic-grid model's grid input gets the
+    largest of its allowed grids (a shape outside them fails the graph's own check; README,
+    "Dynamic-grid models")."""
     rng = np.random.default_rng(seed)
     initializers = {i.name for i in model.graph.initializer}
     feeds: dict[str, np.ndarray] = {}
+    from ..export.grid_input import dynamic_grid_input
+
+    grid = dynamic_grid_input(model)
     for vi in model.graph.input:
         if vi.name in initializers:
+            continue
+        if grid is not None and vi.name == grid[0]:
+            feeds[vi.name] = np.zeros(grid[1][-1], dtype=np.float32)
             continue
         tt = vi.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]

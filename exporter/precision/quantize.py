@@ -24,7 +24,9 @@ Calibration images come from a labelled dataset (``exporter.data.load_data``): b
 1-channel models (the held-out split is what ``compare`` measures on) or crops of the bundled
 colour photos otherwise, converted to the model's channels, size and normalisation; a seeded
 random subset of ``calib_size`` images. Data that does not match the model's input (grey images on
-a colour model, a resize beyond 4x) is refused (:mod:`exporter.data_fit`).
+a colour model, a resize beyond 4x) is refused (:mod:`exporter.data_fit`). A dynamic-grid model
+(README, "Dynamic-grid models") is calibrated on every calibration batch at every allowed grid, so
+each grid sees the whole set and the ranges cover all of them (K grids: K times the calibration runs).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from ..data import BUILTIN_DATA, InputSpec, load_data
 from ..data_fit import require_calibration_fit
 from ..errors import UserError
 from ..io import is_environment_error
+from ..export.grid_input import dynamic_grid_input
 from .summary import QUANTIZABLE_OPS
 
 CALIB_METHODS = {"int8": ("minmax", "percentile", "entropy"), "fp8": ("minmax", "distribution")}
@@ -99,11 +102,17 @@ def _quiet_onnxruntime_quantization() -> Iterator[None]:
 class _Reader:
     """ONNX Runtime's ``CalibrationDataReader`` protocol over a batch list (``get_next`` -> feed or None)."""
 
-    def __init__(self, input_name: str, images: np.ndarray, batch: int, static_batch: int | None):
+    def __init__(
+        self, input_name: str, images: np.ndarray, batch: int, static_batch: int | None,
+        grid: tuple[str, tuple[tuple[int, ...], ...]] | None = None,
+    ):
         if static_batch:  # a model exported with a fixed batch takes only that batch size
             batch = static_batch
             images = images[: len(images) - len(images) % static_batch] if len(images) >= static_batch else images
         self.feeds = [{input_name: images[i : i + batch]} for i in range(0, len(images), batch)]
+        if grid is not None:  # a dynamic-grid model: every calibration batch at every allowed grid
+            name, grids = grid
+            self.feeds = [{**f, name: np.zeros(g, dtype=np.float32)} for f in self.feeds for g in grids]
         self.index = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -236,6 +245,7 @@ def quantize_model(
         raise UserError(f"--keep-fp32 excludes every quantizable op ({', '.join(QUANTIZABLE_OPS)}).")
     model = onnx.load(str(in_path), load_external_data=False)
     input_name, static_batch = _static_batch(model)
+    grid = dynamic_grid_input(model)
     big = sum(t.ByteSize() for t in model.graph.initializer) > 1.8e9 or any(
         t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
     )
@@ -254,7 +264,7 @@ def quantize_model(
     }
     if method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
-    reader = Reader(input_name, images, CALIB_BATCH, static_batch)
+    reader = Reader(input_name, images, CALIB_BATCH, static_batch, grid)
     tmp = scratch / "work"
     tmp.mkdir()
     user_path, in_path = in_path, _scratch_copy(in_path, scratch / "input")

@@ -3,6 +3,10 @@
 The reference is rebuilt from the model's ONNX metadata (variant or factory, grid, image size,
 head, weights) unless given explicitly. Inputs are seeded random images, the digits held-out split,
 or a labelled dataset. The result goes to ``<model>.validate.json`` next to the model.
+
+A dynamic-grid model (``lookupvit.grids`` in its metadata) is validated at every allowed grid: the
+reference is set to the grid and the candidate is fed the grid input of that shape; each output is
+reported per grid (``logits @ 3x3``) and the model passes when every grid passes.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import numpy as np
 from ..backends import TorchRunner, ort_providers, ort_runner
 from ..data import InputSpec, load_data
 from ..errors import UserError
-from ..export import LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata
+from ..export import GridInput, LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata
 from ..io import write_json
+from ..models.config import Grid, grid_dims
 from ..onnx_io import check_image_model, load_onnx
 from ..versions import tool_versions
 from .comparison import OutputComparison, compare_runners
@@ -38,6 +43,7 @@ class ValidationReport:
     samples: int
     outputs: list[OutputComparison] = field(default_factory=list)
     seconds: float = 0.0
+    grids: list[str] = field(default_factory=list)  # a dynamic-grid model: the grids validated
     versions: dict[str, str | None] = field(default_factory=tool_versions)
 
     @property
@@ -129,13 +135,23 @@ def onnx_static_batch(path: str | Path) -> int | None:
 def run_validation(
     candidate, candidate_desc: str, model_path: str | Path, loaded: LoadedModel, src: ModelSource,
     data: str, iterations: int | None, precision: str, batch: int | None,
+    grid_input: GridInput | None = None, grids: tuple[Grid, ...] = (),
 ) -> ValidationReport:
-    """Compare ``candidate`` (a Polygraphy runner) with the PyTorch reference ``loaded``."""
+    """Compare ``candidate`` (a Polygraphy runner) with the PyTorch reference ``loaded``; with
+    ``grid_input``, once per grid of ``grids`` (outputs named ``<output> @ <grid>``)."""
     t0 = time.perf_counter()
     spec = loaded.input_spec()
     feeds, data_desc = make_feeds(spec, data, iterations, batch)
     reference = TorchRunner(loaded.module, loaded.input_shape, loaded.output_names, name="pytorch")
-    outputs = compare_runners(reference, candidate, feeds, tolerance_for(precision))
+    if grid_input is None:
+        outputs = compare_runners(reference, candidate, feeds, tolerance_for(precision))
+    else:
+        outputs = []
+        for g in grids:
+            loaded.module.set_grid(g)  # the reference at this grid; the candidate gets it as an input
+            at_grid = [{**f, grid_input.name: grid_input.feed(g)} for f in feeds]
+            outputs += [dataclasses.replace(o, output=f"{o.output} @ {grid_dims(g)}")
+                        for o in compare_runners(reference, candidate, at_grid, tolerance_for(precision))]
     if not outputs:
         raise UserError(
             f"{model_path} shares no output name with its reference ({', '.join(loaded.output_names)}).",
@@ -150,6 +166,7 @@ def run_validation(
         samples=sum(len(f["images"]) for f in feeds),
         outputs=outputs,
         seconds=time.perf_counter() - t0,
+        grids=[grid_dims(g) for g in grids] if grid_input is not None else [],
     )
 
 
@@ -165,10 +182,13 @@ def validate_onnx(
 ) -> ValidationReport:
     """ONNX Runtime on ``model_path`` against the PyTorch reference; writes ``<model>.validate.json``."""
     model_path = Path(model_path)
-    check_image_model(model_path)  # one image input, known operator domains, external data in its folder
+    meta = read_model_metadata(model_path)
+    grid_input = meta.grid_input
+    # one image input (and a dynamic-grid model's grid), known operator domains, external data in its folder
+    check_image_model(model_path, grid_input.name if grid_input else None)
     src = reference_source(model_path, variant, factory, weights)
     loaded = load_source(src)
-    precision = precision or read_model_metadata(model_path).precision
+    precision = precision or meta.precision
     providers = ort_providers()
     try:
         candidate = ort_runner(model_path, providers, name="onnxruntime")
@@ -176,7 +196,7 @@ def validate_onnx(
         raise UserError(f"ONNX Runtime cannot load {model_path}: {e}") from None
     report = run_validation(
         candidate, f"onnxruntime ({providers[0]})", model_path, loaded, src, data, iterations, precision,
-        onnx_static_batch(model_path),
+        onnx_static_batch(model_path), grid_input, meta.grids,
     )
     if write:
         write_json(model_path.with_suffix(".validate.json"), report.to_dict())

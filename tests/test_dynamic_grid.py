@@ -1,0 +1,195 @@
+"""Dynamic-grid models: one ONNX graph whose compressed grid (arXiv 2407.12753) is chosen per call by
+the shape of its `grid` input (README, "Dynamic-grid models")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from exporter.errors import UserError
+from exporter.export import (
+    dynamic_grid_source, export_onnx, read_model_metadata, resolve_variant_source,
+)
+from exporter.export.grid_input import check_node_name
+from exporter.export.metadata import parse_metadata
+from exporter.models import create_model
+from exporter.validate import validate_onnx
+
+DIGITS_GRIDS = [(1, 1), (2, 2), (3, 3), (4, 4), (6, 6)]
+
+
+def _dynamic(variant: str, grids: list[str], out: Path, head: str = "logits"):
+    sources = [resolve_variant_source(variant, grid=g, head=head) for g in grids]
+    return export_onnx(dynamic_grid_source(sources[0], [s.grid for s in sources]), out)
+
+
+@pytest.fixture(scope="module")
+def digits_dynamic(tmp_path_factory) -> Path:
+    return _dynamic("lookupvit_digits", ["1", "2", "3", "4", "6"], tmp_path_factory.mktemp("dyn")).path
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def test_one_graph_with_a_grid_input_and_its_contract_in_the_metadata(digits_dynamic: Path):
+    assert digits_dynamic.name == "lookupvit_digits_gdynamic.onnx"
+    assert [p.name for p in digits_dynamic.parent.glob("*.onnx")] == [digits_dynamic.name]
+    model = onnx.load(str(digits_dynamic), load_external_data=False)
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert inputs == {"images": ["batch", 1, 32, 32], "grid": ["grid_h", "grid_w"]}
+    assert sum(n.op_type == "Resize" for n in model.graph.node) == 1
+    meta = read_model_metadata(digits_dynamic)
+    assert meta.grids == tuple(DIGITS_GRIDS) and meta.grid is None
+    assert meta.grid_input is not None and meta.grid_input.name == "grid" and meta.grid_input.dtype == "float32"
+    assert meta.source is not None and meta.source.grids == tuple(DIGITS_GRIDS)
+    sidecar = json.loads(Path(f"{digits_dynamic}.json").read_text())
+    assert sidecar["settings"]["grids"] == ["1x1", "2x2", "3x3", "4x4", "6x6"]
+
+
+def test_every_allowed_grid_matches_pytorch_at_that_grid(digits_dynamic: Path):
+    sess = _session(digits_dynamic)
+    model = create_model("lookupvit_digits").eval()
+    x = np.random.default_rng(0).standard_normal((3, 1, 32, 32), dtype=np.float32)
+    outs = {}
+    for g in DIGITS_GRIDS:
+        (got,) = sess.run(None, {"images": x, "grid": np.zeros(g, np.float32)})
+        with torch.inference_mode():
+            want = model(torch.from_numpy(x), grid=g).numpy()
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+        outs[g] = got
+    assert not np.allclose(outs[(1, 1)], outs[(6, 6)], atol=1e-3)  # the grid input does change the model
+
+
+def test_the_static_export_is_the_same_model_with_the_grid_fixed(digits_dynamic: Path, tmp_path: Path):
+    static = export_onnx(resolve_variant_source("lookupvit_digits", grid="3"), tmp_path).path
+    x = np.random.default_rng(1).standard_normal((2, 1, 32, 32), dtype=np.float32)
+    (dyn,) = _session(digits_dynamic).run(None, {"images": x, "grid": np.zeros((3, 3), np.float32)})
+    (fixed,) = _session(static).run(None, {"images": x})
+    np.testing.assert_allclose(dyn, fixed, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("grid", [(5, 5), (2, 3), (9, 9), (40, 2), (2, 40)])
+def test_a_grid_outside_the_allowed_set_is_an_onnx_runtime_error_naming_the_allowed_grids(digits_dynamic, grid):
+    sess = _session(digits_dynamic)
+    with pytest.raises(Exception) as err:
+        sess.run(None, {"images": np.zeros((1, 1, 32, 32), np.float32), "grid": np.zeros(grid, np.float32)})
+    assert check_node_name(tuple(DIGITS_GRIDS)) in str(err.value)
+    assert "allowed_grids_1x1_2x2_3x3_4x4_6x6" in str(err.value)
+
+
+def test_validate_passes_at_every_grid_and_reports_per_grid(digits_dynamic: Path):
+    report = validate_onnx(digits_dynamic, write=False)
+    assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
+    assert [o.output for o in report.outputs] == [f"logits @ {g}" for g in report.grids]
+
+
+def test_video_and_feature_models_take_the_grid_the_same_way(tmp_path: Path):
+    video = _dynamic("lookupvit_tiny32_video", ["1x2x2", "2x4x4"], tmp_path / "v").path
+    report = validate_onnx(video, write=False)
+    assert report.passed and report.grids == ["1x2x2", "2x4x4"]
+    meta = read_model_metadata(video)
+    assert meta.grid_input is not None and meta.grid_input.shape == ("grid_t", "grid_h", "grid_w")
+
+
+def test_feature_head_validates_both_streams_per_grid(tmp_path: Path):
+    feats = _dynamic("lookupvit_tiny32", ["2", "4"], tmp_path, head="features").path
+    report = validate_onnx(feats, write=False)
+    assert report.passed
+    assert [o.output for o in report.outputs] == [
+        "lookup_tokens @ 2x2", "compressed_tokens @ 2x2", "lookup_tokens @ 4x4", "compressed_tokens @ 4x4"]
+
+
+def test_an_axis_every_grid_shares_stays_static_in_the_contract():
+    from exporter.export.grid_input import grid_input_for
+
+    assert grid_input_for(((2, 2, 2), (2, 4, 4))).shape == (2, "grid_h", "grid_w")
+
+
+def test_dynamic_grid_refuses_a_vit_baseline():
+    with pytest.raises(UserError, match="dynamic-grid"):
+        dynamic_grid_source(resolve_variant_source("vit_tiny32"), [])
+
+
+GOOD = {"grids": "1x1,2x2", "grid_input": json.dumps({"name": "grid", "dtype": "float32", "shape": ["grid_h", "grid_w"]})}
+
+
+@pytest.mark.parametrize("key,value,why", [
+    ("grids", "1x1,banana", "a grid is"),
+    ("grids", ",".join(["1x1"] * 2), "distinct"),
+    ("grids", "1x1,2x2x2", "same number of axes"),
+    ("grids", ",".join(f"{i}x{i}" for i in range(1, 70)), "1 to 64 grids"),
+    ("grids", "1x1,9999x2", "between 1 and"),
+    ("grid_input", json.dumps({"name": "grid", "dtype": "float64", "shape": ["grid_h", "grid_w"]}), "float32"),
+    ("grid_input", json.dumps({"name": "grid;rm", "dtype": "float32", "shape": ["grid_h", "grid_w"]}), "identifier"),
+    ("grid_input", json.dumps({"name": "grid", "dtype": "float32", "shape": ["grid_h"]}), "one entry per grid axis"),
+    ("grid_input", json.dumps({"name": "grid", "dtype": "float32", "shape": [1, "grid_w"]}), "axis 0"),
+    ("grid_input", json.dumps({"name": "grid", "dtype": "float32", "shape": ["x", "y"], "extra": 1}), "JSON object"),
+    ("grid_input", "x" * 600, "JSON object"),
+])
+def test_metadata_reader_types_and_bounds_the_grid_entries(key, value, why):
+    with pytest.raises(UserError, match=why):
+        parse_metadata({**GOOD, key: value}, Path("m.onnx"))
+
+
+def test_metadata_reader_accepts_a_well_formed_contract_and_wants_both_keys():
+    meta = parse_metadata(GOOD, Path("m.onnx"))
+    assert meta.grids == ((1, 1), (2, 2)) and meta.grid_input is not None
+    with pytest.raises(UserError, match="grid_input"):
+        parse_metadata({"grids": "1x1"}, Path("m.onnx"))
+    with pytest.raises(UserError, match="without lookupvit.grids"):
+        parse_metadata({"grid_input": GOOD["grid_input"]}, Path("m.onnx"))
+
+
+def _ops(path: Path) -> dict[str, int]:
+    from collections import Counter
+
+    return Counter(n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node)
+
+
+@pytest.fixture(scope="module")
+def digits_optimised(digits_dynamic: Path) -> Path:
+    from exporter.passes import optimize_model
+
+    out = digits_dynamic.parent / "opt.onnx"
+    optimize_model(digits_dynamic, out)
+    return out
+
+
+def test_passes_fuse_every_attention_with_symbolic_sequence_lengths(digits_optimised: Path, digits_dynamic: Path):
+    ops = _ops(digits_optimised)
+    # digits: 4 layers x (gather, compressed self-attention, scatter), as in a one-grid model
+    assert ops["Attention"] == 12 and ops.get("Softmax", 0) == 0
+    assert read_model_metadata(digits_optimised).grids == tuple(DIGITS_GRIDS)
+    report = validate_onnx(digits_optimised, write=False)
+    assert report.passed and len(report.outputs) == len(DIGITS_GRIDS)
+
+
+def test_fp16_converts_validates_at_every_grid_and_keeps_the_grid_check(digits_optimised: Path):
+    from exporter.precision import convert_precision
+
+    out = digits_optimised.parent / "fp16.onnx"
+    convert_precision(digits_optimised, out, "fp16")
+    report = validate_onnx(out, write=False)
+    assert report.passed and report.precision == "fp16" and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
+    with pytest.raises(Exception, match="allowed_grids_1x1_2x2_3x3_4x4_6x6"):
+        _session(out).run(None, {"images": np.zeros((1, 1, 32, 32), np.float32), "grid": np.zeros((5, 5), np.float32)})
+
+
+def test_int8_calibrates_at_every_grid_and_validates_on_digits(digits_optimised: Path):
+    from exporter.precision import convert_precision
+    from exporter.precision.quantize import _Reader
+
+    out = digits_optimised.parent / "int8.onnx"
+    convert_precision(digits_optimised, out, "int8", calib_size=64)
+    assert _ops(out)["QuantizeLinear"] > 0
+    report = validate_onnx(out, data="digits", iterations=2, write=False)
+    assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
+    reader = _Reader("images", np.zeros((64, 1, 32, 32), np.float32), 32, None, ("grid", tuple(DIGITS_GRIDS)))
+    assert [f["grid"].shape for f in reader.feeds] == DIGITS_GRIDS * 2  # each batch at each grid
