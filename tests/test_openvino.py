@@ -61,3 +61,15 @@ def test_compare_on_openvino(cli, tmp_path):
                  "--no-optimize", "-o", str(tmp_path / "cmp"))
     assert result.exit_code == 0, result.output
     assert "openvino" in result.output and "PASSED" in result.output
+
+
+def test_profile_on_openvino(cli, exported, tmp_path):
+    import json
+
+    _, path = exported
+    result = cli("profile", str(path), "--backend", "openvino", "--iters", "2", "--warmup", "1", "--warmup-seconds",
+                 "0", "--repeats", "1", "--peak-sizes", "64", "--baseline", "none", "-o", str(tmp_path / "p"), "--json")
+    assert result.exit_code == 0, result.output
+    cells = json.loads((tmp_path / "p" / "latency.json").read_text())["cells"]
+    assert [(c["backend"], c["status"]) for c in cells] == [("openvino", "ok")]
+    assert "f32" in cells[0]["detail"]
