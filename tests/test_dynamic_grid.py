@@ -193,3 +193,25 @@ def test_int8_calibrates_at_every_grid_and_validates_on_digits(digits_optimised:
     assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
     reader = _Reader("images", np.zeros((64, 1, 32, 32), np.float32), 32, None, ("grid", tuple(DIGITS_GRIDS)))
     assert [f["grid"].shape for f in reader.feeds] == DIGITS_GRIDS * 2  # each batch at each grid
+
+
+def test_tensorrt_plan_has_one_profile_per_grid_and_batch_and_says_which_serves_which(digits_dynamic, tmp_path):
+    from exporter.engine.plan import make_build_plan, read_onnx
+    from exporter.profiles import load_profile
+
+    info = read_onnx(digits_dynamic)
+    assert info.grid_input == "grid" and info.grids == tuple(DIGITS_GRIDS) and info.num_inputs == 2
+    plan = make_build_plan(load_profile("h100"), info, "fp32", tmp_path)  # batch 1..128, opt 1, 8, 64
+    profiles = plan.config_args()["profiles"]
+    assert len(profiles) == len(DIGITS_GRIDS) * 3
+    assert profiles[0] == {"images": ((1, 1, 32, 32), (1, 1, 32, 32), (128, 1, 32, 32)), "grid": ((1, 1),) * 3}
+    assert profiles[14] == {"images": ((1, 1, 32, 32), (64, 1, 32, 32), (128, 1, 32, 32)), "grid": ((6, 6),) * 3}
+    index = plan.to_dict()["profile_index"]  # written into the engine's sidecar
+    assert [(e["index"], e["grid"], e["batch"]["opt"]) for e in index[:4]] == [
+        (0, "1x1", 1), (1, "1x1", 8), (2, "1x1", 64), (3, "2x2", 1)]
+    assert plan.profile_index(8, (3, 3)) == 7 and plan.profile_index(5, (3, 3)) == 7
+    assert plan.profile_index(100, (6, 6)) == 14 and plan.profile_index(1, (6, 6)) == 12
+    with pytest.raises(UserError, match="grid 5x5"):
+        plan.profile_index(1, (5, 5))
+    with pytest.raises(UserError, match="batch 500"):
+        plan.profile_index(500, (3, 3))

@@ -8,6 +8,13 @@ Rules relied upon:
 - A TensorRT optimisation profile gives min/opt/max shapes per dynamic input; the LookupViT graph
   has one input whose batch (axis 0) is the only dynamic axis, so each latency-critical batch of
   the profile becomes one ``polygraphy.backend.trt.Profile`` ``(min, opt, max)`` over that axis.
+- A dynamic-grid model (README, "Dynamic-grid models") has a second input, ``grid``, whose shape is
+  the compressed grid. Each (grid, latency-critical batch) pair becomes one optimisation profile
+  with the grid input's min = opt = max = that grid, so every grid gets kernels tuned to its sequence
+  lengths while the weights are stored once; a grid outside the profiles is refused by TensorRT's
+  shape check (TensorRT does not bound-check the graph's own Gather check). Profiles are ordered
+  grid-major; ``BuildPlan.profile_index`` and the sidecar's ``profile_index`` list say which index
+  serves which grid and batch.
 - An engine is only valid for the GPU and TensorRT version it was built with (unless built
   hardware/version compatible), so the cache key is (ONNX sha256, profile hash, TensorRT version,
   GPU name), docs/architecture.md, The backend axis.
@@ -49,6 +56,8 @@ class OnnxInput:
     precision_source: str  # "metadata" or "graph"
     metadata: dict[str, str] = field(default_factory=dict)
     num_inputs: int = 1
+    grid_input: str | None = None  # a dynamic-grid model: the input whose shape is the grid
+    grids: tuple[tuple[int, ...], ...] = ()  # ... and the grids it allows
 
     @property
     def dynamic_axes(self) -> list[int]:
@@ -76,7 +85,11 @@ def read_onnx(path: str | Path) -> OnnxInput:
             dims.append(d.dim_param or None)
     metadata = {p.key: p.value for p in model.metadata_props}
     precision, source = _declared_precision(model, metadata)
-    return OnnxInput(path, first.name, tuple(dims), precision, source, metadata, len(inputs))
+    from ..export.grid_input import dynamic_grid_input
+
+    grid = dynamic_grid_input(model)  # validated metadata (names, grids bounded)
+    grid_input, grids = grid if grid is not None else (None, ())
+    return OnnxInput(path, first.name, tuple(dims), precision, source, metadata, len(inputs), grid_input, grids)
 
 
 def _declared_precision(model: Any, metadata: dict[str, str]) -> tuple[str, str]:
@@ -140,6 +153,15 @@ class ShapeProfile:
     min: tuple[int, ...]
     opt: tuple[int, ...]
     max: tuple[int, ...]
+    grid_input: str | None = None  # a dynamic-grid model: its grid input, fixed to ``grid`` (min = opt = max)
+    grid: tuple[int, ...] | None = None
+
+    def inputs(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """``{input: (min, opt, max)}`` for every input this profile shapes."""
+        out = {self.input: (self.min, self.opt, self.max)}
+        if self.grid_input is not None and self.grid is not None:
+            out[self.grid_input] = (self.grid, self.grid, self.grid)
+        return out
 
 
 @dataclass(frozen=True)
@@ -170,7 +192,7 @@ class BuildPlan:
         """Keyword arguments of ``CreateConfig`` (``CreateConfigRTX`` for TensorRT-RTX), with
         TensorRT enums given by member name and profiles as ``{input: (min, opt, max)}``."""
         args: dict[str, Any] = {
-            "profiles": [{s.input: (s.min, s.opt, s.max)} for s in self.shapes],
+            "profiles": [s.inputs() for s in self.shapes],
             "builder_optimization_level": self.builder_optimization_level,
             "memory_pool_limits": {"WORKSPACE": self.workspace_bytes},
             "load_timing_cache": str(self.timing_cache) if self.timing_cache else None,
@@ -192,13 +214,34 @@ class BuildPlan:
             "config": {
                 **self.config_args(),
                 "profiles": [
-                    {s.input: {"min": list(s.min), "opt": list(s.opt), "max": list(s.max)}} for s in self.shapes
+                    {name: {"min": list(lo), "opt": list(opt), "max": list(hi)} for name, (lo, opt, hi) in s.inputs().items()}
+                    for s in self.shapes
                 ],
                 "workspace": format_size(self.workspace_bytes),
             },
             "engine": self.engine_args(),
             "backend": self.backend,
+            "profile_index": [
+                {"index": i, "grid": "x".join(map(str, s.grid)) if s.grid else None,
+                 "batch": {"min": s.min[0], "opt": s.opt[0], "max": s.max[0]}}
+                for i, s in enumerate(self.shapes)
+            ],
         }
+
+    def profile_index(self, batch: int, grid: tuple[int, ...] | None = None) -> int:
+        """The optimisation profile serving ``batch`` (at ``grid`` for a dynamic-grid model): the first
+        whose batch range holds it and whose opt is the smallest at or above it, else the largest opt."""
+        fits = [(i, s) for i, s in enumerate(self.shapes) if s.grid == (tuple(grid) if grid else None)
+                and s.min[0] <= batch <= s.max[0]]
+        if not fits:
+            served = sorted({"x".join(map(str, s.grid)) for s in self.shapes if s.grid}) or ["-"]
+            raise UserError(
+                f"No optimisation profile of {self.engine.name} serves batch {batch}"
+                + (f" at grid {'x'.join(map(str, grid))}" if grid else "") + ".",
+                f"Request a grid among {', '.join(served)} and a batch within the profile's range.",
+            )
+        above = [(s.opt[0], i) for i, s in fits if s.opt[0] >= batch]
+        return min(above)[1] if above else max((s.opt[0], i) for i, s in fits)[1]
 
 
 def engine_paths(out_dir: str | Path, profile: str, onnx_path: str | Path, precision: str) -> tuple[Path, Path]:
@@ -272,6 +315,10 @@ def make_build_plan(
         raise ValueError(f"unknown TensorRT backend {backend!r}")
     engine, sidecar = engine_paths(out_dir, profile.name, info.path, precision)
     shapes = _batch_shapes(info, profile)
+    if info.grid_input is not None:  # one profile per (grid, latency-critical batch), grid-major
+        shapes = tuple(
+            ShapeProfile(s.input, s.min, s.opt, s.max, info.grid_input, g) for g in info.grids for s in shapes
+        )
     rtx = backend == "tensorrt-rtx"
     hw = profile.compatibility.hardware
     cc = profile.compute_capability
