@@ -19,8 +19,7 @@ from .options import json_option, print_json, print_table, stderr
               help="attention: the ONNX Attention op (opset 23); trt-mha: MatMul-Softmax-MatMul with the "
               "scale on Q, in 4-D layout, for older TensorRT; plugin: each layer's gather/scatter as the "
               "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime); cpu: ONNX Runtime on the "
-              "CPU (projections of one tensor merged, residual Add + LayerNorm as SkipLayerNormalization; the "
-              "pipeline's choice for ONNX Runtime).")
+              "CPU (projections of one tensor merged into one MatMul; the skip-layernorm pass on request).")
 @click.option("--passes", default=None, metavar="A,B,C",
               help="Passes to run, in this order (default: the target's declared order; see --list).")
 @click.option("--list", "list_only", is_flag=True, help="List the registered passes and exit.")

@@ -13,7 +13,9 @@
   ``input_skip_bias_sum`` standing for the sum. ONNX Runtime's own SkipLayerNormFusion only fuses an
   Add whose sum feeds the LayerNorm alone (its graph transformer checks the Add has one consumer), so
   in a pre-norm transformer it fuses only the last block's; the contrib op's sum output makes every
-  residual fusable.
+  residual fusable. Not in the target's default order: on the development machine the graph with it
+  ran slower than ONNX Runtime's own Add + LayerNormalization (README, The CPU target); run it with
+  ``--passes``.
 
 Rules relied upon: ``X @ [W1 | W2] = [X @ W1 | X @ W2]`` (MatMul-13 on the last two axes) and
 ``Split-13/18`` with the sizes as an input; ONNX Runtime's contrib operator documentation for
