@@ -215,3 +215,37 @@ def test_tensorrt_plan_has_one_profile_per_grid_and_batch_and_says_which_serves_
         plan.profile_index(1, (5, 5))
     with pytest.raises(UserError, match="batch 500"):
         plan.profile_index(500, (3, 3))
+
+
+@pytest.fixture(scope="module")
+def dynamic_compare(digits_dynamic: Path):
+    from exporter.precision.compare import compare_precisions
+
+    return compare_precisions(str(digits_dynamic), precisions="fp32", grids="3,6", out_dir=digits_dynamic.parent / "cmp",
+                              optimize=False)
+
+
+def test_compare_sweeps_the_grids_of_one_dynamic_file(dynamic_compare):
+    result = dynamic_compare
+    assert result.grids == ["3", "6"] and result.passed
+    for grid in result.grids:
+        cell = result.cell(grid, "fp32")
+        assert cell is not None and cell.status == "PASSED" and cell.agreement == 100.0
+        assert abs(cell.top1 - result.reference[grid]) <= 100.0 / result.samples  # within one image
+
+
+def test_compare_top1_per_grid_matches_the_static_model_of_that_grid(dynamic_compare, tmp_path: Path):
+    from exporter.precision.compare import compare_precisions
+
+    static = export_onnx(resolve_variant_source("lookupvit_digits", grid="3"), tmp_path).path
+    fixed = compare_precisions(str(static), precisions="fp32", out_dir=tmp_path / "cmp", optimize=False)
+    dyn, one = dynamic_compare.cell("3", "fp32"), fixed.cell("3", "fp32")
+    assert dyn is not None and one is not None and fixed.samples == dynamic_compare.samples
+    assert abs(dyn.top1 - one.top1) <= 100.0 / fixed.samples  # within one image
+
+
+def test_compare_refuses_a_grid_the_file_does_not_serve(digits_dynamic: Path, tmp_path: Path):
+    from exporter.precision.compare import compare_precisions
+
+    with pytest.raises(UserError, match="serves the grids 1x1, 2x2, 3x3, 4x4, 6x6"):
+        compare_precisions(str(digits_dynamic), precisions="fp32", grids="5", out_dir=tmp_path)

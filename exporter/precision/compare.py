@@ -1,5 +1,9 @@
 """``compare``: accuracy of one model across precisions and compressed grids (docs/architecture.md, The stages).
 
+A dynamic-grid file (README, "Dynamic-grid models") is compared at each of its grids (or those of
+``--grids``) from its one set of graphs: one conversion per precision serves every grid, the grid
+chosen per cell by the grid input, the PyTorch reference set to that grid.
+
 For each grid: the fp32 ONNX graph (exported from a variant, or given), converted to each precision
 by :func:`~exporter.precision.convert_precision`; each graph runs on the chosen backend (ONNX
 Runtime, or TensorRT engines built by :mod:`exporter.engine`) next to the fp32 PyTorch model, over
@@ -216,7 +220,7 @@ class _OrtBackend:
 
         from ..backends import ort_runner
 
-        feed = {k: v[:1] for k, v in sample.items()}
+        feed = _one_image(sample)
         default_error = _try_session(path, self.providers, feed, None)
         if default_error is None:
             return ort_runner(path, self.providers, name=f"onnxruntime-{precision}"), None, None
@@ -252,10 +256,15 @@ class _OvBackend:
         runner = OpenVinoRunner(path, name=f"openvino-{precision}")
         try:
             with runner:
-                runner.infer({k: v[:1] for k, v in sample.items()})
+                runner.infer(_one_image(sample))
         except Exception as e:
             return None, f"OpenVINO cannot run this graph: {_reason(getattr(e, 'message', e))}", None
         return OpenVinoRunner(path, name=f"openvino-{precision}"), None, None
+
+
+def _one_image(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The first image of a feed; other inputs (a dynamic-grid model's grid) as they are."""
+    return {k: v[:1] if k == "images" else v for k, v in sample.items()}
 
 
 def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
@@ -413,6 +422,14 @@ class _Grid:
     grid: Grid | None
     source: Any  # ModelSource of the PyTorch reference
     given: Path | None = None  # a graph the user already converted: used as it is, never converted again
+    at: Grid | None = None  # a dynamic-grid model: the grid fed to its grid input (its artefacts have no grid)
+    grid_input: str | None = None
+
+    def feed(self, feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        """``feeds`` with the grid input that selects this grid (a dynamic-grid model), else as they are."""
+        if self.at is None or self.grid_input is None:
+            return feeds
+        return [{**f, self.grid_input: np.zeros(self.at, dtype=np.float32)} for f in feeds]
 
 
 def _plan_grids(
@@ -433,6 +450,11 @@ def _plan_grids(
         meta = read_model_metadata(path)  # checks that it exists, is ONNX, and that its metadata is sound
         src = reference_source(path, factory=factory, weights=weights)
         label = _label(meta.grid)
+        if meta.grids and meta.grid_input is not None:  # one file, every grid: its artefacts are shared
+            desc = {"onnx": str(path), "weights": src.weights, "weights_id": src.weights_id()}
+            name = path.name.removesuffix(".onnx")
+            return name, desc, _dynamic_grids(path, meta, src, grids, name), (
+                meta.precision if meta.precision != "fp32" else None)
         if grids is not None and [g.strip() for g in grids.split(",") if g.strip()] != [label]:
             raise UserError(
                 f"{path.name} is exported for grid {label}; an ONNX graph has one grid.",
@@ -460,6 +482,22 @@ def _plan_grids(
     sources = [resolve_variant_source(model, weights, g) for g in specs]
     out = [_Grid(_label(src.grid), model, src.grid, src) for src in sources]
     return model, {"variant": model, "weights": weights, "weights_id": sources[0].weights_id()}, out, None
+
+
+def _dynamic_grids(path: Path, meta: Any, src: Any, grids: str | None, name: str) -> list[_Grid]:
+    """The grids of a dynamic-grid file to compare (all, or those of ``--grids``), sharing its graphs."""
+    from ..models.config import grid_dims
+
+    allowed = {**{grid_dims(g): g for g in meta.grids}, **{_label(g): g for g in meta.grids}}
+    asked = [s.strip() for s in grids.split(",") if s.strip()] if grids is not None else None
+    if asked is not None and (not asked or any(a not in allowed for a in asked)):
+        raise UserError(
+            f"{path.name} serves the grids {', '.join(grid_dims(g) for g in meta.grids)}; --grids {grids} asks for others.",
+            "Pick --grids among those, or drop --grids to compare them all.",
+        )
+    chosen = list(dict.fromkeys(allowed[a] for a in asked)) if asked is not None else list(meta.grids)
+    given = path if meta.precision != "fp32" else None
+    return [_Grid(_label(g), name, None, src, given=given, at=g, grid_input=meta.grid_input.name) for g in chosen]
 
 
 def _label(grid: Any) -> str:
@@ -529,6 +567,8 @@ def compare_precisions(
                 "fp32 graph or the variant.",
             )
         wanted = [given_precision]
+    if plan[0].at is not None and plan[0].given is None:
+        artefacts.imported[plan[0].model] = Path(model)
     for g in plan:  # the fp32 graph of every grid first (export, optimize): the reference shapes come from it
         if g.given is None:
             say(f"grid {g.label}: export and optimize")
@@ -560,10 +600,13 @@ def compare_precisions(
         result.notes.append(f"static batch {static}: the last {len(dataset) - n} images are left out")
     for g in plan:
         loaded = loaded_first if g is plan[0] else load_source(g.source)
+        if g.at is not None:  # a dynamic-grid model: the reference at this grid, the graph fed it
+            loaded.module.set_grid(g.at)
         for precision in wanted:
             say(f"grid {g.label}: {precision}")
             reference = _recording(TorchRunner(loaded.module, loaded.input_shape, loaded.output_names, name="pytorch-fp32"))
-            cell = _run_cell(g, precision, artefacts, runtime, reference, feeds, labels, compare_runners, tolerance_for)
+            cell = _run_cell(g, precision, artefacts, runtime, reference, g.feed(feeds), labels, compare_runners,
+                             tolerance_for)
             if g.label not in result.reference and reference.outputs:
                 result.reference[g.label] = _top1(reference.outputs, labels)
             if cell.top1 is not None and g.label in result.reference:
@@ -572,7 +615,8 @@ def compare_precisions(
                 say(f"grid {g.label}: locating the first {precision} tensor over tolerance")
                 fp32 = artefacts.converted(g.model, g.grid, "fp32") if g.given is None else None
                 cell.locate = locate_divergence(
-                    fp32, Path(cell.model), {"images": dataset.images[:LOCATE_SAMPLES]}, tolerance_for(precision)
+                    fp32, Path(cell.model), g.feed([{"images": dataset.images[:LOCATE_SAMPLES]}])[0],
+                    tolerance_for(precision)
                 ) if fp32 is not None else Located(False, reason="a converted file was given: its fp32 graph is unknown")
             if meaningless and cell.status == "PASSED":
                 cell.status = NOT_MEANINGFUL
