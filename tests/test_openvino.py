@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install -e '.[openvino]')")
 
-from exporter.backends.openvino import OpenVinoRunner, ov_timer  # noqa: E402
-from exporter.errors import UserError  # noqa: E402
-from exporter.export import ModelSource, export_onnx  # noqa: E402
-from exporter.latency.timers import BACKENDS  # noqa: E402
-from exporter.passes import optimize_model  # noqa: E402
+from exporter.backends.openvino import OpenVinoRunner, ov_timer
+from exporter.errors import UserError
+from exporter.export import ModelSource, export_onnx
+from exporter.latency.timers import BACKENDS
+from exporter.passes import optimize_model
 
 GRID = (2, 2)
 
@@ -73,3 +73,15 @@ def test_profile_on_openvino(cli, exported, tmp_path):
     cells = json.loads((tmp_path / "p" / "latency.json").read_text())["cells"]
     assert [(c["backend"], c["status"]) for c in cells] == [("openvino", "ok")]
     assert "f32" in cells[0]["detail"]
+
+
+def test_validate_on_openvino(cli, exported):
+    from exporter.validate import validate_onnx
+
+    _, path = exported
+    report = validate_onnx(path, backend="openvino", write=False)
+    assert report.passed and "openvino" in report.candidate
+    result = cli("validate", str(path), "--backend", "openvino", "--iters", "1")
+    assert result.exit_code == 0, result.output
+    bad = cli("validate", str(path), "--backend", "tvm")
+    assert bad.exit_code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import click
@@ -19,10 +20,13 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
               help="'random' (seeded normal images), 'digits' (held-out split) or a dataset PATH (folder or .npz).")
 @click.option("--iters", "--iterations", "iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
 @click.option("--precision", default=None, help="Tolerance row to apply (default: the model's precision metadata, else fp32).")
+@click.option("--backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
+              help="Runtime for an .onnx model: ort (ONNX Runtime) or openvino (OpenVINO's CPU plugin, fp32; the "
+              "openvino extra). An engine runs on TensorRT.")
 @json_option
 def validate(
     model_path: str, variant: str | None, factory: str | None, weights: str | None, data: str,
-    iterations: int | None, precision: str | None, as_json: bool,
+    iterations: int | None, precision: str | None, backend: str, as_json: bool,
 ) -> None:
     """Compare MODEL (.onnx on ONNX Runtime, or a TensorRT engine .plan) with its PyTorch reference
     through Polygraphy. An engine's reference comes from its sidecar's ONNX model.
@@ -36,7 +40,10 @@ def validate(
     from ..errors import UserError
     from ..validate import validate_onnx
 
-    run = validate_engine if is_engine_path(model_path) else validate_onnx
+    if is_engine_path(model_path) and backend != "ort":
+        raise UserError(f"--backend {backend} runs .onnx models; {model_path} is a TensorRT engine.",
+                        "Drop --backend, or pass the engine's ONNX model.")
+    run = validate_engine if is_engine_path(model_path) else functools.partial(validate_onnx, backend=backend)
 
     if variant and factory:
         raise UserError("Give --reference or --model, not both.")
