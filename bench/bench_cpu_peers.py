@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,8 @@ def main() -> None:
     for v, g in models:
         cfg = get_variant(v).config
         macs[label(v, g)] = model_cost(cfg, parse_grid(g, cfg.lookup_grid) if g else None).macs
-    rows, blocks = [], []
+    rows: list[dict[str, Any]] = []
+    blocks: list[dict[str, Any]] = []
     for batch in batches:
         for v, g in models:
             name = label(v, g)
@@ -184,7 +186,7 @@ def main() -> None:
     # the LookupViTs' speedup over the ViT on each engine, against the analytic MAC ratio
     vits = [label(v, g) for v, g in models if g is None]
     speedups = []
-    med = {(r["model"], r["batch"], r["engine"]): r["median_ms"] for r in rows}
+    medians: dict[tuple, float] = {(r["model"], r["batch"], r["engine"]): r["median_ms"] for r in rows}
     for v, g in models:
         if g is None or not vits:
             continue
@@ -192,7 +194,7 @@ def main() -> None:
         analytic = macs[vits[0]] / macs[name]
         for batch in batches:
             for e in engines:
-                a, b = med.get((name, batch, e)), med.get((vits[0], batch, e))
+                a, b = medians.get((name, batch, e)), medians.get((vits[0], batch, e))
                 if a and b:
                     speedups.append({"model": name, "baseline": vits[0], "batch": batch, "engine": e,
                                      "speedup": b / a, "analytic": analytic, "of_analytic": b / a / analytic})
@@ -214,7 +216,7 @@ def main() -> None:
     for batch in batches:
         print(f"\nbatch {batch}: " + " | ".join(f"{n:>18}" for n in names))
         for e in engines:
-            print(f"{e:>18}: " + " | ".join(f"{med.get((n, batch, e), float('nan')):>18.1f}" for n in names))
+            print(f"{e:>18}: " + " | ".join(f"{medians.get((n, batch, e), float('nan')):>18.1f}" for n in names))
     for s in speedups:
         print(f"{s['model']} vs {s['baseline']} b{s['batch']} {s['engine']}: {s['speedup']:.2f}x "
               f"({s['of_analytic']:.2f} of the analytic {s['analytic']:.2f}x)")

@@ -4,7 +4,7 @@ self-attention) into fused patterns, each pass checked numerically with ONNX Run
 
 Modules: ``registry`` (the decorator, the default orders), ``canonical`` (opset, einsum,
 constant folding, layout, LayerNorm, GELU), ``attention`` (gather, self-attention, scatter,
-Attention to MatMul-Softmax-MatMul), ``check`` (the ONNX Runtime guard), ``optimize`` (the pipeline
+Attention to MatMul-Softmax-MatMul), ``cpu`` (merge-projections, skip-layernorm: the cpu target), ``check`` (the ONNX Runtime guard), ``optimize`` (the pipeline
 and its report).
 """
 

@@ -63,7 +63,7 @@ def compile_onnx(path: str | Path, threads: int = 0, hint: str = "latency", batc
         shape = first.get_partial_shape()
         shape[0] = batch
         model.reshape({first.get_any_name(): shape})
-    config = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": "f32"}
+    config: dict[str, str | int] = {"PERFORMANCE_HINT": hint.upper(), "INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return core.compile_model(model, "CPU", config)
