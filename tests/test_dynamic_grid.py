@@ -14,7 +14,10 @@ import torch
 
 from exporter.errors import UserError
 from exporter.export import (
-    dynamic_grid_source, export_onnx, read_model_metadata, resolve_variant_source,
+    dynamic_grid_source,
+    export_onnx,
+    read_model_metadata,
+    resolve_variant_source,
 )
 from exporter.export.grid_input import check_node_name
 from exporter.export.metadata import parse_metadata
@@ -143,7 +146,7 @@ def test_metadata_reader_accepts_a_well_formed_contract_and_wants_both_keys():
     assert meta.grids == ((1, 1), (2, 2)) and meta.grid_input is not None
     with pytest.raises(UserError, match="grid_input"):
         parse_metadata({"grids": "1x1"}, Path("m.onnx"))
-    with pytest.raises(UserError, match="without lookupvit.grids"):
+    with pytest.raises(UserError, match=r"without lookupvit\.grids"):
         parse_metadata({"grid_input": GOOD["grid_input"]}, Path("m.onnx"))
 
 

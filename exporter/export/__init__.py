@@ -1,8 +1,8 @@
 """Export stage: PyTorch LookupViT (a variant or a user factory) -> ONNX, with provenance."""
 
+from .grid_input import GRID_INPUT_NAME, GridInput
 from .metadata import ModelMetadata, factory_refusal, read_model_metadata
 from .onnx_export import ExportResult, check_batch, check_opset, export_onnx, read_metadata, read_sidecar
-from .grid_input import GRID_INPUT_NAME, GridInput
 from .source import LoadedModel, ModelSource, dynamic_grid_source, load_source, resolve_variant_source
 
 __all__ = [

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Grid, LookupViTConfig, check_grid
+from .layers import Block, Mlp, PatchEmbed, merge_heads, split_heads
+from .registry import register_variant
 
 GridArg = Grid | torch.Tensor
 """Sizes ``(gh, gw)`` / ``(gt, gh, gw)``, or a tensor of that shape whose values are unused."""
@@ -40,10 +42,8 @@ def grid_sizes(grid: GridArg, lookup_grid: Grid) -> Grid:
     if all(isinstance(s, int) for s in sizes):
         return check_grid(sizes, lookup_grid)
     if len(sizes) != len(lookup_grid):
-        raise ValueError(f"a grid tensor has {len(lookup_grid)} dimensions for this model, got {len(sizes)}")
+        raise ValueError(f"a grid tensor for this model has {len(lookup_grid)} dimensions, got {len(sizes)}")
     return sizes
-from .layers import Block, Mlp, PatchEmbed, merge_heads, split_heads
-from .registry import register_variant
 
 
 class LookupBlock(nn.Module):

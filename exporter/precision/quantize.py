@@ -46,8 +46,8 @@ import numpy as np
 from ..data import BUILTIN_DATA, InputSpec, load_data
 from ..data_fit import require_calibration_fit
 from ..errors import UserError
-from ..io import is_environment_error
 from ..export.grid_input import dynamic_grid_input
+from ..io import is_environment_error
 from .summary import QUANTIZABLE_OPS
 
 CALIB_METHODS = {"int8": ("minmax", "percentile", "entropy"), "fp8": ("minmax", "distribution")}
