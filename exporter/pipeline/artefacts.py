@@ -1,14 +1,17 @@
-"""The model files of a run directory, produced stage by stage: export -> optimize -> precision -> build.
+"""The one stage chain: the model files of a folder, made stage by stage, export -> optimize ->
+precision -> build (docs/architecture.md, The unit of work and the one stage chain).
 
-docs/architecture.md, The unit of work and the one stage chain. Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
+Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
 
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.onnx            export (+ .json sidecar)
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.onnx        optimize (graph-surgeon passes)
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (fp32 is the .opt graph)
     DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
 
-Every step goes through the run's :class:`~exporter.pipeline.manifest.Manifest`, so a file whose inputs
-did not change is not made again. The optimize stage runs when ``exporter.passes`` provides
+Every step goes through the folder's :class:`~exporter.pipeline.manifest.Manifest`, the one cache: a
+file whose inputs did not change is not made again, and when the manifest says a stage must run, it
+runs (the stage functions are called with ``force=True``: their own sidecar reuse, which serves the
+standalone verbs, is not a second cache here). The optimize stage runs when ``exporter.passes`` provides
 ``optimize_model`` (unless switched off); without it the exported graph is used as it is.
 """
 
@@ -111,7 +114,7 @@ class Artefacts:
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"export {model} {self._grid_text(grid)}")
-            r = export_onnx(src, out_dir, opset=self.settings.opset)
+            r = export_onnx(src, out_dir, opset=self.settings.opset, force=True)  # the manifest decided
             return r.to_dict(), [r.path, r.sidecar]
 
         self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
@@ -154,7 +157,7 @@ class Artefacts:
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"precision {model} {self._grid_text(grid)} -> {precision}")
-            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size,
+            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size, force=True,
                                   target="tensorrt" if self.settings.profile is not None else "onnxruntime")
             return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
 
@@ -177,7 +180,7 @@ class Artefacts:
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name})")
-            r = build_engine(prepare_build(onnx_path, prof, precision, out_dir))
+            r = build_engine(prepare_build(onnx_path, prof, precision, out_dir), force=True)
             return r.to_dict(), [r.engine, r.sidecar]
 
         settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision}
