@@ -19,5 +19,6 @@ def ov_timer(path, batch: int, input_shape: tuple[int, ...], threads: int, hint:
 
     return timer(path, batch, input_shape, threads, hint)
 
+
 __all__ = ["BACKENDS", "BACKEND_NAMES", "NotRun", "StageFailed", "Timer", "Unsupported", "ort_timer", "ov_timer", "random_batch",
            "torch_timer", "trt_timer"]
