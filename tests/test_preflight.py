@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine.env import choose_tensorrt, detect_gpu
+from exporter.engine.env import tensorrt_usable
 from exporter.pipeline.manifest import StageOutcome
 from exporter.run.job import RunVerdict, run_verdict
 from exporter.run.state import RunState
 
 TINY_TRT = Path(__file__).parent / "profiles" / "tiny-trt.toml"
-HAS_TRT = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
+HAS_TRT = tensorrt_usable()
 needs_no_trt = pytest.mark.skipif(HAS_TRT, reason="TensorRT and a GPU are present: the preflight passes here")
 
 

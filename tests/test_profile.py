@@ -242,9 +242,9 @@ def test_plots_from_a_sweep(torch_sweep, tmp_path):
 
 
 def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
-    from exporter.engine.env import choose_tensorrt, detect_gpu
+    from exporter.engine.env import tensorrt_usable
 
-    has_trt = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
+    has_trt = tensorrt_usable()
     if not has_trt:  # the preflight: a backend named on the command line that cannot run here is an error
         refused = cli("profile", "lookupvit_tiny32", "--backends", "ort,trt", "-o", str(tmp_path / "trt"))
         assert refused.exit_code == 2 and "TensorRT" in refused.output and not (tmp_path / "trt").exists()

@@ -158,10 +158,9 @@ def _backends(spec: str) -> tuple[str, ...]:
 
 def _auto_backends() -> tuple[str, ...]:
     """torch and ort always; trt only where TensorRT and a CUDA GPU are present."""
-    from ..engine.env import choose_tensorrt, detect_gpu
+    from ..engine.env import tensorrt_usable
 
-    has_trt = choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
-    return ("torch", "ort", "trt") if has_trt else ("torch", "ort")
+    return ("torch", "ort", "trt") if tensorrt_usable() else ("torch", "ort")
 
 
 def _exit_code(result, say) -> int:

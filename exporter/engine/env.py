@@ -172,6 +172,12 @@ def detect_gpu() -> GpuInfo | None:
     return None
 
 
+def tensorrt_usable() -> bool:
+    """TensorRT (or TensorRT-RTX) installed and a CUDA GPU visible: the question behind every
+    'where available' default; :func:`require_build_environment` says what is missing."""
+    return choose_tensorrt("tensorrt")[0] is not None and detect_gpu() is not None
+
+
 def require_build_environment(
     backend: str = "tensorrt", action: str = "build a TensorRT engine", exact: bool = False
 ) -> tuple[TensorRTChoice, GpuInfo]:

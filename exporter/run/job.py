@@ -221,7 +221,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
     state = RunState(budget)
     if opts.prepare_only:
-        return _prepare(prof, out, models, artefacts, manifest, ui, t0)
+        return _prepare(prof, out, models, artefacts, manifest, ui, t0, opts)
 
     accuracy_steps: list[Step] = []
     for role, variant, grids in models:
@@ -312,7 +312,7 @@ PREPARED_JSON = "prepared.json"
 
 def _prepare(
     prof: Profile, out: Path, models: list[tuple[str, str, tuple[Grid | None, ...]]], artefacts: Artefacts,
-    manifest: Manifest, ui: RunProgress, t0: float,
+    manifest: Manifest, ui: RunProgress, t0: float, opts: RunOptions,
 ) -> RunResult:
     """``--prepare-only``: every graph the profile builds, exported, optimised and converted here, and
     (TensorRT profiles) checked against the parser's rules, ready to be built on the target machine."""
@@ -321,22 +321,15 @@ def _prepare(
     work = [(variant, grid, p) for _, variant, grids in models for grid in grids for p in prof.precisions]
     ui.start(len(work))
     graphs: list[dict[str, Any]] = []
-    checks: dict[str, Any] = {}
+    state = RunState(math.inf)
     for variant, grid, p in work:
         label = f"{variant} {_g(grid)} {p}"
         ui.step(f"prepare {label}")
-        unit = Unit(variant, grid, p)
-        chain = [Step(unit.at(None), "export", partial(artefacts.exported, variant, grid)),
-                 Step(unit.at(None), "optimize", partial(artefacts.optimized, variant, grid))]
-        if p != "fp32":
-            chain.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
-        if prof.is_tensorrt:
-            chain.append(Step(unit, "check", partial(
-                lambda k, *a: checks.__setitem__(k, _check_stage(*a)), label, artefacts, manifest, prof, variant, grid, p)))
-        for st in chain:
+        checked = len(state.checks)
+        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True):
             _run_step(st, manifest, ui, advance=False)
         path = artefacts.precision_path(variant, grid, p)
-        check = checks.get(label)
+        check = state.checks[-1] if len(state.checks) > checked else None
         graphs.append({
             "model": variant, "grid": _g(grid).removeprefix("g"), "precision": p,
             "path": str(path.relative_to(out)) if path.is_file() else None,
@@ -346,7 +339,7 @@ def _prepare(
         ui.done(label)
     failed_checks = tuple(f"check {g['model']} g{g['grid']} {g['precision']}: {g['check']['errors']} finding(s) "
                           "TensorRT's parser would refuse" for g in graphs if g["check"] and not g["check"]["passed"])
-    base = run_verdict(manifest.outcomes, RunState(math.inf))
+    base = run_verdict(manifest.outcomes, state)
     verdict = RunVerdict(failed_checks, base.failed_stages, base.not_run)
     seconds = round(time.perf_counter() - t0, 2)
     summary = {
@@ -547,11 +540,12 @@ def _g(grid: Grid | None) -> str:
 
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
-    opts: RunOptions, state: RunState, data: str = "random",
+    opts: RunOptions, state: RunState, data: str = "random", prepare_only: bool = False,
 ) -> list[Step]:
     """The stages that make and check one model in one precision (export and optimize once per grid).
     ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
-    were calibrated for), or seeded random images for the latency models."""
+    were calibrated for), or seeded random images for the latency models. ``prepare_only``: stop
+    before the build (the chain of ``run --prepare-only``)."""
     p = precision
     unit = Unit(variant, grid, p)
     steps = [  # asked for by every precision; the first one makes them, the others find them
@@ -562,6 +556,9 @@ def _chain_steps(
         steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
     if backend == "trt":  # the parser's rules and the fusion estimate first, then the build (which checks too)
         steps.append(Step(unit, "check", partial(_record_check, artefacts, manifest, variant, grid, p, state)))
+    if prepare_only:
+        return steps
+    if backend == "trt":
         steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
     steps.append(Step(unit, "validate",
                       partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))
