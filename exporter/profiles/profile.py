@@ -76,6 +76,7 @@ class Models:
     baseline: ModelRun | None = None  # a plain ViT of the same width, timed next to them
     latency_precisions: tuple[str, ...] = ()  # the latency models' precisions (empty: the profile's)
     latency_batches: tuple[int, ...] = ()  # the latency models' batches (empty: batch.opt)
+    dynamic_grid: bool = False  # one dynamic-grid graph per LookupViT serves all its grids (README, Dynamic-grid models)
 
     @property
     def all(self) -> list[ModelRun]:
@@ -136,6 +137,35 @@ class BenchmarkSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """``[cluster]``: what a node must offer to run this profile's device work in a Ray cluster
+    (``lookupvit run --cluster``): the build, validation, comparison and latency stages.
+
+    ``accelerator`` is one of Ray's accelerator types (``H100``, ``L4``, ...; a node with such a GPU
+    advertises the resource ``accelerator_type:<type>``), ``gpus`` the GPUs a task holds, ``cpus``
+    the CPUs it holds, and ``resources`` custom resources a node was started with
+    (``ray start --resources '{"jetson-orin": 1}'``) for hardware Ray does not name.
+    """
+
+    accelerator: str | None = None
+    gpus: float = 0.0
+    cpus: float = 1.0
+    resources: tuple[tuple[str, float], ...] = ()
+
+    def ray_resources(self) -> dict[str, float]:
+        """The custom resources a device task asks Ray for (the accelerator as Ray spells it)."""
+        out = dict(self.resources)
+        if self.accelerator:
+            out[f"accelerator_type:{self.accelerator}"] = 0.001  # a fraction: any number of tasks per node
+        return out
+
+    def describe(self) -> str:
+        parts = [f"{self.cpus:g} CPU"] + ([f"{self.gpus:g} GPU"] if self.gpus else [])
+        parts += [f"{k}: {v:g}" for k, v in self.ray_resources().items()]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     path: Path
@@ -150,6 +180,7 @@ class Profile:
     builder: BuilderSettings = field(default_factory=BuilderSettings)
     compatibility: Compatibility = field(default_factory=Compatibility)
     benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
 
     @property
     def is_tensorrt(self) -> bool:
@@ -212,11 +243,13 @@ class Profile:
                 "accuracy": [run(r) for r in m.accuracy],
                 "latency": [run(r) for r in m.latency],
                 "baseline": m.baseline.variant if m.baseline else None,
+                "dynamic_grid": m.dynamic_grid,
             },
             "batch": {"min": self.batch.min, "opt": list(self.batch.opt), "max": self.batch.max},
             "builder": asdict(self.builder),
             "compatibility": asdict(self.compatibility),
             "benchmark": asdict(self.benchmark),
+            "cluster": {**asdict(self.cluster), "resources": dict(self.cluster.resources)},
             "build_hash": self.build_hash,
         }
 
@@ -368,8 +401,13 @@ def _is_nonneg_number(v: object) -> bool:
 
 
 TOP_KEYS = ("description", "gpu", "gpu_memory", "backend", "compute_capability", "precisions",
-            "models", "grids", "batch", "builder", "compatibility", "benchmark")
-MODELS_KEYS = ("accuracy", "latency", "baseline", "latency_precisions", "latency_batches")
+            "models", "grids", "batch", "builder", "compatibility", "benchmark", "cluster")
+MODELS_KEYS = ("accuracy", "latency", "baseline", "latency_precisions", "latency_batches", "dynamic_grid")
+CLUSTER_KEYS = ("accelerator", "gpus", "cpus", "resources")
+# Ray's accelerator types for NVIDIA GPUs (ray.util.accelerators); other hardware uses custom resources
+RAY_NVIDIA_ACCELERATORS = ("V100", "P100", "T4", "P4", "K80", "A10G", "L4", "L40S", "A100", "H100", "H200", "H20",
+                           "B200")
+MAX_CLUSTER_UNITS = 1_024
 
 # Sane limits: a value past these is a typo or a unit mistake, refused with the limit named.
 MAX_GPU_MEMORY = 512 << 30  # no GPU has more (B300: 288 GB)
@@ -544,6 +582,8 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
             "Set benchmark.cuda_graphs = false in a CPU profile.",
         )
 
+    cluster = _parse_cluster(top, src, is_trt)
+
     return Profile(
         name=name,
         path=path,
@@ -558,7 +598,36 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         builder=builder,
         compatibility=compat,
         benchmark=bench,
+        cluster=cluster,
     )
+
+
+def _parse_cluster(top: _Table, src: str, is_trt: bool) -> ClusterSettings:
+    ct = top.table("cluster", CLUSTER_KEYS)
+
+    def units(v: object) -> bool:
+        return _is_nonneg_number(v) and cast(float, v) <= MAX_CLUSTER_UNITS
+
+    accelerator = ct.get("accelerator", None, _is_str, "one of Ray's accelerator types, e.g. \"H100\"")
+    if accelerator is not None and accelerator not in RAY_NVIDIA_ACCELERATORS:
+        near = closest(accelerator, RAY_NVIDIA_ACCELERATORS, n=1)
+        raise UserError(
+            f"{src}: cluster.accelerator = {accelerator!r} is not one of Ray's NVIDIA accelerator types "
+            f"({', '.join(RAY_NVIDIA_ACCELERATORS)}).",
+            (f"Did you mean '{near[0]}'? " if near else "")
+            + "For hardware Ray does not name, start its nodes with a custom resource "
+            "(ray start --resources '{\"my-gpu\": 1}') and set cluster.resources = { \"my-gpu\" = 1 }.",
+        )
+    gpus = float(ct.get("gpus", 1 if is_trt else 0, units, f"a number of GPUs from 0 to {MAX_CLUSTER_UNITS}"))
+    cpus = float(ct.get("cpus", 1, units, f"a number of CPUs from 0 to {MAX_CLUSTER_UNITS}"))
+    raw = ct.get("resources", {}, lambda v: isinstance(v, dict) and all(units(x) for x in v.values()),
+                 f"a table of custom resource amounts, e.g. {{ \"jetson-orin\" = 1 }} (each 0 to {MAX_CLUSTER_UNITS})")
+    resources = tuple(sorted((str(k), float(v)) for k, v in raw.items()))
+    for k, _ in resources:
+        if k.startswith("accelerator_type:") or k in ("CPU", "GPU", "memory", "object_store_memory"):
+            raise UserError(f"{src}: cluster.resources names {k!r}, which Ray sets itself.",
+                            "Use cluster.accelerator for a GPU type and cluster.gpus/cpus for counts.")
+    return ClusterSettings(accelerator, gpus, cpus, resources)
 
 
 def _parse_models(top: _Table, src: str) -> Models:
@@ -622,7 +691,8 @@ def _parse_models(top: _Table, src: str) -> Models:
     if (lat_prec or lat_batch) and not latency:
         raise UserError(f"{src}: models.latency_precisions/latency_batches are set but models.latency lists no model.",
                         "Add models.latency = [\"...\"] or remove them.")
-    return Models(runs(accuracy, "accuracy"), runs(latency, "latency"), base, lat_prec, lat_batch)
+    dynamic = mt.get("dynamic_grid", False, _is_bool, "true or false (one dynamic-grid graph per LookupViT)")
+    return Models(runs(accuracy, "accuracy"), runs(latency, "latency"), base, lat_prec, lat_batch, dynamic)
 
 
 def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
