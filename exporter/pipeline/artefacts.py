@@ -8,6 +8,14 @@ Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (fp32 is the .opt graph)
     DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
 
+A dynamic-grid graph (README, "Dynamic-grid models") is one cell whose grid is a
+:class:`~exporter.pipeline.unit.GridSet`: ``DIR/<variant>/gdynamic/onnx/<variant>_gdynamic.onnx``, stage ids
+``export:<variant>:gdynamic``. After :meth:`Artefacts.share`, every request for one of its grids
+(``converted(variant, (3, 3), "int8")``) is served by that one graph, and a caller feeding it
+asks :meth:`Artefacts.fed_grid` for the grid to put on its grid input. A dynamic-grid file this
+pipeline made, named by its stem (``compare DIR/.../lookupvit_digits_gdynamic.opt.onnx`` through the
+same ``Artefacts``), is the same cell, so its conversions are the ones the chain made.
+
 Every step goes through the folder's :class:`~exporter.pipeline.manifest.Manifest`, the one cache: a
 file whose inputs did not change is not made again, and when the manifest says a stage must run, it
 runs (the stage functions are called with ``force=True``: their own sidecar reuse, which serves the
@@ -28,7 +36,7 @@ from ..models import get_variant, grid_label
 from ..models.config import Grid
 from ..profiles import Profile
 from .manifest import Manifest
-from .unit import Unit
+from .unit import CellGrid, GridSet, Unit
 
 Say = Callable[[str], None]
 
@@ -66,15 +74,45 @@ class Artefacts:
         self.manifest = manifest
         self.say = say or (lambda _t: None)
         self.imported: dict[str, Path] = {}  # model name -> a given fp32 .onnx (instead of an export)
+        self.shared: dict[str, GridSet] = {}  # variant -> the grids its one dynamic-grid graph serves
+        self._stems: dict[str, tuple[str, GridSet]] = {}  # a dynamic-grid file's stem -> its cell
         self._modules: dict[str, Any] = {}
+
+    # --- dynamic-grid graphs ---------------------------------------------------------------------
+
+    def share(self, model: str, grids: GridSet) -> None:
+        """Serve every grid of ``grids`` of ``model`` from one dynamic-grid graph (see the module docstring)."""
+        self.shared[model] = grids
+        stem = self.export_path(model, grids).name.removesuffix(".onnx")
+        self._stems[stem] = self._stems[f"{stem}.opt"] = (model, grids)
+
+    def _cell(self, model: str, grid: CellGrid) -> tuple[str, CellGrid]:
+        """The cell that makes (model, grid): a shared dynamic-grid graph for one of its grids."""
+        if grid is None and model in self._stems:
+            return self._stems[model]
+        if isinstance(grid, tuple) and model in self.shared and grid in self.shared[model]:
+            return model, self.shared[model]
+        return model, grid
+
+    def fed_grid(self, model: str, grid: CellGrid) -> Grid | None:
+        """The grid a runner feeds to the grid input of the graph serving (model, grid); None when
+        that graph has its grid fixed."""
+        return grid if isinstance(grid, tuple) and isinstance(self._cell(model, grid)[1], GridSet) else None
 
     # --- layout ----------------------------------------------------------------------------------
 
-    def folder(self, model: str, grid: Grid | None) -> Path:
-        return Unit(model, grid).folder(self.root)
+    def folder(self, model: str, grid: CellGrid) -> Path:
+        return Unit(*self._cell(model, grid)).folder(self.root)
 
-    def _id(self, stage: str, model: str, grid: Grid | None, precision: str | None = None) -> str:
-        return Unit(model, grid, precision).stage_id(stage)
+    def _id(self, stage: str, model: str, grid: CellGrid, precision: str | None = None) -> str:
+        return Unit(*self._cell(model, grid), precision).stage_id(stage)
+
+    def _source(self, model: str, grid: CellGrid, weights: str | None = None) -> Any:
+        from ..export import dynamic_grid_source, resolve_variant_source
+
+        if isinstance(grid, GridSet):
+            return dynamic_grid_source(resolve_variant_source(model, weights, grid=grid.grids[-1]), list(grid.grids))
+        return resolve_variant_source(model, weights, grid=grid)
 
     @property
     def optimizing(self) -> bool:
@@ -82,34 +120,37 @@ class Artefacts:
 
     # --- stages ----------------------------------------------------------------------------------
 
-    def export_path(self, model: str, grid: Grid | None) -> Path:
+    def export_path(self, model: str, grid: CellGrid) -> Path:
         """Where the exported fp32 graph is (or will be); makes nothing."""
+        model, grid = self._cell(model, grid)
         if model in self.imported:
             return self.imported[model]
-        from ..export import resolve_variant_source
+        return self.folder(model, grid) / "onnx" / f"{self._source(model, grid).file_stem()}.onnx"
 
-        return self.folder(model, grid) / "onnx" / f"{resolve_variant_source(model, grid=grid).file_stem()}.onnx"
-
-    def precision_path(self, model: str, grid: Grid | None, precision: str) -> Path:
+    def precision_path(self, model: str, grid: CellGrid, precision: str) -> Path:
         """Where the graph the backend runs in ``precision`` is (or will be); makes nothing."""
+        model, grid = self._cell(model, grid)
         src = self.export_path(model, grid)
         base = self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx") if self.optimizing else src
         if precision == "fp32":
             return base
         return base.with_name(f"{base.name.removesuffix('.onnx')}.{precision}.onnx")
 
-    def exported(self, model: str, grid: Grid | None) -> Path:
+    def exported(self, model: str, grid: CellGrid) -> Path:
         """The fp32 graph straight from torch's exporter (or the given file)."""
+        model, grid = self._cell(model, grid)
         if model in self.imported:
             return self.imported[model]
         from .. import __version__
-        from ..export import export_onnx, resolve_variant_source
+        from ..export import export_onnx
 
-        src = resolve_variant_source(model, self.settings.weights, grid=grid)
+        src = self._source(model, grid, self.settings.weights)
         out_dir = self.folder(model, grid) / "onnx"
         weights = Path(self.settings.weights) if self.settings.weights else get_variant(model).weights
         inputs = {"weights": weights} if weights else {}
-        settings = {"variant": model, "grid": list(grid) if grid else None, "opset": self.settings.opset,
+        grid_setting: dict[str, Any] = (
+            {"grids": [list(g) for g in grid.grids]} if isinstance(grid, GridSet) else {"grid": list(grid) if grid else None})
+        settings = {"variant": model, **grid_setting, "opset": self.settings.opset,
                     "tool_version": __version__, "weights": src.weights_id()}
 
         def run() -> tuple[Any, list[Path]]:
@@ -120,8 +161,9 @@ class Artefacts:
         self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
         return self.export_path(model, grid)  # in this folder (the recorded path may be a copied folder's)
 
-    def optimized(self, model: str, grid: Grid | None) -> Path:
+    def optimized(self, model: str, grid: CellGrid) -> Path:
         """The graph after the optimisation passes; the exported graph when they are off or absent."""
+        model, grid = self._cell(model, grid)
         src = self.exported(model, grid)
         fn = optimizer()
         if self.settings.optimize is False or fn is None:
@@ -144,8 +186,9 @@ class Artefacts:
         out = self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
         return Path(out.result["path"])
 
-    def converted(self, model: str, grid: Grid | None, precision: str) -> Path:
+    def converted(self, model: str, grid: CellGrid, precision: str) -> Path:
         """The graph in ``precision`` (the precision stage; fp32 is the optimised graph itself)."""
+        model, grid = self._cell(model, grid)
         base = self.optimized(model, grid)
         if precision == "fp32":
             return base
@@ -164,9 +207,10 @@ class Artefacts:
         out = self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
         return Path(out.result["path"])
 
-    def engine(self, model: str, grid: Grid | None, precision: str) -> Path:
+    def engine(self, model: str, grid: CellGrid, precision: str) -> Path:
         """A TensorRT engine of the graph in ``precision`` for the run's profile (raises UserError
-        when TensorRT or a GPU is missing)."""
+        when TensorRT or a GPU is missing); a dynamic-grid graph's engine holds one optimisation
+        profile per (grid, batch) (exporter/engine/plan.py)."""
         prof = self.settings.profile
         if prof is None:
             raise CannotRunHere(
@@ -175,6 +219,7 @@ class Artefacts:
             )
         from ..engine.build import build_engine, prepare_build
 
+        model, grid = self._cell(model, grid)
         onnx_path = self.converted(model, grid, precision)
         out_dir = self.folder(model, grid)
 
@@ -198,5 +243,7 @@ class Artefacts:
         return self._modules[model]
 
     @staticmethod
-    def _grid_text(grid: Grid | None) -> str:
+    def _grid_text(grid: CellGrid) -> str:
+        if isinstance(grid, GridSet):
+            return f"grids {grid.text} (one dynamic-grid graph)"
         return f"grid {grid_label(grid)}" if grid else ""

@@ -2,8 +2,10 @@
 work and the one stage chain).
 
 A cell is a model (a registered variant, or the stem of a given ONNX file), a compressed grid (None
-for a ViT) and a precision. Its stage ids (the manifest's keys), its folder in a layout and its
-labels are spelled here and nowhere else, so no code assembles or parses them from strings.
+for a ViT; a :class:`GridSet` for a dynamic-grid graph, which serves several grids chosen per call
+by the shape of its grid input: README, "Dynamic-grid models") and a precision. Its stage ids (the
+manifest's keys), its folder in a layout and its labels are spelled here and nowhere else, so no
+code assembles or parses them from strings.
 """
 
 from __future__ import annotations
@@ -11,18 +13,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models.config import Grid, grid_label
+from ..models.config import Grid, grid_dims, grid_label
+
+DYNAMIC_TAG = "gdynamic"
+
+
+@dataclass(frozen=True)
+class GridSet:
+    """The grids one dynamic-grid graph serves (sorted, distinct); its cells share that graph."""
+
+    grids: tuple[Grid, ...]
+
+    @classmethod
+    def of(cls, grids: tuple[Grid | None, ...] | list[Grid]) -> GridSet:
+        return cls(tuple(sorted({g for g in grids if g is not None})))
+
+    def __contains__(self, grid: object) -> bool:
+        return grid in self.grids
+
+    @property
+    def text(self) -> str:
+        """``1,2,3`` (as ``--grids`` spells them)."""
+        return ",".join(grid_label(g) for g in self.grids)
+
+    @property
+    def dims(self) -> str:
+        """``1x1, 2x2, 3x3`` (messages)."""
+        return ", ".join(grid_dims(g) for g in self.grids)
+
+
+CellGrid = Grid | GridSet | None  # what a cell is made for: one grid, a dynamic-grid graph's set, or none (a ViT)
 
 
 @dataclass(frozen=True)
 class Unit:
     model: str
-    grid: Grid | None = None
+    grid: CellGrid = None
     precision: str | None = None  # None: a stage that does not depend on it (export, optimize, compare)
 
     @property
     def grid_tag(self) -> str:
-        """``g7``, ``g4x7x7``; ``-`` for a ViT."""
+        """``g7``, ``g4x7x7``, ``gdynamic`` (a dynamic-grid graph); ``-`` for a ViT."""
+        if isinstance(self.grid, GridSet):
+            return DYNAMIC_TAG
         return f"g{grid_label(self.grid)}" if self.grid else "-"
 
     def stage_id(self, stage: str, *extra: str) -> str:
@@ -35,7 +68,7 @@ class Unit:
         return " ".join([stage, self.model, self.grid_tag, *([self.precision] if self.precision else [])])
 
     def folder(self, root: Path) -> Path:
-        """``ROOT/<model>/g<grid>`` (``ROOT/<model>`` for a ViT)."""
+        """``ROOT/<model>/g<grid>`` (``ROOT/<model>/gdynamic``, ``ROOT/<model>`` for a ViT)."""
         return root / self.model / self.grid_tag if self.grid else root / self.model
 
     def at(self, precision: str | None) -> Unit:
