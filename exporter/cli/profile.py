@@ -37,6 +37,8 @@ _DEFAULTS = SweepSettings()
               help="Interleaved rounds (LookupViT chunk, ViT chunk, ...) the calls are split into.")
 @click.option("--noise-threshold", type=float, default=100 * _DEFAULTS.noise_threshold, show_default=True,
               help="Flag a cell noisy when its round medians vary by more than this (coefficient of variation, %).")
+@click.option("--retries", type=int, default=_DEFAULTS.retries, show_default=True,
+              help="Time a group with a noisy cell again, up to this many times; the quietest attempt stands.")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: every available core).")
 @click.option("--optimize/--no-optimize", default=None,
               help="Run the graph-surgeon passes before ONNX Runtime/TensorRT [default: on when available].")
@@ -51,8 +53,8 @@ _DEFAULTS = SweepSettings()
 @json_option
 def profile(
     target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
-    warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, threads: int,
-    optimize: bool | None,
+    warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, retries: int,
+    threads: int, optimize: bool | None,
     peak_sizes: str, profile_name: str | None, accuracy_file: str | None, out_dir: str, as_json: bool,
 ) -> None:
     """Time TARGET per compressed grid x precision x batch x backend, with its ViT baseline interleaved.
@@ -60,7 +62,8 @@ def profile(
     Each cell is warmed up (at least --warmup calls and --warmup-seconds), then timed for at least
     --iters calls and at least --seconds in --repeats interleaved rounds. Per cell: p50/p90/p99
     latency, the spread of the round medians (flagged noisy above --noise-threshold, with the load
-    average), throughput, analytic GMACs, achieved GFLOP/s and efficiency against the matrix-multiply
+    average; a noisy group is timed again up to --retries times and the quietest attempt stands),
+    throughput, analytic GMACs, achieved GFLOP/s and efficiency against the matrix-multiply
     peak measured in the same run with the same threads; per grid the speedup over the ViT measured
     side by side (A/B/A/B) next to the analytic MAC ratio. Writes OUT/latency.json and plots in
     OUT/plots/; models are made in OUT/<variant>/g<grid>/ and reused. A given ONNX file or engine is
@@ -79,7 +82,8 @@ def profile(
     )
     from ..latency.sweep import SweepSettings, noise_advice
 
-    for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0)):
+    for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0),
+                               ("--retries", retries, 0)):
         if value < least:
             raise UserError(f"{name} {value} must be at least {least}.")
     for name, number in (("--seconds", seconds), ("--warmup-seconds", warmup_seconds), ("--noise-threshold", noise_threshold)):
@@ -94,7 +98,7 @@ def profile(
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
-        threads=threads, noise_threshold=noise_threshold / 100.0,
+        threads=threads, noise_threshold=noise_threshold / 100.0, retries=retries,
     )
     batch_list = parse_batches(batch)
     if tgt.variant:  # refuse a batch that cannot fit before any model is made
@@ -187,7 +191,7 @@ def spread_text(c) -> str:
     """The spread of a cell's round medians, with the noise flag and the load when flagged."""
     if c.latency is None or c.latency.spread is None:
         return "-"
-    text = f"{100 * c.latency.spread:.1f}%"
+    text = f"{100 * c.latency.spread:.1f}%" + (f" ({c.attempts} tries)" if c.attempts > 1 else "")
     return f"{text} NOISY (load {c.load})" if c.noisy else text
 
 

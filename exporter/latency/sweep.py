@@ -20,6 +20,12 @@ milliseconds, ``--duration`` and ``--iterations`` as minimums): each cell is war
 percentiles, a slow one its minimum count. The spread of a cell is the coefficient of variation of
 its round medians (:mod:`.stats`); above ``noise_threshold`` the cell is flagged noisy, with the
 machine's load average (``os.getloadavg``) at the time recorded beside it.
+
+A group whose cells came out noisy is timed again, up to ``retries`` more times (all its rounds,
+the baseline with them, so the pairing holds), and the attempt whose noisiest cell has the smallest
+spread stands: a burst of other work during one attempt (a cron job, a compile next door) then
+costs time rather than a wrong figure. Every attempt is in the execution order (``attempt``), the
+cells say how many were timed, and a cell still noisy after the last one keeps its flag.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class SweepSettings:
     threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
     warmup_seconds: float = 0.2
     noise_threshold: float = NOISE_THRESHOLD
+    retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)
@@ -165,6 +172,7 @@ class CellResult:
     analytic_speedup: float | None = None  # baseline MACs / these MACs
     noisy: bool = False  # the spread of the round medians exceeds the sweep's noise threshold
     load: float | None = None  # 1-minute load average (os.getloadavg) when the cell's timing ended
+    attempts: int = 1  # how many times its group was timed (a noisy group is timed again)
     samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -274,6 +282,25 @@ class _Measured:
         self.load = load_average()
         return chunk
 
+    def spread(self) -> float:
+        """The coefficient of variation of this attempt's round medians (0 with fewer than two rounds)."""
+        return summarize(self.samples, self.chunks).spread or 0.0 if self.samples else 0.0
+
+    def take(self) -> tuple[list[float], list[list[float]], float | None]:
+        """This attempt's samples, handed over; the cell starts the next attempt empty."""
+        kept = (self.samples, self.chunks, self.load)
+        self.samples, self.chunks, self.load = [], [], None
+        return kept
+
+
+@dataclass
+class _Attempt:
+    """One timing of a whole group: every cell's samples and the baseline calls paired with each."""
+
+    kept: dict[Cell, tuple[list[float], list[list[float]], float | None]]
+    pairs: dict[Cell, list[float]]
+    worst: float  # the largest spread among its cells
+
 
 def noise_advice(load: list[float], cores: int | None) -> str:
     """What to do about noisy cells, given the load averages when the sweep began."""
@@ -361,26 +388,21 @@ def _run_group(
         if base is not None and base.error is not None:
             failed[base.cell] = ("failed", base.error)
             base = None
-        pairs: dict[Cell, list[float]] = {m.cell: [] for m in live}  # baseline calls right after each grid's chunks
-        n_iter, n_sec = settings.chunk_iterations(), settings.chunk_seconds()
-        for r in range(settings.rounds()):
-            for m in live:
-                if m.error:
-                    continue
-                say(f"round {r + 1}/{settings.rounds()}: {m.cell.key}")
-                try:
-                    a = m.run_chunk(n_iter, n_sec)
-                    order.append(_order_entry(r, m.cell, "lookupvit", len(a)))
-                except Exception as e:
-                    m.error = f"{type(e).__name__}: {e}"
-                    continue
-                if base is not None and base.error is None:
-                    try:
-                        b = base.run_chunk(n_iter, n_sec)
-                        order.append(_order_entry(r, base.cell, "baseline", len(b)))
-                        pairs[m.cell] += b
-                    except Exception as e:
-                        base.error = f"{type(e).__name__}: {e}"
+        attempts: list[_Attempt] = []
+        for attempt in range(1 + max(0, settings.retries)):
+            pairs = _time_rounds(live, base, settings, order, say, attempt)
+            timed = [m for m in [*live, *([base] if base else [])] if m.error is None and m.samples]
+            worst = max((m.spread() for m in timed), default=0.0)
+            attempts.append(_Attempt({m.cell: m.take() for m in timed}, pairs, worst))
+            if worst <= settings.noise_threshold or len(timed) < len(live) + (base is not None):
+                break  # quiet enough, or a cell failed (a failure is not noise)
+            if attempt < settings.retries:
+                say(f"noisy (round medians vary by {worst:.0%}): timing {live[0].cell.model} again")
+        best = min(attempts, key=lambda a: a.worst)
+        for m in [*live, *([base] if base else [])]:
+            if m.cell in best.kept:
+                m.samples, m.chunks, m.load = best.kept[m.cell]
+        pairs = best.pairs
     finally:
         for m in [*live, *([base] if base else [])]:
             m.timer.close()
@@ -393,7 +415,7 @@ def _run_group(
             status, reason = failed.get(cell, ("failed", (found.error if found else None) or "not measured"))
             out.append(_empty(cell, status, reason))
             continue
-        res = _result(cell, found, peak, "lookupvit", settings.noise_threshold)
+        res = _result(cell, found, peak, "lookupvit", settings.noise_threshold, len(attempts))
         if base is not None and base.error is None and pairs[cell]:
             res.baseline = group.baseline.model if group.baseline else None
             res.speedup = median(pairs[cell]) / median(found.samples)
@@ -406,7 +428,7 @@ def _run_group(
         out.append(res)
     if group.baseline is not None:
         if base is not None and base.error is None and base.samples:
-            out.append(_result(group.baseline, base, peak, "baseline", settings.noise_threshold))
+            out.append(_result(group.baseline, base, peak, "baseline", settings.noise_threshold, len(attempts)))
         elif not live or (base is not None and base.error is None):  # timed only next to a LookupViT
             out.append(_empty(group.baseline, "not run", "no LookupViT cell of its group ran to time it against",
                               "baseline"))
@@ -416,8 +438,39 @@ def _run_group(
     return out
 
 
-def _order_entry(r: int, cell: Cell, role: str, n: int) -> dict[str, object]:
-    return {"round": r, "cell": cell.key, "model": cell.model, "grid": cell.grid_text, "role": role, "iterations": n}
+def _time_rounds(
+    live: list[_Measured], base: _Measured | None, settings: SweepSettings, order: list[dict[str, object]],
+    say: Progress, attempt: int,
+) -> dict[Cell, list[float]]:
+    """One attempt: every round times a chunk of each grid, each followed by a chunk of the baseline
+    (A/B/A/B); returns the baseline calls that followed each grid's chunks, for its speedup."""
+    pairs: dict[Cell, list[float]] = {m.cell: [] for m in live}
+    n_iter, n_sec = settings.chunk_iterations(), settings.chunk_seconds()
+    again = f" (attempt {attempt + 1})" if attempt else ""
+    for r in range(settings.rounds()):
+        for m in live:
+            if m.error:
+                continue
+            say(f"round {r + 1}/{settings.rounds()}{again}: {m.cell.key}")
+            try:
+                a = m.run_chunk(n_iter, n_sec)
+                order.append(_order_entry(r, m.cell, "lookupvit", len(a), attempt))
+            except Exception as e:
+                m.error = f"{type(e).__name__}: {e}"
+                continue
+            if base is not None and base.error is None:
+                try:
+                    b = base.run_chunk(n_iter, n_sec)
+                    order.append(_order_entry(r, base.cell, "baseline", len(b), attempt))
+                    pairs[m.cell] += b
+                except Exception as e:
+                    base.error = f"{type(e).__name__}: {e}"
+    return pairs
+
+
+def _order_entry(r: int, cell: Cell, role: str, n: int, attempt: int = 0) -> dict[str, object]:
+    return {"round": r, "cell": cell.key, "model": cell.model, "grid": cell.grid_text, "role": role,
+            "iterations": n, "attempt": attempt}
 
 
 def _tokens(cell: Cell) -> int | None:
@@ -432,7 +485,7 @@ def _empty(cell: Cell, status: str, reason: str, role: str = "lookupvit") -> Cel
     )
 
 
-def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float) -> CellResult:
+def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float, attempts: int = 1) -> CellResult:
     stats = summarize(m.samples, m.chunks)
     macs = cell_macs(cell)
     achieved = gflops(macs, cell.batch, stats.p50_ms) if macs else None
@@ -446,6 +499,6 @@ def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: fl
         "ok", device=m.timer.device, detail=m.timer.detail, role=role, paired_with=cell.paired_with,
         latency=stats, throughput=throughput(cell.batch, stats.p50_ms), gmacs=macs / 1e9 if macs else None,
         gflops=achieved, efficiency=efficiency, efficiency_error=error,
-        peak=ref.label if ref else None, noisy=stats.noisy(threshold), load=m.load,
+        peak=ref.label if ref else None, noisy=stats.noisy(threshold), load=m.load, attempts=attempts,
         samples_ms=[round(1e3 * s, 4) for s in m.samples],
     )
