@@ -14,7 +14,10 @@ Rules relied upon:
   lengths while the weights are stored once; a grid outside the profiles is refused by TensorRT's
   shape check (TensorRT does not bound-check the graph's own Gather check). Profiles are ordered
   grid-major; ``BuildPlan.profile_index`` and the sidecar's ``profile_index`` list say which index
-  serves which grid and batch.
+  serves which grid and batch, and a runner selects it per request (:func:`select_profile`: the
+  profile whose batch range holds the request at its grid, with the smallest opt at or above the
+  batch; TensorRT's ``IExecutionContext.setOptimizationProfileAsync``, Polygraphy's
+  ``TrtRunner(optimization_profile=...)`` and ``TrtRunner.set_profile``).
 - An engine is only valid for the GPU and TensorRT version it was built with (unless built
   hardware/version compatible), so the cache key is (ONNX sha256, profile hash, TensorRT version,
   GPU name), docs/architecture.md, The backend axis.
@@ -208,6 +211,10 @@ class BuildPlan:
         """Keyword arguments of ``EngineFromNetwork`` besides the network and config."""
         return {"save_timing_cache": str(self.timing_cache) if self.timing_cache else None}
 
+    def profile_entries(self) -> tuple[ProfileEntry, ...]:
+        """Which optimisation profile serves which grid and batch range (the sidecar's ``profile_index``)."""
+        return tuple(ProfileEntry(i, s.grid, s.min[0], s.opt[0], s.max[0]) for i, s in enumerate(self.shapes))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "network": self.network_args(),
@@ -221,27 +228,119 @@ class BuildPlan:
             },
             "engine": self.engine_args(),
             "backend": self.backend,
-            "profile_index": [
-                {"index": i, "grid": "x".join(map(str, s.grid)) if s.grid else None,
-                 "batch": {"min": s.min[0], "opt": s.opt[0], "max": s.max[0]}}
-                for i, s in enumerate(self.shapes)
-            ],
+            "profile_index": [e.to_dict() for e in self.profile_entries()],
         }
 
     def profile_index(self, batch: int, grid: tuple[int, ...] | None = None) -> int:
-        """The optimisation profile serving ``batch`` (at ``grid`` for a dynamic-grid model): the first
-        whose batch range holds it and whose opt is the smallest at or above it, else the largest opt."""
-        fits = [(i, s) for i, s in enumerate(self.shapes) if s.grid == (tuple(grid) if grid else None)
-                and s.min[0] <= batch <= s.max[0]]
-        if not fits:
-            served = sorted({"x".join(map(str, s.grid)) for s in self.shapes if s.grid}) or ["-"]
-            raise UserError(
-                f"No optimisation profile of {self.engine.name} serves batch {batch}"
-                + (f" at grid {'x'.join(map(str, grid))}" if grid else "") + ".",
-                f"Request a grid among {', '.join(served)} and a batch within the profile's range.",
-            )
-        above = [(s.opt[0], i) for i, s in fits if s.opt[0] >= batch]
-        return min(above)[1] if above else max((s.opt[0], i) for i, s in fits)[1]
+        """The optimisation profile serving ``batch`` (at ``grid`` for a dynamic-grid model)."""
+        return select_profile(self.profile_entries(), batch, grid, self.engine.name)
+
+
+@dataclass(frozen=True)
+class ProfileEntry:
+    """One optimisation profile of an engine: the grid it is fixed to (None: a one-grid model) and
+    its batch range."""
+
+    index: int
+    grid: tuple[int, ...] | None
+    batch_min: int
+    batch_opt: int
+    batch_max: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "grid": "x".join(map(str, self.grid)) if self.grid else None,
+                "batch": {"min": self.batch_min, "opt": self.batch_opt, "max": self.batch_max}}
+
+
+MAX_PROFILES = 4096  # TensorRT allows far fewer per engine; a larger list is not a sidecar we wrote
+
+
+def profile_entries(sidecar: dict[str, Any], engine_name: str) -> tuple[ProfileEntry, ...]:
+    """The ``plan.profile_index`` list of an engine's sidecar, checked and typed (data is data);
+    ``()`` when the sidecar has none (an engine built before the list was written)."""
+    raw = (sidecar.get("plan") or {}).get("profile_index") if isinstance(sidecar.get("plan"), dict) else None
+    if raw is None:
+        return ()
+
+    def bad(why: str) -> UserError:
+        return UserError(f"The sidecar of {engine_name} has an unreadable plan.profile_index: {why}.",
+                         "Rebuild the engine (lookupvit build ... --force) so that its sidecar is rewritten.")
+
+    if not isinstance(raw, list) or len(raw) > MAX_PROFILES:
+        raise bad(f"expected a list of at most {MAX_PROFILES} entries")
+    out = []
+    for pos, e in enumerate(raw):
+        batch = e.get("batch") if isinstance(e, dict) else None
+        if not isinstance(batch, dict) or e.get("index") != pos:
+            raise bad(f"entry {pos} is not {{index: {pos}, grid, batch: {{min, opt, max}}}}")
+        sizes = [batch.get(k) for k in ("min", "opt", "max")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 20 for v in sizes):
+            raise bad(f"entry {pos} has batch sizes {sizes}")
+        g = e.get("grid")
+        try:
+            grid = tuple(int(x) for x in g.split("x")) if isinstance(g, str) and len(g) <= 32 else None
+        except ValueError:
+            grid = None
+        if g is not None and (grid is None or not all(1 <= x <= 4096 for x in grid)):
+            raise bad(f"entry {pos} has grid {g!r}")
+        out.append(ProfileEntry(pos, grid, int(batch["min"]), int(batch["opt"]), int(batch["max"])))
+    return tuple(out)
+
+
+def select_profile(entries: tuple[ProfileEntry, ...], batch: int, grid: tuple[int, ...] | None, engine_name: str) -> int:
+    """The optimisation profile serving ``batch`` at ``grid`` (None for a one-grid model): among those
+    fixed to that grid whose batch range holds it, the one with the smallest opt at or above it, else
+    the largest opt. A grid or batch no profile serves is refused, naming the grids served."""
+    want = tuple(grid) if grid is not None and any(e.grid for e in entries) else None
+    fits = [e for e in entries if e.grid == want and e.batch_min <= batch <= e.batch_max]
+    if not fits:
+        served = list(dict.fromkeys("x".join(map(str, e.grid)) for e in entries if e.grid))
+        ranges = sorted({(e.batch_min, e.batch_max) for e in entries if e.grid == want})
+        raise UserError(
+            f"No optimisation profile of {engine_name} serves batch {batch}"
+            + (f" at grid {'x'.join(map(str, grid))}" if grid else "") + ".",
+            (f"Request a grid among {', '.join(served)}" if served else "Request a batch")
+            + (f" and a batch within {', '.join(f'{lo}..{hi}' for lo, hi in ranges)}" if ranges else "")
+            + ", or rebuild the engine with a profile that covers it.",
+        )
+    above = [(e.batch_opt, e.index) for e in fits if e.batch_opt >= batch]
+    return min(above)[1] if above else max((e.batch_opt, e.index) for e in fits)[1]
+
+
+@dataclass(frozen=True)
+class ProfileSelector:
+    """Which optimisation profile an engine's runner selects for a request, from the engine's sidecar
+    (its ``plan.profile_index`` list and the model's grid input); pure, so tested on any machine."""
+
+    engine_name: str
+    entries: tuple[ProfileEntry, ...]
+    grid_input: str | None  # a dynamic-grid engine: the input whose shape is the grid
+
+    @classmethod
+    def from_sidecar(cls, sidecar: dict[str, Any] | None, engine_name: str) -> ProfileSelector:
+        from ..export.metadata import parse_metadata
+
+        side = sidecar or {}
+        raw = (side.get("onnx") or {}).get("metadata") if isinstance(side.get("onnx"), dict) else None
+        keys = ("grids", "grid_input")
+        meta = {k: raw[f"lookupvit.{k}"] for k in keys if isinstance(raw, dict) and f"lookupvit.{k}" in raw}
+        parsed = parse_metadata(meta, Path(engine_name)) if meta else None  # validated and bounded
+        grid_input = parsed.grid_input.name if parsed is not None and parsed.grid_input is not None else None
+        return cls(engine_name, profile_entries(side, engine_name), grid_input)
+
+    def index(self, batch: int, grid: tuple[int, ...] | None = None) -> int | None:
+        """The profile for ``batch`` at ``grid``; None when the sidecar lists none (the runner keeps
+        TensorRT's default, profile 0)."""
+        return select_profile(self.entries, batch, grid, self.engine_name) if self.entries else None
+
+    def for_feed(self, feed: dict[str, Any]) -> int | None:
+        """The profile for a runner's feed: the batch is axis 0 of its image input, the grid the
+        shape of its grid input."""
+        images = next((v for k, v in feed.items() if k != self.grid_input), None)
+        if images is None:
+            return None
+        grid = tuple(int(d) for d in feed[self.grid_input].shape) if self.grid_input in feed else None
+        return self.index(int(images.shape[0]), grid)
 
 
 def engine_paths(out_dir: str | Path, profile: str, onnx_path: str | Path, precision: str) -> tuple[Path, Path]:

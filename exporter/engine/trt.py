@@ -10,6 +10,11 @@ Rules relied upon:
   each ``polygraphy.backend.trt`` module binds ``tensorrt`` or ``tensorrt_rtx`` when it is imported.
   :func:`load_tensorrt` therefore sets the switch before importing ``polygraphy.backend.trt``, and
   refuses to switch once that import happened in this process.
+- An engine with several optimisation profiles runs the one its execution context has selected
+  (TensorRT's ``IExecutionContext.set_optimization_profile_async``; Polygraphy's ``TrtRunner`` takes
+  ``optimization_profile=`` at activation and ``set_profile(index)`` after). The runner here selects,
+  before each inference, the profile the engine's sidecar lists for the feed's batch and grid
+  (:class:`.plan.ProfileSelector`), so a dynamic-grid engine runs each grid with its own profile.
 - Polygraphy logs through ``G_LOGGER`` (to stdout by default); during a build its messages are routed
   through Python's ``logging`` instead, so ``--json`` output stays clean and the builder's warnings
   end up in the engine's sidecar.
@@ -34,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from .env import RTX_SWITCH, TENSORRT_MODULES, require_build_environment
-from .plan import BuildPlan, BuildProgress, read_sidecar, sidecar_path
+from .plan import BuildPlan, BuildProgress, ProfileSelector, read_sidecar, sidecar_path
 
 if TYPE_CHECKING:  # type-checked against tensorrt-stubs; bound at run time by load_tensorrt()
     import tensorrt as trt
@@ -225,10 +230,12 @@ def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | Non
 
 
 def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
-    """A Polygraphy ``TrtRunner`` over a built engine, for comparisons (``Comparator.run``).
+    """A Polygraphy ``TrtRunner`` over a built engine, for comparisons (``Comparator.run``) and timing.
 
     The TensorRT flavour is the one recorded in the engine's sidecar (else full TensorRT, falling
-    back to TensorRT-RTX). The engine is deserialized when the runner is activated.
+    back to TensorRT-RTX). The engine is deserialized when the runner is activated. Before each
+    inference the runner selects the optimisation profile the sidecar lists for the feed's batch (and,
+    for a dynamic-grid engine, the shape of its grid input), switching only when it changes.
     """
     path = Path(engine_path)
     if not path.is_file():
@@ -246,4 +253,24 @@ def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
         register_if_available()  # the engine carries the plugin's compiled kernels; registering does no harm
     from polygraphy.backend.trt import EngineFromPath, TrtRunner
 
-    return TrtRunner(EngineFromPath(str(path)), name=name or path.name)
+    side = read_sidecar(sidecar_path(path)) or {}
+    selector = ProfileSelector.from_sidecar(side, path.name)
+
+    class ProfileSelectingRunner(TrtRunner):  # type: ignore[misc, valid-type]
+        """Polygraphy's runner, its optimisation profile selected per feed (see trt_runner)."""
+
+        active_profile: int | None = None
+
+        def infer(self, feed_dict: Any, *args: Any, **kwargs: Any) -> Any:
+            index = selector.for_feed(feed_dict)
+            if index is not None and index != self.active_profile:
+                self.set_profile(index)
+                self.active_profile = index
+            return super().infer(feed_dict, *args, **kwargs)
+
+        def deactivate_impl(self) -> None:
+            self.active_profile = None
+            super().deactivate_impl()
+
+    return ProfileSelectingRunner(EngineFromPath(str(path)), name=name or path.name)
+

@@ -5,6 +5,11 @@ with the candidate a Polygraphy ``TrtRunner`` over the engine (:func:`.trt.trt_r
 reference is found through the engine's sidecar: sidecar -> the ONNX model it was built from ->
 that model's ``lookupvit.*`` metadata (variant or factory, grid, weights). TensorRT and the GPU are
 checked before the reference model is loaded, so a machine without them fails fast.
+
+A dynamic-grid engine (README, "Dynamic-grid models") is validated at every grid of its model, as
+its ONNX graph is: the reference set to the grid, the engine fed the grid input of that shape, and
+the runner selecting the optimisation profile of that grid and batch from the sidecar
+(:class:`.plan.ProfileSelector`).
 """
 
 from __future__ import annotations
@@ -77,15 +82,17 @@ def validate_engine(
     onnx_path, meta = engine_source(engine)
     candidate = trt_runner(engine, name="tensorrt")  # fails here, naming the fix, without TensorRT or a GPU
 
-    from ..export import load_source
+    from ..export import load_source, read_model_metadata
     from ..validate import reference_source, run_validation
 
+    onnx_meta = read_model_metadata(onnx_path)
     src = reference_source(onnx_path, variant, factory, weights)
     loaded = load_source(src)
     precision = precision or str(meta.get("precision", "fp32"))
     trt_info = meta.get("tensorrt", {})
     desc = f"tensorrt ({trt_info.get('backend', 'tensorrt')} {trt_info.get('version', '?')}, profile {meta.get('profile', {}).get('name', '?')})"
-    report = run_validation(candidate, desc, engine, loaded, src, data, iterations, precision, _batch(meta, data))
+    report = run_validation(candidate, desc, engine, loaded, src, data, iterations, precision, _batch(meta, data),
+                            onnx_meta.grid_input, onnx_meta.grids)
     if write:
         write_json(engine.with_name(engine.name + ".validate.json"), report.to_dict())
     return report

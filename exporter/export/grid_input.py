@@ -96,7 +96,7 @@ def add_grid_check(model, grids: tuple[Grid, ...], lookup_grid: Grid) -> None:
     table = np.ones(math.prod(c + 1 for c in caps), dtype=np.int64)
     for g in grids:
         table[sum(s * r for s, r in zip(g, radix))] = 0
-    consts = {
+    consts: dict[str, np.ndarray] = {
         "grid_check_caps": np.array(caps, dtype=np.int64),
         "grid_check_radix": np.array(radix, dtype=np.int64),
         "grid_check_table": table,
@@ -133,3 +133,44 @@ def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
         return None
     parsed = parse_metadata({k: meta[k] for k in ("grids", "grid_input") if k in meta}, Path("model.onnx"))
     return (parsed.grid_input.name, parsed.grids) if parsed.grid_input is not None else None
+
+
+def chosen_grids(name: str, served: tuple[Grid, ...], spec: str | None) -> tuple[Grid, ...]:
+    """The grids of a dynamic-grid model to run: all it serves (``spec`` None), or those of ``spec``
+    (``"2,4"``, ``"3x3"``); a grid it does not serve is refused with the list."""
+    from ..errors import UserError
+    from ..models.config import grid_label
+
+    if spec is None:
+        return served
+    by_name = {**{grid_dims(g): g for g in served}, **{grid_label(g): g for g in served}}
+    asked = [s.strip().lower() for s in spec.split(",") if s.strip()]
+    unknown = [a for a in asked if a not in by_name]
+    if not asked or unknown:
+        raise UserError(
+            f"{name} serves the grids {', '.join(grid_dims(g) for g in served)}; --grids {spec} asks for "
+            f"{', '.join(unknown) or 'none'}.",
+            "Pick --grids among those, or drop --grids to run them all.",
+        )
+    return tuple(dict.fromkeys(by_name[a] for a in asked))
+
+
+def grid_feed(path, grid: Grid | None) -> dict:
+    """The extra input that runs the model at ``path`` at ``grid``: ``{name: zeros(grid)}`` for a
+    dynamic-grid model (the grid must be one it serves), ``{}`` for a model with its grid fixed."""
+    from pathlib import Path
+
+    from ..errors import UserError
+    from .metadata import read_model_metadata
+
+    meta = read_model_metadata(path)  # validated and bounded
+    if meta.grid_input is None:
+        return {}
+    name = Path(path).name
+    if grid is None or tuple(grid) not in meta.grids:
+        raise UserError(
+            f"{name} is a dynamic-grid model serving the grids {', '.join(grid_dims(g) for g in meta.grids)}; "
+            + ("no grid was chosen." if grid is None else f"grid {grid_dims(grid)} is not among them."),
+            "Choose one of those grids (--grids).",
+        )
+    return {meta.grid_input.name: meta.grid_input.feed(tuple(grid))}

@@ -13,11 +13,12 @@ BACKENDS = ("torch", "ort", "trt", "openvino")
 BACKEND_NAMES = {"torch": "PyTorch", "ort": "ONNX Runtime", "trt": "TensorRT", "openvino": "OpenVINO"}
 
 
-def ov_timer(path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency") -> Timer:
+def ov_timer(path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency",
+             grid: tuple[int, ...] | None = None) -> Timer:
     """OpenVINO's timer (exporter.backends.openvino), imported on use: the package is an optional extra."""
     from ..backends.openvino.timer import ov_timer as timer
 
-    return timer(path, batch, input_shape, threads, hint)
+    return timer(path, batch, input_shape, threads, hint, grid)
 
 
 __all__ = ["BACKENDS", "BACKEND_NAMES", "NotRun", "StageFailed", "Timer", "Unsupported", "ort_timer", "ov_timer", "random_batch",

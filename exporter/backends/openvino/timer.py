@@ -1,6 +1,11 @@
 """OpenVINO as a timed backend: one synchronous ``InferRequest.infer`` per call on the CPU plugin, the
 batch fixed at compile time, fp32, with the latency or throughput hint and the thread count asked for
-(see runner.py for the properties and the documentation they come from)."""
+(see runner.py for the properties and the documentation they come from).
+
+A dynamic-grid model is compiled once per timer and run at one grid (its grid input in the fixed
+feed): OpenVINO 2026.4's CPU plugin returned wrong logits when one infer request was fed a grid
+after another of a different shape (lookupvit_digits, 4x4 after 1x1 and 2x2), while a freshly
+compiled model matched ONNX Runtime at every grid."""
 
 from __future__ import annotations
 
@@ -11,11 +16,18 @@ from ..base import Timer, Unsupported, first_line, random_batch
 from .runner import compile_onnx, openvino_missing
 
 
-def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency") -> Timer:
+def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads: int, hint: str = "latency",
+             grid: tuple[int, ...] | None = None) -> Timer:
     missing = openvino_missing()
     if missing:
         raise Unsupported(missing)
     from ...errors import UserError
+    from ...export.grid_input import grid_feed
+
+    try:
+        extra = grid_feed(path, grid)  # a dynamic-grid model's grid input; {} when the grid is fixed
+    except UserError as e:
+        raise Unsupported(e.message) from None
 
     try:
         compiled = compile_onnx(path, threads, hint, batch=batch)
@@ -24,7 +36,7 @@ def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads
     except Exception as e:
         raise Unsupported(f"OpenVINO cannot compile {Path(path).name}: {first_line(e)}") from None
     request = compiled.create_infer_request()
-    feed = {compiled.inputs[0].get_any_name(): random_batch(batch, input_shape)}
+    feed = {compiled.inputs[0].get_any_name(): random_batch(batch, input_shape), **extra}
 
     def call() -> float:
         t0 = time.perf_counter()

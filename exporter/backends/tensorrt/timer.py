@@ -1,4 +1,10 @@
-"""TensorRT as a timed backend: a built engine through Polygraphy's runner, its own inference time."""
+"""TensorRT as a timed backend: a built engine through Polygraphy's runner, its own inference time.
+
+A dynamic-grid engine (README, "Dynamic-grid models") is timed at one grid per timer: the grid input
+of that shape is fed next to the images, and the runner selects the optimisation profile the
+engine's sidecar lists for that batch and grid (``plan.profile_index``; exporter/engine/plan.py,
+:class:`~exporter.engine.plan.ProfileSelector`) before the first, untimed call.
+"""
 
 from __future__ import annotations
 
@@ -8,26 +14,41 @@ from typing import Any
 from ..base import Timer, Unsupported, first_line, random_batch
 
 
-def trt_timer(engine_path: str | Path, batch: int, input_shape: tuple[int, ...]) -> Timer:
-    """A TensorRT engine through Polygraphy's runner; the time is the runner's own inference time."""
+def trt_timer(engine_path: str | Path, batch: int, input_shape: tuple[int, ...],
+              grid: tuple[int, ...] | None = None) -> Timer:
+    """A TensorRT engine through Polygraphy's runner; the time is the runner's own inference time.
+    ``grid``: the grid a dynamic-grid engine runs at (ignored by a one-grid engine)."""
+    from ...engine.plan import ProfileSelector, read_sidecar, sidecar_path
     from ...engine.trt import trt_runner
     from ...errors import UserError
 
+    path = Path(engine_path)
     try:
-        runner = trt_runner(engine_path)
+        selector = ProfileSelector.from_sidecar(read_sidecar(sidecar_path(path)), path.name)
+        profile = selector.index(batch, grid if selector.grid_input else None)  # refuses a grid not served
+        runner = trt_runner(path)
         runner.activate()
     except UserError as e:
         raise Unsupported(e.message) from None
     except Exception as e:
-        raise Unsupported(f"TensorRT cannot load {Path(engine_path).name}: {first_line(e)}") from None
+        raise Unsupported(f"TensorRT cannot load {path.name}: {first_line(e)}") from None
     meta = runner.get_input_metadata()
-    name = next(iter(meta.keys()))
+    name = next(k for k in meta if k != selector.grid_input)
     feed: dict[str, Any] = {name: random_batch(batch, input_shape)}
+    if selector.grid_input is not None:
+        if grid is None:
+            runner.deactivate()
+            raise Unsupported(f"{path.name} is a dynamic-grid engine; a grid must be chosen")
+        import numpy as np
+
+        from ...export.grid_input import GRID_INPUT_DTYPE
+
+        feed[selector.grid_input] = np.zeros(grid, dtype=GRID_INPUT_DTYPE)
     try:
         import torch
 
-        if torch.cuda.is_available():  # device-resident input: time the engine, not the upload
-            feed = {name: torch.from_numpy(feed[name]).cuda()}
+        if torch.cuda.is_available():  # device-resident inputs: time the engine, not the upload
+            feed = {k: torch.from_numpy(v).cuda() for k, v in feed.items()}
     except ImportError:
         pass
 
@@ -36,8 +57,9 @@ def trt_timer(engine_path: str | Path, batch: int, input_shape: tuple[int, ...])
         return float(runner.last_inference_time())
 
     try:
-        call()
+        call()  # selects the optimisation profile (untimed)
     except Exception as e:
         runner.deactivate()
-        raise Unsupported(f"TensorRT fails running {Path(engine_path).name} at batch {batch}: {first_line(e)}") from None
-    return Timer("trt", "cuda", Path(engine_path).name, call, runner.deactivate)
+        raise Unsupported(f"TensorRT fails running {path.name} at batch {batch}: {first_line(e)}") from None
+    detail = path.name + (f", profile {profile}" if profile is not None else "")
+    return Timer("trt", "cuda", detail, call, runner.deactivate)

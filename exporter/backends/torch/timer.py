@@ -1,4 +1,5 @@
-"""PyTorch eager as a timed backend: CUDA when present, else the CPU; the grid chosen per call."""
+"""PyTorch eager as a timed backend: CUDA when present, else the CPU; the grid chosen per call (the
+PyTorch counterpart of a dynamic-grid model's grid input, README "Dynamic-grid models")."""
 
 from __future__ import annotations
 
