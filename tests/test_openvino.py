@@ -1,6 +1,7 @@
 """OpenVINO as a CPU backend (the openvino extra): its Polygraphy runner agrees with ONNX Runtime on
 the same exported graph, its timer runs a batch, a graph written for ONNX Runtime only is refused
-with the fix, and compare/profile accept --backend openvino."""
+with the fix, compare/profile accept --backend openvino, and `run` on an OpenVINO profile validates,
+compares and times the pipeline's fp32 and int8 graphs on it."""
 
 import numpy as np
 import onnxruntime as ort
@@ -85,3 +86,32 @@ def test_validate_on_openvino(cli, exported):
     assert result.exit_code == 0, result.output
     bad = cli("validate", str(path), "--backend", "tvm")
     assert bad.exit_code == 2
+
+
+def test_run_on_an_openvino_profile(cli, tmp_path):
+    """`run` on tests/profiles/tiny-openvino.toml: the graphs written for ONNX Runtime (fp32 and Q/DQ
+    int8), validated, compared and timed on OpenVINO, with the profile's hint and threads."""
+    import json
+    from pathlib import Path
+
+    import onnx
+
+    profile = Path(__file__).resolve().parent / "profiles" / "tiny-openvino.toml"
+    out = tmp_path / "run"
+    result = cli("run", "--profile", str(profile), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["profile"]["backend"] == "openvino" and summary["verdict"]["status"] == "PASSED"
+    rows = summary["validation"]
+    assert {(r["model"], r["precision"]) for r in rows} >= {("lookupvit_tiny32", "int8"), ("lookupvit_digits", "int8")}
+    assert all(r["backend"].startswith("openvino") and r["status"] == "PASSED" for r in rows)
+    assert summary["accuracy"] and all(c["backend"].startswith("openvino") for c in summary["accuracy"])
+    cells = json.loads((out / "latency.json").read_text())["cells"]
+    assert {c["precision"] for c in cells} == {"fp32", "int8"}
+    assert all(c["backend"] == "openvino" and c["status"] == "ok" for c in cells), cells
+    assert all("throughput hint" in c["detail"] for c in cells)  # [benchmark] hint of the profile
+    int8 = onnx.load(str(out / "lookupvit_tiny32" / "g2" / "onnx" / "lookupvit_tiny32_g2.opt.int8.onnx"), load_external_data=False)
+    ops = {(n.domain, n.op_type) for n in int8.graph.node}
+    assert ("", "QuantizeLinear") in ops and {d for d, _ in ops} <= {"", "ai.onnx"}  # ONNX Runtime's graph, as written
+    stages = json.loads((out / "stages.json").read_text())["stages"]
+    assert stages["profile"]["settings"]["hint"] == "throughput"

@@ -1,6 +1,7 @@
 """Deployment profiles: the shipped files, parsing, every validation error, lookup and the CLI."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,7 +89,7 @@ def test_shipped_precisions_follow_the_hardware(path):
     p = load_profile_file(path)
     assert "fp32" in p.precisions
     if p.compute_capability is None:
-        assert p.backend == "onnxruntime"
+        assert p.backend in ("onnxruntime", "openvino")
         return
     cc = p.compute_capability
     # fp8 exactly where the hardware has it (sm_89, sm_90+), bf16 only from sm_80
@@ -193,7 +194,7 @@ def test_defaults_when_tables_are_left_out(tmp_path):
         ("cuda_graphs = true", 'cuda_graphs = "yes"', "benchmark.cuda_graphs: expected true or false", None),
         ("seconds = 1.5", "seconds = -1", "benchmark.seconds: expected a non-negative number", None),
         ("iterations = 50", "iterations = 0", "benchmark.iterations: expected a positive integer", None),
-        ('backend = "tensorrt"', 'backend = "trt"', "backend: expected one of onnxruntime, tensorrt", None),
+        ('backend = "tensorrt"', 'backend = "trt"', "backend: expected one of onnxruntime, openvino, tensorrt", None),
         ('backend = "tensorrt"\n', "", "missing key 'backend'", None),
         ('hardware = "none"', 'hardware = "ampere"', "compatibility.hardware: expected one of none, ampere_plus", None),
         ("version_compatible = false", "version_compatible = false\nexclude_lean_runtime = true",
@@ -246,6 +247,71 @@ def test_backend_specific_errors(tmp_path, text, message):
     with pytest.raises(UserError) as e:
         load_profile_file(write(tmp_path, text))
     assert message in e.value.message
+
+
+OPENVINO = """\
+backend = "openvino"
+precisions = ["fp32", "int8"]
+
+[models]
+accuracy = ["lookupvit_digits"]
+
+[benchmark]
+threads = 4
+hint = "throughput"
+"""
+
+
+def test_an_openvino_profile(tmp_path):
+    p = load_profile_file(write(tmp_path, OPENVINO))
+    assert p.backend == "openvino" and not p.is_tensorrt and p.compute_capability is None
+    assert p.precisions == ("fp32", "int8")
+    assert (p.benchmark.hint, p.benchmark.threads) == ("throughput", 4)
+    assert p.to_dict()["benchmark"]["hint"] == "throughput"
+    default = load_profile_file(write(tmp_path, edit(OPENVINO, 'hint = "throughput"\n', ""), "default"))
+    assert default.benchmark.hint == "latency"
+    shipped = load_profile("cpu-openvino")  # the cpu profile's models, on OpenVINO
+    cpu = load_profile("cpu")
+    assert shipped.backend == "openvino" and shipped.benchmark.hint == "latency"
+    assert shipped.models == cpu.models and shipped.batch == cpu.batch
+    assert set(shipped.precisions) == set(cpu.precisions) - {"fp16"}
+
+
+@pytest.mark.parametrize(
+    "old,new,message,hint",
+    [
+        ('precisions = ["fp32", "int8"]', 'precisions = ["fp32", "fp16"]',
+         "precisions: fp16 has no OpenVINO CPU kernels worth measuring; expected some of fp32, int8", 'Remove "fp16"'),
+        ('hint = "throughput"', 'hint = "fastest"', "benchmark.hint: expected one of 'latency', 'throughput'", None),
+        ('backend = "openvino"', 'backend = "onnxruntime"',
+         "benchmark.hint = 'throughput' is OpenVINO's performance hint, but backend = \"onnxruntime\"",
+         'set backend = "openvino"'),
+        ('backend = "openvino"', 'backend = "openvino"\ncompute_capability = "9.0"',
+         'compute_capability is set but backend = "openvino" runs on the CPU', "Remove compute_capability"),
+        ('backend = "openvino"', 'backend = "openvino"\ngpu_memory = "8GiB"', "gpu_memory is set but backend", None),
+        ("[benchmark]", "[builder]\noptimization_level = 3\n[benchmark]", "[builder] applies to TensorRT builds",
+         "Remove the [builder] table"),
+        ("[benchmark]", '[compatibility]\nhardware = "none"\n[benchmark]', "[compatibility] applies to TensorRT", None),
+        ("threads = 4", "cuda_graphs = true", 'backend = "openvino" has no CUDA graphs', None),
+        ("threads = 4", "thread = 4", "unknown key 'benchmark.thread'", "Did you mean 'benchmark.threads'?"),
+    ],
+)
+def test_openvino_profile_errors_name_key_and_fix(tmp_path, old, new, message, hint):
+    with pytest.raises(UserError) as e:
+        load_profile_file(write(tmp_path, edit(OPENVINO, old, new)))
+    assert message in e.value.message, e.value.message
+    if hint:
+        assert e.value.hint and hint in e.value.hint, e.value.hint
+
+
+def test_an_openvino_profile_without_openvino_stops_before_any_work(cli, tmp_path, monkeypatch):
+    # a None entry makes `import openvino` raise ImportError, as on a machine without the extra
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    out = tmp_path / "run"
+    result = cli("run", "--profile", "cpu-openvino", "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert "OpenVINO is not installed" in result.output and "pip install -e '.[openvino]'" in result.output
+    assert not out.exists()  # nothing exported, nothing written
 
 
 def test_hardware_rules():

@@ -10,6 +10,9 @@ TensorRT parser's rules), so that only the build and the measurements run on the
 A TensorRT engine is specific to the GPU it is built on (TensorRT developer guide, "Engine
 compatibility"): the GPU found here must match the profile's compute capability unless the profile
 asks for hardware compatibility (:func:`exporter.engine.build.check_gpu_matches`).
+
+An OpenVINO profile needs the ``openvino`` package (an optional extra): without it the run stops
+here, before any export, naming the install command.
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ if TYPE_CHECKING:
 
 def preflight(profile: Profile, verb: str) -> None:
     """Raise :class:`CannotRunHere` (exit 2) when ``profile``'s backend cannot run here; else return."""
+    if profile.backend == "openvino":
+        from ..backends.openvino import openvino_missing
+
+        missing = openvino_missing()
+        if missing:
+            raise CannotRunHere(
+                f"Profile {profile.name} runs on OpenVINO ({verb}): {missing}.",
+                "pip install -e '.[openvino]' (or pip install openvino), or run the ONNX Runtime profile: --profile cpu.",
+            )
+        return
     if not profile.is_tensorrt:
         return
     from . import env

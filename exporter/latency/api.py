@@ -9,6 +9,12 @@ A given ONNX file or engine is described by what it declares: its precision from
 strongly typed builds follow: :func:`exporter.engine.plan.read_onnx`), its variant and grid from its
 ``lookupvit.*`` metadata. It is timed as given, never optimised or converted again; asking for
 another precision of it is an error before any work.
+
+A dynamic-grid file (README, "Dynamic-grid models") is swept at its grids (all it serves, or those of
+``--grids``; others are refused with the list) without exporting again: each cell is one session of
+that file fed the grid input of its grid. ``profile VARIANT --dynamic-grid`` exports the variant once
+as such a graph through the pipeline (:meth:`exporter.pipeline.artefacts.Artefacts.share`) and sweeps it
+the same way.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class Target:
     path: Path | None = None  # the given ONNX file or engine
     precision: str | None = None  # what a given file declares (None for a variant: any precision)
     precision_source: str = ""  # "metadata" or "graph"
+    dynamic_grid: bool = False  # one graph serves every grid (a dynamic-grid file, or --dynamic-grid)
 
     @property
     def is_lookupvit(self) -> bool:
@@ -64,9 +71,15 @@ def _meta_grid(meta: dict[str, str]) -> Grid | None:
     return read_grid_spec(g) if g else None
 
 
-def resolve_target(spec: str, grids: str | None = None) -> Target:
-    """A variant name, an ``.onnx`` file or a TensorRT engine (``.plan``/``.engine``) -> :class:`Target`."""
+def resolve_target(spec: str, grids: str | None = None, dynamic_grid: bool = False) -> Target:
+    """A variant name, an ``.onnx`` file or a TensorRT engine (``.plan``/``.engine``) -> :class:`Target`;
+    ``dynamic_grid``: a variant exported once as a dynamic-grid graph serving its grids."""
+    from ..export.grid_input import chosen_grids
+
     path = Path(spec)
+    if dynamic_grid and (path.suffix in (".onnx", ".plan", ".engine") or path.is_file()):
+        raise UserError(f"--dynamic-grid applies to a variant; {path.name} is a file.",
+                        "Drop --dynamic-grid: a dynamic-grid file is swept at its grids as it is.")
     if path.suffix in (".plan", ".engine"):
         if not path.is_file():
             raise UserError(f"Engine {path} does not exist.", "Build one with `lookupvit build MODEL.onnx --profile NAME`.")
@@ -75,8 +88,12 @@ def resolve_target(spec: str, grids: str | None = None) -> Target:
         side = read_sidecar(sidecar_path(path)) or {}
         meta = {k.removeprefix("lookupvit."): v for k, v in (side.get("onnx", {}).get("metadata") or {}).items()}
         variant = meta.get("variant") or None
-        _no_grids_for_files(grids, path)
         precision = side.get("precision") or meta.get("precision") or None
+        served = _served_grids(meta, path)
+        if served:  # a dynamic-grid engine: one optimisation profile per grid
+            return Target("engine", path.name.removesuffix(path.suffix), variant, chosen_grids(path.name, served, grids),
+                          path, precision, "engine sidecar" if precision else "", dynamic_grid=True)
+        _no_grids_for_files(grids, path)
         return Target("engine", path.name.removesuffix(path.suffix), variant, (_meta_grid(meta),), path,
                       precision, "engine sidecar" if precision else "")
     if path.suffix == ".onnx" or path.is_file():
@@ -84,17 +101,30 @@ def resolve_target(spec: str, grids: str | None = None) -> Target:
 
         info = read_onnx(path)  # checks the file; reads no weights
         meta = {k.removeprefix("lookupvit."): v for k, v in info.metadata.items() if k.startswith("lookupvit.")}
+        if info.grid_input is not None:  # a dynamic-grid file: its grids, fed per cell
+            return Target("onnx", path.name.removesuffix(".onnx"), meta.get("variant") or None,
+                          chosen_grids(path.name, info.grids, grids), path, info.precision, info.precision_source,
+                          dynamic_grid=True)
         _no_grids_for_files(grids, path)
         return Target("onnx", path.name.removesuffix(".onnx"), meta.get("variant") or None, (_meta_grid(meta),), path,
                       info.precision, info.precision_source)
     v = get_variant(spec)  # unknown names raise with suggestions
     cfg = v.config
     if not cfg.default_grids:
-        if grids:
-            raise UserError(f"{spec} is a ViT baseline; it has no compressed grid.", "Drop --grids.")
+        if grids or dynamic_grid:
+            raise UserError(f"{spec} is a ViT baseline; it has no compressed grid.",
+                            "Drop --grids" + (" and --dynamic-grid." if dynamic_grid else "."))
         return Target("variant", spec, spec, (None,))
     chosen = parse_grids(grids, cfg.lookup_grid) if grids else list(cfg.default_grids)
-    return Target("variant", spec, spec, tuple(chosen))
+    return Target("variant", spec, spec, tuple(dict.fromkeys(chosen)), dynamic_grid=dynamic_grid)
+
+
+def _served_grids(meta: dict[str, str], path: Path) -> tuple[Grid, ...]:
+    """The grids a dynamic-grid model serves, from its (unprefixed) lookupvit metadata; () for one grid."""
+    from ..export.metadata import parse_metadata
+
+    keys = {k: meta[k] for k in ("grids", "grid_input") if meta.get(k)}
+    return parse_metadata(keys, path).grids if keys else ()
 
 
 def _no_grids_for_files(grids: str | None, path: Path) -> None:
@@ -230,6 +260,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
     def make(cell: Cell) -> Timer:
         t = targets.get(cell.model)
         shape = input_shape(cell)
+        fed = cell.grid if t is not None and t.dynamic_grid else None  # a given dynamic-grid file or engine
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -247,19 +278,25 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ort_timer(t.path, cell.batch, shape, threads)
-                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads)
-                if cell.backend == "openvino":  # reads the plain export: a cpu-target graph holds ONNX Runtime ops
+                        return ort_timer(t.path, cell.batch, shape, threads, grid=fed)
+                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads,
+                                     grid=artefacts.fed_grid(cell.model, cell.grid))
+                if cell.backend == "openvino":  # the graphs written for ONNX Runtime: standard ONNX ops, Q/DQ int8
+                    from ..profiles import OPENVINO_PRECISIONS
+
+                    hint = req.profile.benchmark.hint if req.profile is not None and req.profile.backend == "openvino" else "latency"
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ov_timer(t.path, cell.batch, shape, threads)
-                    if cell.precision != "fp32":
-                        raise Unsupported("OpenVINO cells time the fp32 export only")
-                    return ov_timer(artefacts.exported(cell.model, cell.grid), cell.batch, shape, threads)
+                        return ov_timer(t.path, cell.batch, shape, threads, hint)
+                    if cell.precision not in OPENVINO_PRECISIONS:
+                        raise Unsupported(f"OpenVINO cells time {' and '.join(OPENVINO_PRECISIONS)} graphs (the CPU plugin "
+                                          f"runs no {cell.precision} graph as written)")
+                    return ov_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads,
+                                    hint)
                 if cell.backend == "trt":
                     if t is not None and t.kind == "engine" and t.path is not None:
-                        return trt_timer(t.path, cell.batch, shape)
+                        return trt_timer(t.path, cell.batch, shape, grid=fed)
                     if "trt" not in engine_reason:
                         engine_reason["trt"] = tensorrt_missing()
                     if engine_reason["trt"]:
@@ -270,7 +307,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                         from ..engine.build import build_engine, prepare_build
 
                         built = build_engine(prepare_build(t.path, req.profile, t.precision, artefacts.folder(t.name, None)))
-                        return trt_timer(built.engine, cell.batch, shape)
+                        return trt_timer(built.engine, cell.batch, shape, grid=fed)
                     if cell.model in engine_reason:
                         raise Unsupported(engine_reason[cell.model])
                     try:
@@ -278,7 +315,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     except CannotRunHere as e:  # the same for every cell of the model: say it once
                         engine_reason[cell.model] = e.message
                         raise Unsupported(e.message) from None
-                    return trt_timer(path, cell.batch, shape)
+                    return trt_timer(path, cell.batch, shape, grid=artefacts.fed_grid(cell.model, cell.grid))
         except UserError as e:
             raise Unsupported(e.message) from None
         except Unsupported:
@@ -351,12 +388,16 @@ def profile_latency(
     """Make the models, run the sweep, write ``latency.json`` and the plots into ``out_dir``."""
     from ..pipeline.artefacts import Artefacts, ChainSettings
     from ..pipeline.manifest import Manifest
+    from ..pipeline.unit import GridSet
     from .sweep import resolve_threads
 
     say = say or (lambda _t: None)
     out_dir = Path(out_dir)
     spec = build_spec(req)
     artefacts = Artefacts(out_dir, ChainSettings(optimize=req.optimize, profile=req.profile), Manifest(out_dir), say)
+    for t in req.targets:
+        if t.kind == "variant" and t.dynamic_grid:  # one dynamic-grid graph per precision serves its grids
+            artefacts.share(t.name, GridSet.of(t.grids))
     threads = resolve_threads(req.settings.threads)
     factory = make_timer_factory(req, artefacts, threads)
     result = run_sweep(spec, factory, progress=say, measure_peak_sizes=req.peak_sizes)

@@ -1,5 +1,6 @@
 """Deployment profiles: one TOML file per target machine (``profiles/*.toml``), read and validated
-key by key (docs/architecture.md, The backend axis). A profile says which backend a run uses, the GPU
+key by key (docs/architecture.md, The backend axis). A profile says which backend a run uses
+(ONNX Runtime or OpenVINO on the CPU, TensorRT on a GPU), the GPU
 it is written for, the precisions, the models and grids, the batch range, the builder, compatibility
 and benchmark settings. Used by ``run``, ``profile``, ``compare``, ``build``, ``check`` and ``package``.
 """
@@ -11,6 +12,8 @@ from .profile import (
     BUILDER_KEYS,
     CLUSTER_KEYS,
     COMPAT_KEYS,
+    CPU_BACKENDS,
+    CPU_PRECISIONS,
     ENV_VAR,
     GRIDS_KEYS,
     HARDWARE_LEVELS,
@@ -21,7 +24,9 @@ from .profile import (
     MAX_OPT_PROFILES,
     MIN_TENSORRT_CC,
     MODELS_KEYS,
+    OPENVINO_PRECISIONS,
     PACKAGE_PROFILES,
+    PERFORMANCE_HINTS,
     RAY_NVIDIA_ACCELERATORS,
     TENSORRT_BACKENDS,
     TOP_KEYS,
@@ -55,6 +60,8 @@ __all__ = [
     "BUILDER_KEYS",
     "CLUSTER_KEYS",
     "COMPAT_KEYS",
+    "CPU_BACKENDS",
+    "CPU_PRECISIONS",
     "ENV_VAR",
     "GRIDS_KEYS",
     "HARDWARE_LEVELS",
@@ -65,7 +72,9 @@ __all__ = [
     "MAX_OPT_PROFILES",
     "MIN_TENSORRT_CC",
     "MODELS_KEYS",
+    "OPENVINO_PRECISIONS",
     "PACKAGE_PROFILES",
+    "PERFORMANCE_HINTS",
     "RAY_NVIDIA_ACCELERATORS",
     "TENSORRT_BACKENDS",
     "TOP_KEYS",

@@ -7,6 +7,11 @@ settings, hardware/version compatibility, the benchmark settings, and the models
 exports (`[models]`). Every key is checked, and an error names the key, the expected form and the
 closest valid key.
 
+CPU backends: ``onnxruntime`` (the embedded default) and ``openvino`` (the ``openvino`` extra), which
+reads the same ONNX graphs; ``[benchmark] hint`` is OpenVINO's ``PERFORMANCE_HINT`` (``LATENCY``: one
+inference stream; ``THROUGHPUT``: several; OpenVINO documentation, "High-level Performance Hints")
+and is refused on other backends, as ``[builder]``, ``[compatibility]`` and CUDA graphs are on the CPU.
+
 Hardware rules relied upon (NVIDIA's CUDA compute-capability tables and TensorRT support matrix):
 bf16 tensor cores from sm_80 (Ampere); fp8 (E4M3) on sm_89 (Ada) and sm_90 onwards (Hopper,
 Blackwell), not on the Ampere parts (sm_80, sm_86, sm_87 Orin); TensorRT 10 needs sm_75 or newer.
@@ -37,11 +42,21 @@ from typing import Any, Literal, TypeVar, cast
 from ..errors import UserError, closest
 from ..precisions import ONNXRUNTIME_CPU_PRECISIONS, PRECISIONS, get_precision
 
-Backend = Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
+Backend = Literal["onnxruntime", "openvino", "tensorrt", "tensorrt-rtx"]
 HardwareCompatibility = Literal["none", "ampere_plus", "same_compute_capability"]
+PerformanceHint = Literal["latency", "throughput"]
 
-BACKENDS: tuple[str, ...] = ("onnxruntime", "tensorrt", "tensorrt-rtx")
+BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino", "tensorrt", "tensorrt-rtx")
 TENSORRT_BACKENDS: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
+CPU_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")
+# OpenVINO reads the graphs the precision stage writes for ONNX Runtime: fp32, and int8 as ONNX
+# QuantizeLinear/DequantizeLinear pairs, which the CPU plugin's low-precision transformations run as
+# int8 kernels (OpenVINO documentation, "Low Precision Transformations"). Its fp16/bf16 are inference
+# precision hints over an fp32 graph, not the cast graphs the pipeline writes, so a profile lists neither.
+OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+CPU_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ONNXRUNTIME_CPU_PRECISIONS, "openvino": OPENVINO_PRECISIONS}
+CPU_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+PERFORMANCE_HINTS: tuple[str, ...] = ("latency", "throughput")
 HARDWARE_LEVELS: tuple[str, ...] = ("none", "ampere_plus", "same_compute_capability")
 MIN_TENSORRT_CC = (7, 5)
 
@@ -129,11 +144,12 @@ class BenchmarkSettings:
     warmup: int = 10  # untimed iterations first
     iterations: int = 100
     seconds: float = 0.0
-    threads: int = 1  # ONNX Runtime intra-op threads (0: its default) / host threads feeding a GPU
+    threads: int = 1  # ONNX Runtime intra-op / OpenVINO inference threads (0: its default) / host threads feeding a GPU
     cuda_graphs: bool = False  # capture the enqueue in a CUDA graph and replay it
     warmup_seconds: float = 0.2
     repeats: int = 5
     noise_threshold: float = 0.05
+    hint: PerformanceHint = "latency"  # OpenVINO's PERFORMANCE_HINT: one stream (latency) or several (throughput)
 
 
 @dataclass(frozen=True)
@@ -421,7 +437,8 @@ GRIDS_KEYS = ("accuracy", "latency")
 BATCH_KEYS = ("min", "opt", "max")
 BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache")
 COMPAT_KEYS = ("hardware", "version_compatible", "exclude_lean_runtime")
-BENCH_KEYS = ("warmup", "warmup_seconds", "iterations", "seconds", "repeats", "noise_threshold", "threads", "cuda_graphs")
+BENCH_KEYS = ("warmup", "warmup_seconds", "iterations", "seconds", "repeats", "noise_threshold", "threads", "cuda_graphs",
+              "hint")
 
 
 def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
@@ -471,11 +488,12 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
                 f"{p} needs {what}.",
                 f"Remove \"{p}\" from precisions for this GPU.",
             )
-        if not is_trt and p not in ONNXRUNTIME_CPU_PRECISIONS:
+        if not is_trt and p not in CPU_PRECISIONS[backend]:
+            runtime = CPU_RUNTIME_NAMES[backend]
             raise UserError(
-                f"{src}: precisions: {p} has no ONNX Runtime CPU kernels worth measuring; "
-                f"expected some of {', '.join(ONNXRUNTIME_CPU_PRECISIONS)}.",
-                f"Remove \"{p}\" from precisions of this CPU profile.",
+                f"{src}: precisions: {p} has no {runtime} CPU kernels worth measuring; "
+                f"expected some of {', '.join(CPU_PRECISIONS[backend])} for backend = \"{backend}\".",
+                f"Remove \"{p}\" from precisions of this {runtime} profile.",
             )
     if len(set(precisions)) != len(precisions):
         raise top.error("precisions", "each precision once", list(precisions))
@@ -571,11 +589,18 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         repeats=be.get("repeats", 5, _is_pos_int, "a positive integer (interleaved rounds)"),
         noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
+        hint=cast(PerformanceHint, be.get("hint", "latency", lambda v: v in PERFORMANCE_HINTS,
+                                          f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
     )
     for key, (limit, unit) in LIMITS.items():
         if getattr(bench, "iterations" if key == "iterations" else key) > limit:
             raise UserError(f"{src}: benchmark.{key} = {be.data[key]!r} is beyond {limit} {unit}.",
                             f"Use a value up to {limit}; the defaults are sound for most machines.")
+    if "hint" in be.data and backend != "openvino":
+        raise UserError(
+            f"{src}: benchmark.hint = {be.data['hint']!r} is OpenVINO's performance hint, but backend = \"{backend}\".",
+            "Remove benchmark.hint, or set backend = \"openvino\".",
+        )
     if bench.cuda_graphs and not is_trt:
         raise UserError(
             f"{src}: benchmark.cuda_graphs = true, but backend = \"{backend}\" has no CUDA graphs.",
@@ -620,7 +645,7 @@ def _parse_cluster(top: _Table, src: str, is_trt: bool) -> ClusterSettings:
         )
     gpus = float(ct.get("gpus", 1 if is_trt else 0, units, f"a number of GPUs from 0 to {MAX_CLUSTER_UNITS}"))
     cpus = float(ct.get("cpus", 1, units, f"a number of CPUs from 0 to {MAX_CLUSTER_UNITS}"))
-    raw = ct.get("resources", {}, lambda v: isinstance(v, dict) and all(units(x) for x in v.values()),
+    raw: dict[str, Any] = ct.get("resources", {}, lambda v: isinstance(v, dict) and all(units(x) for x in v.values()),
                  f"a table of custom resource amounts, e.g. {{ \"jetson-orin\" = 1 }} (each 0 to {MAX_CLUSTER_UNITS})")
     resources = tuple(sorted((str(k), float(v)) for k, v in raw.items()))
     for k, _ in resources:

@@ -173,7 +173,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _backend_of(profile: Profile) -> str:
-    return "trt" if profile.is_tensorrt else "ort"
+    """The latency, validation and comparison backend of a profile (the names of ``--backend``)."""
+    return "trt" if profile.is_tensorrt else "openvino" if profile.backend == "openvino" else "ort"
 
 
 def plan_models(profile: Profile) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
@@ -578,14 +579,15 @@ def _validate(
 
         def validate() -> Any:
             return validate_engine(target, None, None, None, data, opts.validate_iterations, precision)
-    else:
+    else:  # the graph the chain wrote for ONNX Runtime, on ONNX Runtime or OpenVINO
         from ..validate import validate_onnx
 
         target = artefacts.converted(variant, grid, precision)
         report_path = target.with_suffix(".validate.json")
 
         def validate() -> Any:
-            return validate_onnx(target, data=data, iterations=opts.validate_iterations, precision=precision)
+            return validate_onnx(target, data=data, iterations=opts.validate_iterations, precision=precision,
+                                 backend=backend)
 
     def run() -> tuple[Any, list[Path]]:
         r = validate()
@@ -710,7 +712,7 @@ def _profile_step(
 
     def run() -> tuple[Any, list[Path]]:
         req = ProfileRequest(targets=[], settings=spec.settings, optimize=opts.optimize,
-                             profile=prof if prof.is_tensorrt else None)
+                             profile=prof if prof.backend != "onnxruntime" else None)  # engines; OpenVINO's hint
         make = make_timer_factory(req, artefacts, resolve_threads(spec.settings.threads))
 
         def factory(cell: Cell) -> Timer:
@@ -725,6 +727,8 @@ def _profile_step(
 
     chosen = sorted(f"{m}:{_g(g)}:{p}:b{b}" for m, g, p, b in admitted)
     settings = {"spec": spec_to_dict(spec), "latency_cells": chosen, "peak_sizes": list(opts.peak_sizes or ())}
+    if prof.backend == "openvino":  # its performance hint shapes every timing
+        settings["hint"] = prof.benchmark.hint
     outcome = manifest.stage("profile", "profile", settings, inputs, run)
     path = artefacts.root / outcome.result["path"]
     state.sweep = SweepResult.from_dict(json.loads(path.read_text()))

@@ -21,8 +21,7 @@ from polygraphy.common import TensorMetadata
 from polygraphy.datatype import DataType
 
 from ...errors import CannotRunHere, UserError
-
-HINTS = ("latency", "throughput")
+from ...profiles import PERFORMANCE_HINTS
 
 
 def openvino_missing() -> str:
@@ -46,8 +45,8 @@ def compile_onnx(path: str | Path, threads: int = 0, hint: str = "latency", batc
     missing = openvino_missing()
     if missing:
         raise CannotRunHere(missing, "pip install -e '.[openvino]'")
-    if hint not in HINTS:
-        raise UserError(f"Unknown OpenVINO hint {hint!r}.", f"Choose from {', '.join(HINTS)}.")
+    if hint not in PERFORMANCE_HINTS:
+        raise UserError(f"Unknown OpenVINO hint {hint!r}.", f"Choose from {', '.join(PERFORMANCE_HINTS)}.")
     import openvino as ov
 
     path = Path(path)

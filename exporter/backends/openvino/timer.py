@@ -25,7 +25,7 @@ def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads
     from ...export.grid_input import grid_feed
 
     try:
-        extra = grid_feed(path, grid)  # a dynamic-grid model's grid input; {} when the grid is fixed
+        extra = grid_feed(path, grid) if grid is not None else {}  # a dynamic-grid model's grid input; {} when the grid is fixed
     except UserError as e:
         raise Unsupported(e.message) from None
 
