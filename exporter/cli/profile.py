@@ -45,6 +45,9 @@ _DEFAULTS = SweepSettings()
 @click.option("--peak-sizes", default=",".join(map(str, DEFAULT_SIZES)), show_default=True,
               help="Square matrix sizes for the matrix-multiply peak (the best of them counts).")
 @click.option("--profile", "profile_name", default=None, help="GPU profile for TensorRT engine builds (e.g. h100).")
+@click.option("--dynamic-grid", is_flag=True,
+              help="A variant: export it once as one dynamic-grid graph serving every --grids (the grid fed per "
+              "cell) instead of one graph per grid. A dynamic-grid .onnx or engine is swept at its grids as it is.")
 @click.option("--accuracy", "accuracy_file", default=None, type=click.Path(dir_okay=False),
               help="accuracy.json from `lookupvit compare` for the accuracy-vs-latency plot "
               "(default: `evaluate` on the digits for variants with shipped weights).")
@@ -55,7 +58,8 @@ def profile(
     target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
     warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, retries: int,
     threads: int, optimize: bool | None,
-    peak_sizes: str, profile_name: str | None, accuracy_file: str | None, out_dir: str, as_json: bool,
+    peak_sizes: str, profile_name: str | None, dynamic_grid: bool, accuracy_file: str | None, out_dir: str,
+    as_json: bool,
 ) -> None:
     """Time TARGET per compressed grid x precision x batch x backend, with its ViT baseline interleaved.
 
@@ -67,7 +71,8 @@ def profile(
     peak measured in the same run with the same threads; per grid the speedup over the ViT measured
     side by side (A/B/A/B) next to the analytic MAC ratio. Writes OUT/latency.json and plots in
     OUT/plots/; models are made in OUT/<variant>/g<grid>/ and reused. A given ONNX file or engine is
-    timed as given, in the precision it declares.
+    timed as given, in the precision it declares; a dynamic-grid file or engine at each grid it serves
+    (or those of --grids), the grid input set per cell.
     """
     from ..errors import UserError
     from ..latency.api import (
@@ -91,7 +96,7 @@ def profile(
             raise UserError(f"{name} {number} must not be negative.")
     from ..precisions import PRECISIONS
 
-    tgt = resolve_target(target, grids)
+    tgt = resolve_target(target, grids, dynamic_grid)
     backend_list = _backends(backends) if backends != "auto" or tgt.kind == "engine" else _auto_backends()
     if tgt.kind == "engine":
         backend_list = ("trt",)

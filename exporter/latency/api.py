@@ -288,12 +288,12 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ov_timer(t.path, cell.batch, shape, threads, hint)
+                        return ov_timer(t.path, cell.batch, shape, threads, hint, grid=fed)
                     if cell.precision not in OPENVINO_PRECISIONS:
                         raise Unsupported(f"OpenVINO cells time {' and '.join(OPENVINO_PRECISIONS)} graphs (the CPU plugin "
                                           f"runs no {cell.precision} graph as written)")
                     return ov_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads,
-                                    hint)
+                                    hint, grid=artefacts.fed_grid(cell.model, cell.grid))
                 if cell.backend == "trt":
                     if t is not None and t.kind == "engine" and t.path is not None:
                         return trt_timer(t.path, cell.batch, shape, grid=fed)

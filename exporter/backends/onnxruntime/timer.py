@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
-from ...export.grid_input import grid_feed
 from ...models.config import Grid
 from ..base import Timer, Unsupported, first_line, random_batch
 from .session import ort_providers, ort_session
@@ -28,8 +27,10 @@ def ort_timer(
 ) -> Timer:
     """ONNX Runtime on its CUDA execution provider when installed, else the CPU provider; ``grid``:
     the grid a dynamic-grid model runs at (ignored by a model with its grid fixed)."""
+    from ...export.grid_input import grid_feed
+
     try:
-        extra = grid_feed(path, grid)
+        extra = grid_feed(path, grid) if grid is not None else {}
     except UserError as e:
         raise Unsupported(e.message) from None
     providers = ort_providers(prefer_cuda)
@@ -51,7 +52,12 @@ def ort_timer(
         call()
     except Exception as e:
         raise Unsupported(f"ONNX Runtime fails running {Path(path).name} at batch {batch}: {first_line(e)}") from None
-    return Timer("ort", "cpu", providers[0], call)
+    return Timer("ort", "cpu", providers[0] + _grid_note(extra), call)
+
+
+def _grid_note(extra: dict[str, Any]) -> str:
+    """``, grid input 3x3`` for a dynamic-grid model's cell."""
+    return "".join(f", {k} input {'x'.join(map(str, v.shape))}" for k, v in extra.items())
 
 
 def _cuda_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], extra: dict[str, Any]) -> Timer:
@@ -70,4 +76,4 @@ def _cuda_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], extr
         return time.perf_counter() - t0
 
     detail = "CUDAExecutionProvider, IO binding" + (", CUDA graph" if session.cuda_graph else "")
-    return Timer("ort", "cuda", detail + (f" ({session.note})" if session.note else ""), call)
+    return Timer("ort", "cuda", detail + _grid_note(extra) + (f" ({session.note})" if session.note else ""), call)
