@@ -94,6 +94,10 @@ class Artefacts:
             return model, self.shared[model]
         return model, grid
 
+    def cell_grid(self, model: str, grid: CellGrid) -> CellGrid:
+        """The grid of the cell that makes (model, grid): its :class:`GridSet` when a shared graph serves it."""
+        return self._cell(model, grid)[1]
+
     def fed_grid(self, model: str, grid: CellGrid) -> Grid | None:
         """The grid a runner feeds to the grid input of the graph serving (model, grid); None when
         that graph has its grid fixed."""

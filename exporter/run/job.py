@@ -37,7 +37,7 @@ from ..models import grid_label
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError, StageOutcome, error_text
-from ..pipeline.unit import Unit
+from ..pipeline.unit import CellGrid, GridSet, Unit
 from ..profiles import Profile
 from .state import LatencyCell, RunState
 
@@ -196,6 +196,17 @@ def plan_models(profile: Profile) -> list[tuple[str, str, tuple[Grid | None, ...
     return out
 
 
+def dynamic_grid_sets(profile: Profile, models: list[tuple[str, str, tuple[Grid | None, ...]]]) -> dict[str, GridSet]:
+    """With ``[models] dynamic_grid = true``: each LookupViT's grids (over the roles it has) as the set
+    its one dynamic-grid graph serves (README, "Dynamic-grid models"); {} otherwise."""
+    if not profile.models.dynamic_grid:
+        return {}
+    grids: dict[str, list[Grid]] = {}
+    for _, variant, gs in models:
+        grids.setdefault(variant, []).extend(g for g in gs if g is not None)
+    return {v: GridSet.of(g) for v, g in grids.items() if g}
+
+
 def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     """Run the pipeline of ``opts.profile`` into ``opts.out_dir`` (see the module docstring)."""
     from ..engine.preflight import preflight
@@ -219,6 +230,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                           manifest, ui.note)
     backend = _backend_of(prof)
     models = plan_models(prof)
+    for variant, grid_set in dynamic_grid_sets(prof, models).items():  # one graph per precision serves its grids
+        artefacts.share(variant, grid_set)
     budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
     state = RunState(budget)
     if opts.prepare_only:
@@ -227,7 +240,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     accuracy_steps: list[Step] = []
     for role, variant, grids in models:
         if role == "accuracy":
-            for grid in grids:
+            for grid in dict.fromkeys(artefacts.cell_grid(variant, g) for g in grids):  # a shared graph: once
                 for p in prof.precisions:
                     accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state,
                                                    data=ACCURACY_DATA)
@@ -254,7 +267,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
         for batch in lat_batches:
             for m in latency:
                 for grid in m.grids:
-                    units = [Unit(m.baseline, None, p), Unit(m.name, grid, p)]
+                    units = [Unit(m.baseline, None, p), Unit(m.name, artefacts.cell_grid(m.name, grid), p)]
                     todo = [u for u in units if u not in made]
                     cell = (m.name, grid, p, batch)
                     if not planner.admit(cell, todo):
@@ -319,7 +332,8 @@ def _prepare(
     (TensorRT profiles) checked against the parser's rules, ready to be built on the target machine."""
     from ..io import write_json
 
-    work = [(variant, grid, p) for _, variant, grids in models for grid in grids for p in prof.precisions]
+    work = list(dict.fromkeys((variant, artefacts.cell_grid(variant, grid), p) for _, variant, grids in models
+                              for grid in grids for p in prof.precisions))
     ui.start(len(work))
     graphs: list[dict[str, Any]] = []
     state = RunState(math.inf)
@@ -354,7 +368,7 @@ def _prepare(
 
 
 def _record_check(
-    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, state: RunState
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, state: RunState
 ) -> None:
     prof = artefacts.settings.profile
     assert prof is not None  # a TensorRT profile's chain
@@ -364,7 +378,7 @@ def _record_check(
 
 
 def _check_stage(
-    artefacts: Artefacts, manifest: Manifest, prof: Profile, variant: str, grid: Grid | None, precision: str
+    artefacts: Artefacts, manifest: Manifest, prof: Profile, variant: str, grid: CellGrid, precision: str
 ) -> Any:
     """TensorRT's parser rules on the graph the profile will build (``lookupvit check``)."""
     from ..check import check_graph
@@ -533,14 +547,12 @@ class _BudgetPlanner:
         return self._why
 
 
-def _g(grid: Grid | None) -> str:
-    from ..models import grid_label
-
-    return f"g{grid_label(grid)}" if grid else "-"
+def _g(grid: CellGrid) -> str:
+    return Unit("", grid).grid_tag
 
 
 def _chain_steps(
-    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, backend: str,
     opts: RunOptions, state: RunState, data: str = "random", prepare_only: bool = False,
 ) -> list[Step]:
     """The stages that make and check one model in one precision (export and optimize once per grid).
@@ -567,7 +579,7 @@ def _chain_steps(
 
 
 def _validate(
-    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, precision: str, backend: str,
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, backend: str,
     opts: RunOptions, state: RunState, data: str,
 ) -> None:
     """The model as the backend runs it, against the PyTorch fp32 reference, on ``data``."""
@@ -608,7 +620,7 @@ def _validate(
 
 
 def _compare_step(
-    artefacts: Artefacts, manifest: Manifest, variant: str, grid: Grid | None, prof: Profile, backend: str,
+    artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, prof: Profile, backend: str,
     state: RunState,
 ) -> Callable[[], None]:
     def step() -> None:
@@ -619,8 +631,10 @@ def _compare_step(
         folder = artefacts.folder(variant, grid)
 
         def run() -> tuple[Any, list[Path]]:
+            shared = isinstance(grid, GridSet)  # compared at each of its grids from its one set of graphs
             r = compare_precisions(  # through the run's own pipeline: the very files the chain made
-                variant, precisions=list(prof.precisions), grids=grid_label(grid) if grid else None,
+                str(fp32) if shared else variant, precisions=list(prof.precisions),
+                grids=grid_label(grid) if isinstance(grid, tuple) else None,
                 data=ACCURACY_DATA, backend=backend, out_dir=folder, calib=artefacts.settings.calib,
                 calib_size=artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
                 profile=prof.name if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
