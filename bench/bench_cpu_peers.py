@@ -1,8 +1,9 @@
 """The CPU engines side by side on the same exported graphs: ONNX Runtime on the plain export, after
 `lookupvit optimize --target attention`, after `--target cpu`, after ONNX Runtime's transformers
-optimizer; OpenVINO on the plain export and on the `--target cpu` graph (when that graph holds only
-standard ONNX operators, as the default cpu order, merge-projections, writes); PyTorch eager.
-LookupViT-B/16 at grids 3 and 7 and ViT-B/16, batch 1 and 8.
+optimizer; OpenVINO on the plain export, on the `--target attention` graph (what `run --profile
+cpu-openvino` times) and on the `--target cpu` graph (when that graph holds only standard ONNX
+operators, as the default cpu order, merge-projections, writes); PyTorch eager. LookupViT-B/16 at
+grids 3 and 7 and ViT-B/16, batch 1 and 8.
 
     python bench/bench_cpu_peers.py                       # the README's table (tens of minutes on 2 cores)
     python bench/bench_cpu_peers.py --rounds 3 --batches 1
@@ -28,6 +29,10 @@ is the paired ratio (the median over rounds of their per-round ratio, both timed
      as fast as OpenVINO on the plain export, per model and batch;
   3. each LookupViT's speedup over the ViT on the project's best ONNX Runtime paths at least 0.95 of
      the analytic MAC ratio, per batch (the issue names LookupViT-B/16 g7 and ViT-B/16 at batch 1 and 8).
+Then the README's rule for the embedded default: SWITCH to `cpu-openvino` where OpenVINO is installed
+when, for every model and batch, OpenVINO on the attention graph takes at least 5% less time than the
+project's best ONNX Runtime path (paired ratio of that path to it >= 1.05) on a quiet machine; KEEP
+ONNX Runtime otherwise (a loaded run is never a SWITCH).
 """
 
 from __future__ import annotations
@@ -47,9 +52,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ENGINES = ("ort-plain", "ort-attention", "ort-cpu", "ort-transformers", "openvino", "openvino-cpu", "torch")
+ENGINES = ("ort-plain", "ort-attention", "ort-cpu", "ort-transformers", "openvino", "openvino-attention", "openvino-cpu",
+           "torch")
 PROJECT_PATHS = ("ort-plain", "ort-attention", "ort-cpu")  # the project's graphs on ONNX Runtime
 OF_ANALYTIC = 0.95  # target 3: the share of the analytic speedup to reach
+SWITCH_MARGIN = 1.05  # the default's rule: OpenVINO at least 5% ahead of the best ONNX Runtime path
 DEFAULT_MODELS = "lookupvit_b16:3,lookupvit_b16:7,vit_b16"
 
 
@@ -87,6 +94,7 @@ def prepare(variant: str, grid: str | None, work: Path) -> dict[str, Path]:
             print(f"optimize {label(variant, grid)} --target {target}: {time.perf_counter() - t0:.0f} s, kept "
                   f"{','.join(report.kept)}", file=sys.stderr)
         paths[f"ort-{target}"] = out
+    paths["openvino-attention"] = paths["ort-attention"]  # the graph an OpenVINO profile's run times
     paths["openvino-cpu"] = paths["ort-cpu"]  # timed when it holds only standard ONNX operators
     ortx = folder / "ort-transformers" / plain.name.replace(".onnx", ".ortx.onnx")
     if not ortx.is_file():
@@ -214,6 +222,31 @@ def judge(rows: list[dict], names: list[str], lookupvits: list[str], vit: str | 
     return out
 
 
+def default_rule(rows: list[dict], names: list[str], batches: list[int], loaded: bool) -> dict[str, Any]:
+    """The README's rule for the embedded default (see the module docstring): SWITCH, KEEP or NOT MEASURED."""
+    by = {(r["model"], r["batch"], r["engine"]): r for r in rows}
+    checks, missing = [], []
+    for n in names:
+        for b in batches:
+            best = best_project(by, n, b)
+            r = paired(by, n, b, best["engine"], "openvino-attention") if best else None
+            if best is None or r is None:
+                missing.append(f"{n} b{b}")
+            else:
+                checks.append({"model": n, "batch": b, "engine": best["engine"], "paired_ratio": r,
+                               "ahead": r >= SWITCH_MARGIN,
+                               "text": f"{n} b{b} {best['engine']} / openvino-attention = {r:.3f}"})
+    if missing or not checks:
+        status = "NOT MEASURED"
+    else:
+        status = "SWITCH" if all(c["ahead"] for c in checks) and not loaded else "KEEP"
+    why = " (a loaded machine: never a switch)" if loaded and status != "NOT MEASURED" else ""
+    return {"status": status, "checks": checks, "not_measured": missing, "loaded": loaded,
+            "line": f"embedded default: {status}{why}: OpenVINO on the attention graph at least "
+                    f"{round(100 * (SWITCH_MARGIN - 1))}% ahead of the best ONNX Runtime path in every cell switches "
+                    "`make quickstart` to cpu-openvino where OpenVINO is installed"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=DEFAULT_MODELS, help="VARIANT[:GRID],... (a ViT without a grid)")
@@ -293,6 +326,7 @@ def main() -> None:
     verdicts = judge(rows, names, [label(v, g) for v, g in models if g is not None], vits[0] if vits else None,
                      batches, macs)
     loaded = max(load_start[0], load_end[0]) > 0.25 * (os.cpu_count() or 1)
+    default = default_rule(rows, names, batches, loaded)
     result = {
         "kind": "bench-cpu-peers",
         "settings": {"models": args.models, "batches": batches, "engines": engines, "rounds": args.rounds,
@@ -302,7 +336,7 @@ def main() -> None:
                     "loadavg_start": load_start, "loadavg_end": load_end},
         "macs_per_sample": macs, "graphs": {m: {e: str(p) for e, p in ps.items()} for m, ps in paths.items()},
         "blocks": blocks, "results": rows, "speedups": speedups, "verdicts": verdicts,
-        "loaded": loaded, "versions": tool_versions(),
+        "default": default, "loaded": loaded, "versions": tool_versions(),
     }
     write_json(args.out, result)
     print(f"\nmedian ms, {args.threads} threads, {args.rounds} interleaved rounds; load average "
@@ -321,6 +355,9 @@ def main() -> None:
             print(f"    {'met   ' if c['met'] else 'MISSED'} {c['text']}")
         for m in v["not_measured"]:
             print(f"    not measured: {m}")
+    print(default["line"])
+    for c in default["checks"]:
+        print(f"    {'ahead ' if c['ahead'] else 'not   '} {c['text']}")
     if loaded:
         print(f"the machine was loaded (load average {max(load_start[0], load_end[0]):.1f} on {os.cpu_count()} cores): "
               "these verdicts are not a result; rerun on a quiet machine")
