@@ -252,3 +252,168 @@ def test_compare_refuses_a_grid_the_file_does_not_serve(digits_dynamic: Path, tm
 
     with pytest.raises(UserError, match="serves the grids 1x1, 2x2, 3x3, 4x4, 6x6"):
         compare_precisions(str(digits_dynamic), precisions="fp32", grids="5", out_dir=tmp_path)
+
+
+# --- TensorRT: the runner's optimisation profile per request (pure; the engine itself needs a GPU) ---
+
+
+def _sidecar(digits_dynamic: Path, tmp_path: Path) -> dict:
+    """An engine sidecar as `lookupvit build` writes it (the plan and the model's metadata), without building."""
+    from exporter.engine.plan import make_build_plan, read_onnx
+    from exporter.profiles import load_profile
+
+    info = read_onnx(digits_dynamic)
+    plan = make_build_plan(load_profile("h100"), info, "fp32", tmp_path)  # opt batches 1, 8, 64
+    return {"plan": plan.to_dict(), "onnx": {"metadata": info.metadata}}
+
+
+def test_the_runner_selects_the_profile_of_the_requested_grid_and_batch(digits_dynamic, tmp_path):
+    from exporter.engine.plan import ProfileSelector
+
+    sel = ProfileSelector.from_sidecar(_sidecar(digits_dynamic, tmp_path), "m.fp32.plan")
+    assert sel.grid_input == "grid" and len(sel.entries) == 15
+    assert sel.index(1, (1, 1)) == 0 and sel.index(8, (3, 3)) == 7 and sel.index(64, (6, 6)) == 14
+    assert sel.index(5, (2, 2)) == 4 and sel.index(100, (4, 4)) == 11  # smallest opt at or above, else the largest
+    feed = {"images": np.zeros((8, 1, 32, 32), np.float32), "grid": np.zeros((4, 4), np.float32)}
+    assert sel.for_feed(feed) == 10
+    with pytest.raises(UserError, match=r"grid 5x5[\s\S]*1x1, 2x2, 3x3, 4x4, 6x6"):
+        sel.index(1, (5, 5))
+    with pytest.raises(UserError, match=r"batch 500[\s\S]*1\.\.128"):
+        sel.index(500, (3, 3))
+
+
+def test_a_one_grid_engine_selects_by_batch_and_an_old_sidecar_keeps_profile_zero(tmp_path):
+    from exporter.engine.plan import ProfileSelector, make_build_plan, read_onnx
+    from exporter.profiles import load_profile
+
+    static = export_onnx(resolve_variant_source("lookupvit_digits", grid="3"), tmp_path).path
+    info = read_onnx(static)
+    side = {"plan": make_build_plan(load_profile("h100"), info, "fp32", tmp_path).to_dict(), "onnx": {"metadata": info.metadata}}
+    sel = ProfileSelector.from_sidecar(side, "m.plan")
+    assert sel.grid_input is None and [sel.index(b, (3, 3)) for b in (1, 8, 9, 128)] == [0, 1, 2, 2]
+    assert ProfileSelector.from_sidecar({"onnx": {}}, "old.plan").index(8) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "x", [{"index": 1, "grid": None, "batch": {"min": 1, "opt": 1, "max": 1}}],
+    [{"index": 0, "grid": "2x;", "batch": {"min": 1, "opt": 1, "max": 1}}],
+    [{"index": 0, "grid": None, "batch": {"min": 0, "opt": 1, "max": True}}],
+])
+def test_a_sidecar_profile_list_is_read_as_data_and_a_bad_one_names_the_fix(bad):
+    from exporter.engine.plan import ProfileSelector
+
+    with pytest.raises(UserError, match="Rebuild the engine"):
+        ProfileSelector.from_sidecar({"plan": {"profile_index": bad}}, "m.plan")
+
+
+def test_tensorrt_engine_of_a_dynamic_grid_model_validates_per_grid_with_its_profiles(digits_dynamic, tmp_path):
+    from exporter.engine.env import tensorrt_usable
+
+    if not tensorrt_usable():
+        pytest.skip("needs TensorRT and a CUDA GPU (the runner's profile selection is tested above without them)")
+    from exporter.engine.build import build_engine, prepare_build
+    from exporter.engine.validate import validate_engine
+    from exporter.profiles import load_profile
+
+    built = build_engine(prepare_build(digits_dynamic, load_profile("h100"), "fp32", tmp_path))
+    report = validate_engine(built.engine, write=False)
+    assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
+
+
+# --- profile and run: a dynamic-grid model's grids swept without exporting again ---------------
+
+
+def _sweep_settings():
+    from exporter.latency.sweep import SweepSettings
+
+    return SweepSettings(warmup=1, iterations=2, seconds=0.0, repeats=1, threads=2, warmup_seconds=0.0)
+
+
+def test_profile_sweeps_the_grids_of_a_dynamic_file_one_session_per_grid(digits_dynamic, tmp_path):
+    from exporter.latency.api import ProfileRequest, profile_latency, resolve_target
+
+    target = resolve_target(str(digits_dynamic), "2,6")
+    assert target.dynamic_grid and target.grids == ((2, 2), (6, 6))
+    req = ProfileRequest([target], backends=("ort", "torch"), settings=_sweep_settings(), peak_sizes=(128,))
+    result, _, _ = profile_latency(req, tmp_path)
+    cells = {(c.grid, c.backend): c for c in result.cells}
+    assert set(cells) == {("2", "ort"), ("6", "ort"), ("2", "torch"), ("6", "torch")}
+    assert all(c.status == "ok" for c in cells.values())
+    assert cells[("6", "ort")].detail.endswith("grid input 6x6") and cells[("6", "ort")].gmacs > cells[("2", "ort")].gmacs
+    assert not list(tmp_path.rglob("*.onnx"))  # the file is timed as given: nothing exported
+
+
+def test_profile_refuses_a_grid_the_file_does_not_serve_with_the_list(digits_dynamic):
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    result = CliRunner().invoke(main, ["profile", str(digits_dynamic), "--grids", "5"])
+    assert result.exit_code == 2 and "serves the grids 1x1, 2x2, 3x3, 4x4, 6x6" in result.output
+
+
+def test_profile_variant_dynamic_grid_exports_once_and_times_each_grid_next_to_the_vit(tmp_path):
+    from exporter.latency.api import ProfileRequest, profile_latency, resolve_target
+
+    target = resolve_target("lookupvit_tiny32", "2,4", dynamic_grid=True)
+    req = ProfileRequest([target], backends=("ort",), settings=_sweep_settings(), peak_sizes=(128,))
+    result, _, _ = profile_latency(req, tmp_path)
+    graphs = sorted(p.name for p in (tmp_path / "lookupvit_tiny32").rglob("*.onnx"))
+    assert graphs == ["lookupvit_tiny32_gdynamic.onnx", "lookupvit_tiny32_gdynamic.opt.onnx"]
+    lookup = [c for c in result.cells if c.role == "lookupvit"]
+    assert [c.grid for c in lookup] == ["2", "4"] and all(c.status == "ok" and c.speedup for c in lookup)
+    assert [c.model for c in result.cells if c.role == "baseline"] == ["vit_tiny32"]
+    with pytest.raises(UserError, match="ViT baseline"):
+        resolve_target("vit_tiny32", None, dynamic_grid=True)
+
+
+@pytest.fixture(scope="module")
+def dynamic_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    out = tmp_path_factory.mktemp("run") / "dyn"
+    profile = Path(__file__).resolve().parent / "profiles" / "tiny-dynamic.toml"
+    result = CliRunner().invoke(main, ["run", "--profile", str(profile), "-o", str(out)], catch_exceptions=False)
+    return out, result, json.loads((out / "summary.json").read_text())
+
+
+def test_run_with_dynamic_grid_passes_with_one_graph_per_precision_per_lookupvit(dynamic_run):
+    out, result, summary = dynamic_run
+    assert result.exit_code == 0, result.output
+    for variant in ("lookupvit_digits", "lookupvit_tiny32"):
+        graphs = sorted(str(p.relative_to(out)) for p in (out / variant).rglob("*.onnx"))
+        assert graphs == [f"{variant}/gdynamic/onnx/{variant}_gdynamic.opt.int8.onnx",
+                          f"{variant}/gdynamic/onnx/{variant}_gdynamic.opt.onnx"]  # --keep final dropped the export
+    ids = [s["id"] for s in summary["stages"]]
+    assert ids.count("export:lookupvit_digits:gdynamic") == 1 and ids.count("precision:lookupvit_tiny32:gdynamic:int8") == 1
+    assert not [i for i in ids if ":g2" in i or ":g4" in i]  # no per-grid graph
+    assert {(v["model"], v["grid"], v["status"]) for v in summary["validation"] if v["model"] != "vit_tiny32"} == {
+        ("lookupvit_digits", "dynamic", "PASSED"), ("lookupvit_tiny32", "dynamic", "PASSED")}
+
+
+def test_run_with_dynamic_grid_gives_per_grid_accuracy_and_latency_cells(dynamic_run):
+    _, _, summary = dynamic_run
+    acc = {(a["grid"], a["precision"]): a for a in summary["accuracy"]}
+    assert set(acc) == {("2", "fp32"), ("2", "int8"), ("4", "fp32"), ("4", "int8")}
+    assert all(a["status"] == "PASSED" and a["top1"] > 90 for a in acc.values())
+    cells = {(c["model"], c["grid"], c["precision"]): c for c in summary["latency"]["cells"]}
+    for model in ("lookupvit_digits", "lookupvit_tiny32"):
+        for grid in ("2", "4"):
+            for p in ("fp32", "int8"):
+                c = cells[(model, grid, p)]
+                assert c["status"] == "ok" and c["detail"].endswith(f"grid input {grid}x{grid}")
+    assert cells[("lookupvit_tiny32", "2", "fp32")]["speedup"] is not None
+
+
+def test_run_with_dynamic_grid_says_which_artefacts_are_shared(dynamic_run):
+    out, _, summary = dynamic_run
+    shared = {e["model"]: e for e in summary["shared"]}
+    digits = shared["lookupvit_digits"]
+    assert digits["line"].startswith("lookupvit_digits: one dynamic-grid graph per precision serves grids 2,4 (2 file(s),")
+    assert [f["file"] for f in digits["files"]] == ["lookupvit_digits/gdynamic/onnx/lookupvit_digits_gdynamic.opt.onnx",
+                                                    "lookupvit_digits/gdynamic/onnx/lookupvit_digits_gdynamic.opt.int8.onnx"]
+    assert digits["per_grid_estimate_bytes"] == 2 * digits["bytes"] > 0
+    assert len(digits["cells"]) == 4
+    assert "Shared artefacts (dynamic-grid graphs)" in (out / "report.html").read_text()

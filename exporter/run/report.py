@@ -7,6 +7,10 @@ the reason for cells that could not run), the measured vs analytic speedups over
 accuracy per precision and grid, the validations, every stage (ran / skipped / failed, with
 times), the matrix-multiply peak with its spread, the disk the run wrote, the profile's settings
 that apply to its backend, tool versions and the machine.
+
+With ``[models] dynamic_grid = true`` both say which artefacts are shared (:func:`shared_graphs`): per
+LookupViT, the one dynamic-grid graph (or engine) per precision serving all its grids, the bytes on
+disk against K per-grid graphs holding the same weights, and the file each (grid, precision) cell ran.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..pipeline.manifest import StageOutcome
+from ..pipeline.unit import Unit
 from ..profiles import Profile
 from .state import RunState
 
@@ -121,6 +126,44 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
     return rows
 
 
+def _bytes_on_disk(path: Path) -> int:
+    """A graph's bytes with its external data file (``<name>.data``), 0 when it is gone."""
+    return sum(p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.is_file())
+
+
+def shared_graphs(prof: Profile, out: Path, outcomes: list[StageOutcome]) -> list[dict[str, Any]]:
+    """Per LookupViT of a ``dynamic_grid`` profile: the one graph per precision serving all its grids
+    (the file the backend ran: engine, converted graph, optimised or exported graph), and its bytes
+    against K per-grid graphs (an estimate: each holds the same weights; they are not made)."""
+    from .job import dynamic_grid_sets, plan_models
+
+    latest = {o.id: o for o in outcomes}
+    suffix = ".plan" if prof.is_tensorrt else ".onnx"
+    entries = []
+    for variant, grid_set in dynamic_grid_sets(prof, plan_models(prof)).items():
+        files: list[dict[str, Any]] = []
+        for p in prof.precisions:
+            unit = Unit(variant, grid_set, p)
+            ids = [unit.stage_id("build")] if prof.is_tensorrt else []
+            ids += [unit.stage_id("precision")] if p != "fp32" else [unit.at(None).stage_id(k) for k in ("optimize", "export")]
+            found = next((rel for i in ids for rel in (latest[i].outputs if i in latest else [])
+                          if rel.endswith(suffix) and (out / rel).is_file()), None)
+            if found is not None:
+                files.append({"precision": p, "file": found, "bytes": _bytes_on_disk(out / found)})
+        k = len(grid_set.grids)
+        total = sum(f["bytes"] for f in files)
+        line = (f"{variant}: one dynamic-grid {'engine' if prof.is_tensorrt else 'graph'} per precision serves grids "
+                f"{grid_set.text} ({len(files)} file(s), {format_bytes(total)}, against about {k} x "
+                f"{format_bytes(total)} = {format_bytes(k * total)} for per-grid {'engines' if prof.is_tensorrt else 'graphs'})")
+        entries.append({
+            "model": variant, "grids": grid_set.text.split(","), "files": files, "bytes": total,
+            "per_grid_estimate_bytes": k * total, "line": line,
+            "cells": [{"grid": g, "precision": f["precision"], "file": f["file"]}
+                      for g in grid_set.text.split(",") for f in files],
+        })
+    return entries
+
+
 def build_summary(
     prof: Profile, out: Path, outcomes: list[StageOutcome], state: RunState, started: str, seconds: float
 ) -> dict[str, Any]:
@@ -160,6 +203,7 @@ def build_summary(
         "latency": latency,
         "plots": [str(Path(p).relative_to(out)) for p in state.plots],
         "disk": state.disk,
+        "shared": shared_graphs(prof, out, outcomes),
         "report": "report.html",
         "machine": sweep.machine if sweep is not None and sweep.machine else machine_info(),
         "versions": tool_versions(),
@@ -387,6 +431,13 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
         [[s["id"], s["status"], _f(s["seconds"], ".1f"), s["note"]] for s in st],
         left=2, classes=["bad" if s["status"] in ("failed", "not run") else ("skip" if s["status"] == "skipped" else "") for s in st],
     ))
+
+    shared = summary.get("shared") or []
+    if shared:
+        parts.append("<h2>Shared artefacts (dynamic-grid graphs)</h2>")
+        parts.append("<p>" + "<br>".join(html.escape(e["line"]) for e in shared) + "</p>")
+        parts.append(_table(["model", "grid", "precision", "file"],
+                            [[e["model"], c["grid"], c["precision"], c["file"]] for e in shared for c in e["cells"]], left=4))
 
     disk = summary.get("disk")
     if disk:
