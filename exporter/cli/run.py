@@ -70,7 +70,12 @@ def _plain_progress() -> Any:
 
 @main.command()
 @click.option("--profile", "profile_name", default="cpu", show_default=True,
-              help="Deployment profile: a name from `lookupvit profiles` or a .toml path.")
+              help="Deployment profile: a name from `lookupvit profiles` or a .toml path; several separated by "
+              "commas (h100,l4,cpu) run each into DIR/<profile>/ and compare them in DIR/report.html.")
+@click.option("--cluster", "cluster", default=None, metavar="ADDRESS",
+              help="Run on a Ray cluster: auto (the one running on this machine), HOST:PORT (its head node) or "
+              "ray://HOST:PORT (Ray Client). Each profile's device work runs on a node offering its [cluster] "
+              "resources. Needs the ray extra. [default: everything here, without Ray]")
 @click.option("-o", "--output", "out_dir", default="runs/run", show_default=True, type=click.Path(file_okay=False),
               help="Run folder: models per <variant>/g<grid>/, stages.json, latency.json, plots/, report.html, summary.json.")
 @click.option("--optimize/--no-optimize", default=None,
@@ -90,8 +95,8 @@ def _plain_progress() -> Any:
               help="final: delete each exported graph once its optimised graph is made (a rerun still skips it); "
               "all: keep every intermediate file.")
 @json_option
-def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | None, budget_min: float | None,
-        prepare_only: bool, keep: str, as_json: bool) -> None:
+def run(profile_name: str, cluster: str | None, out_dir: str, optimize: bool | None, repeats: int | None,
+        budget_min: float | None, prepare_only: bool, keep: str, as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
@@ -104,6 +109,11 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
     writes nothing; --prepare-only does the part that runs anywhere. Exit status: 0 everything asked for
     ran and passed; 1 a validation or comparison FAILED, or a stage failed; 2 bad input, work that
     cannot run here, or cells over the time budget (a rerun continues them).
+
+    Several profiles (--profile h100,l4,cpu) run one after the other here, or with --cluster ADDRESS on a
+    Ray cluster (README, Running on a cluster), each into DIR/<profile>/; DIR/report.html and DIR/fleet.json
+    set them side by side. Exit status: 1 when a profile FAILED, else 2 when one did not run or is
+    INCOMPLETE, else 0.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -115,8 +125,13 @@ def run(profile_name: str, out_dir: str, optimize: bool | None, repeats: int | N
     if budget_min is not None and budget_min < 0:
         raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")
     budget = None if budget_min is None else (math.inf if budget_min == 0 else 60.0 * budget_min)
-    opts = RunOptions(profile=profile_name, out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
+    from ..run.fleet import parse_profiles
+
+    names = parse_profiles(profile_name)
+    opts = RunOptions(profile=names[0], out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
                       prepare_only=prepare_only, keep=keep)
+    if cluster is not None or len(names) > 1:
+        run_fleet_verb(names, opts, cluster, as_json)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     if stderr.is_terminal:
         with Progress(*columns, console=stderr, transient=True) as bar:
@@ -192,3 +207,62 @@ def print_summary(summary: dict[str, Any]) -> None:
         ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
         rows,
     )
+
+
+def _fleet_progress() -> Any:
+    """One line per profile (stages done / total, current stage, node): a live block on a terminal,
+    a plain line per change elsewhere (CI logs)."""
+    import time
+
+    from ..run.fleet import FleetProgress, ProfileLine
+    from .options import elapsed
+
+    class LineProgress(FleetProgress):
+        def __init__(self) -> None:
+            self.t0 = time.perf_counter()
+            self.lines: dict[str, ProfileLine] = {}
+            self.live: Any = None
+
+        def update(self, line: ProfileLine) -> None:
+            if self.lines.get(line.profile) == line:
+                return
+            self.lines[line.profile] = line
+            if self.live is not None:
+                from rich.text import Text
+
+                self.live.update(Text("\n".join(x.text() for x in self.lines.values())))
+            else:
+                click.echo(f"[{elapsed(time.perf_counter() - self.t0)}] {line.text()}", err=True)
+
+    return LineProgress()
+
+
+def run_fleet_verb(names: tuple[str, ...], opts: Any, cluster: str | None, as_json: bool) -> None:
+    """Several profiles, or any on a cluster (exporter.run.fleet); exits with the fleet's status."""
+    from ..run.fleet import run_fleet
+
+    progress = _fleet_progress()
+    if stderr.is_terminal:
+        from rich.live import Live
+
+        with Live(console=stderr, transient=False) as live:
+            progress.live = live
+            result = run_fleet(names, opts.out_dir, opts, cluster, progress)
+    else:
+        result = run_fleet(names, opts.out_dir, opts, cluster, progress)
+    doc = {"status": result.status, "exit_code": result.exit_code, "seconds": round(result.seconds, 2),
+           "profiles": [o.to_dict(opts.out_dir) for o in result.outcomes],
+           "report": str(result.report) if result.report else None}
+    if as_json:
+        print_json(doc)
+    else:
+        print_table(f"lookupvit run --profile {','.join(names)}" + (f" --cluster {cluster}" if cluster else ""),
+                    ["profile", "status", "node", "folder", "seconds"],
+                    [[o.name, o.status, o.node or "-", str(o.folder), f"{o.seconds:.0f}"] for o in result.outcomes])
+        for o in result.outcomes:
+            for line in ([o.message] if o.message else []) + o.lines[:10]:
+                stderr.print(f"{o.name}: {line}", markup=False, highlight=False)
+        if result.report:
+            stderr.print(f"wrote {result.report} and {result.fleet_json}")
+        click.echo(result.status)
+    sys.exit(result.exit_code)

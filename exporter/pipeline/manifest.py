@@ -7,6 +7,8 @@ docs/architecture.md, The unit of work and the one stage chain: stages are cache
 - ``outputs``: each output file with its sha256 (files written by the stage);
 - ``result``: the stage's JSON-able result, returned again when the stage is skipped;
 - ``seconds`` and ``finished`` (UTC);
+- ``node``: where the stage ran (the host name, or the cluster node a distributed run set with
+  :func:`set_node_name`; docs/architecture.md, Distribution);
 - ``dropped``: outputs deleted on purpose by ``run --keep final`` (the stage stays done, and the
   recorded sha256 stands in for the file where a later stage's key needs it).
 
@@ -32,6 +34,19 @@ from ..io import sha256_file, write_json
 MANIFEST = "stages.json"
 
 _hash_memo: dict[tuple[str, int, int], str] = {}
+_node_name: str | None = None
+
+
+def set_node_name(name: str | None) -> None:
+    """Name this process's machine in the entries it writes (a cluster node; None: the host name)."""
+    global _node_name
+    _node_name = name
+
+
+def node_name() -> str:
+    import socket
+
+    return _node_name or socket.gethostname()
 
 
 def file_hash(path: str | Path) -> str:
@@ -196,6 +211,7 @@ class Manifest:
             "result": result,
             "seconds": round(seconds, 3),
             "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "node": node_name(),
         }
         self.save()
         outcome = StageOutcome(stage_id, kind, "ran", seconds, result, "", list(files))

@@ -748,3 +748,26 @@ def _profile_step(
     state.sweep = SweepResult.from_dict(json.loads(path.read_text()))
     state.sweep_path = path
     state.plots = [artefacts.root / p for p in outcome.result["plots"]]
+
+
+def prepare_graph(
+    opts: RunOptions, variant: str, grid: Grid | None, precisions: tuple[str, ...], progress: RunProgress | None = None,
+) -> list[StageOutcome]:
+    """Export, optimise and convert one model at one grid into each of ``precisions`` (and, on a
+    TensorRT profile, check it) in ``opts.out_dir``, through the run's own chain (``prepare_only``),
+    with the settings ``run_job`` uses: the GPU-independent unit a cluster schedules on any node
+    (docs/architecture.md, Distribution). Returns the manifest's outcomes."""
+    from ..profiles import load_profile
+
+    prof = load_profile(opts.profile)
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ui = progress or RunProgress()
+    manifest = Manifest(out)
+    artefacts = Artefacts(out, ChainSettings(optimize=opts.optimize, profile=prof if prof.is_tensorrt else None),
+                          manifest, ui.note)
+    state = RunState(math.inf)
+    for p in precisions:
+        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True):
+            _run_step(st, manifest, ui)
+    return list(manifest.outcomes)

@@ -1,0 +1,162 @@
+"""Files by content hash between the nodes of a cluster, and run folders that change place.
+
+docs/architecture.md, Distribution. A task sends the files it made as a :class:`FileSet`: each
+relative path with its sha256, and the bytes of those the receiver does not hold yet (Ray's object
+store carries them: a task's return value, or ``ray.put``, is shipped to a node once and shared
+there by every task that reads it). On a node, :func:`materialise` writes each content once into
+``<temp>/lookupvit-cache/<sha256>`` and hard-links it (a copy where linking fails) into a task's
+work folder: a large graph is written to disk at most once per node, however many tasks use it.
+
+A run folder is relocatable because its manifest records paths relative to the folder; the few
+absolute paths in stage results and the summary (a stage's result ``path``, ``run_dir``) are
+rewritten by :func:`relocate` when a folder's files land in another place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_path, json_text
+from ..pipeline.manifest import MANIFEST
+
+CACHE = "lookupvit-cache"
+WORK = "lookupvit-work"
+RELOCATED = (MANIFEST, "summary.json", "prepared.json")  # files whose absolute paths name their folder
+
+
+@dataclass
+class FileSet:
+    files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
+    blobs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content (only what the receiver lacks)
+
+    @property
+    def bytes(self) -> int:
+        return sum(len(b) for b in self.blobs.values())
+
+
+def _is_temporary(rel: str) -> bool:
+    return any(part.startswith(".") for part in Path(rel).parts)  # exporter.io's private names
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def collect(folder: Path, known: Iterable[str] = (), skip: Iterable[str] = ()) -> FileSet:
+    """Every file under ``folder`` by content hash; bytes only for contents not in ``known``."""
+    known, skip = set(known), set(skip)
+    out = FileSet()
+    for p in sorted(folder.rglob("*")):
+        rel = str(p.relative_to(folder))
+        if not p.is_file() or rel in skip or _is_temporary(rel):
+            continue
+        data = p.read_bytes()
+        digest = _sha(data)
+        out.files[rel] = digest
+        if digest not in known:
+            out.blobs[digest] = data
+    return out
+
+
+def node_temp() -> Path:
+    return Path(tempfile.gettempdir())
+
+
+def cache_file(digest: str, data: Callable[[], bytes], cache: Path | None = None) -> Path:
+    """``<temp>/lookupvit-cache/<sha256>``, written once (atomically) per node."""
+    path = (cache or node_temp() / CACHE) / digest
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data())
+    return path
+
+
+def place(src: Path, dst: Path) -> None:
+    """``dst`` becomes ``src``'s content: a hard link, or a copy across file systems."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def materialise(files: dict[str, str], blob: Callable[[str], bytes], folder: Path) -> int:
+    """Lay ``files`` (relative path -> sha256) out under ``folder`` from the node cache; returns the
+    number of files placed (those already there with the same content are left alone)."""
+    placed = 0
+    for rel, digest in files.items():
+        if rel in RELOCATED:
+            continue  # merged by the caller, never linked (they are rewritten in place)
+        dst = folder / rel
+        if dst.is_file() and _same(dst, digest):
+            continue
+        place(cache_file(digest, partial(blob, digest)), dst)
+        placed += 1
+    return placed
+
+
+def _same(path: Path, digest: str) -> bool:
+    from ..pipeline.manifest import file_hash
+
+    return file_hash(path) == digest
+
+
+def relocate(doc: Any, old_root: str, new_root: str) -> Any:
+    """``doc`` with every string naming a path under ``old_root`` moved under ``new_root``."""
+    old = old_root.rstrip("/")
+    if isinstance(doc, str):
+        if doc == old:
+            return new_root
+        return new_root + doc[len(old):] if doc.startswith(old + "/") else doc
+    if isinstance(doc, list):
+        return [relocate(x, old_root, new_root) for x in doc]
+    if isinstance(doc, dict):
+        return {k: relocate(v, old_root, new_root) for k, v in doc.items()}
+    return doc
+
+
+def read_entries(folder: Path) -> dict[str, dict[str, Any]]:
+    try:
+        return dict(json.loads((folder / MANIFEST).read_text()).get("stages", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_entries(folder: Path, entries: dict[str, dict[str, Any]]) -> None:
+    from ..io import write_json
+
+    write_json(folder / MANIFEST, {"kind": "lookupvit-run-stages", "stages": entries})
+
+
+def write_back(folder: Path, files: dict[str, str], blob: Callable[[str], bytes], old_root: str) -> int:
+    """The driver's side: write a task's files into the run folder ``folder`` (each atomically,
+    the manifest last, so an interrupted write-back still resumes); files already there with the
+    same content are not rewritten. JSON documents naming ``old_root`` are relocated. Returns bytes written."""
+    written = 0
+    order = sorted(files, key=lambda r: (r in RELOCATED, r == MANIFEST, r))
+    for rel in order:
+        digest = files[rel]
+        dst = folder / rel
+        if rel in RELOCATED:
+            doc = relocate(json.loads(blob(digest)), old_root, str(folder.resolve()))
+            data = json_text(doc).encode()
+        else:
+            if dst.is_file() and _same(dst, digest):
+                continue
+            data = blob(digest)
+        with atomic_path(dst) as tmp:
+            tmp.write_bytes(data)
+        written += len(data)
+    return written

@@ -1,0 +1,275 @@
+"""Several deployment profiles in one run (``lookupvit run --profile h100,l4,cpu``), and the fleet report.
+
+docs/architecture.md, Distribution. Each profile runs the main job (:func:`exporter.run.job.run_job`)
+into its own folder, ``DIR/<profile>/``, laid out exactly as a run of that profile alone, so a later
+run of one profile into that folder resumes it. Without ``--cluster`` the profiles run here one
+after the other; with it, on a Ray cluster (:mod:`exporter.cluster`, imported only then). A single
+profile keeps the folder itself (``DIR``), as ``lookupvit run`` always did.
+
+The fleet report, ``DIR/fleet.json`` and ``DIR/report.html``, sets the profiles side by side from
+their own ``summary.json``: latency per grid per profile, the speedup over the ViT baseline per
+profile, and top-1 per precision per profile; each profile's full report stays in its folder.
+
+Exit status (the project's rule): 1 when a profile FAILED (a verdict, a stage, or its task), else 2
+when one did not run or is INCOMPLETE (no node offers its resources, a backend missing, the time
+budget), else 0.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from .job import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress, run_job
+
+FLEET_JSON = "fleet.json"
+
+
+def parse_profiles(text: str) -> tuple[str, ...]:
+    """``h100,l4,cpu`` -> the names (or .toml paths), in order, each once."""
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise UserError(f"--profile {text!r} has an empty name.", "Separate profile names with commas: --profile h100,l4,cpu.")
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    """One profile's progress line: stages done / total, the current stage, the node."""
+
+    profile: str
+    state: str  # waiting, preparing, running, PASSED, FAILED, INCOMPLETE, not run, failed
+    done: int = 0
+    total: int = 0
+    stage: str = ""
+    node: str = ""
+    note: str = ""
+
+    def text(self) -> str:
+        count = f" {self.done}/{self.total}" if self.total else ""
+        what = {"preparing": " graphs prepared"}.get(self.state, "")
+        parts = [f"{self.profile}: {self.state}{count}{what}"]
+        if self.stage:
+            parts.append(self.stage)
+        if self.node:
+            parts.append(f"on {self.node}")
+        if self.note:
+            parts.append(self.note)
+        return " | ".join(parts)
+
+
+class FleetProgress:
+    """Receives each profile's line when it changes; this base class ignores them, the CLI draws them."""
+
+    def update(self, line: ProfileLine) -> None:
+        pass
+
+
+@dataclass
+class ProfileOutcome:
+    name: str
+    folder: Path
+    status: str  # PASSED, FAILED, INCOMPLETE (the run's verdict), or "not run" / "failed" (its task)
+    exit_code: int
+    message: str = ""
+    lines: list[str] = field(default_factory=list)
+    node: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self, root: Path) -> dict[str, Any]:
+        return {"profile": self.name, "folder": str(_rel(self.folder, root)), "status": self.status,
+                "exit_code": self.exit_code, "message": self.message, "verdict_lines": self.lines,
+                "node": self.node, "seconds": round(self.seconds, 2)}
+
+
+@dataclass
+class FleetResult:
+    out_dir: Path
+    outcomes: list[ProfileOutcome]
+    report: Path | None
+    fleet_json: Path | None
+    seconds: float
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # cluster tasks: node, submit/start/finish times
+
+    @property
+    def exit_code(self) -> int:
+        codes = {o.exit_code for o in self.outcomes}
+        return 1 if 1 in codes else (2 if 2 in codes else 0)
+
+    @property
+    def status(self) -> str:
+        return {0: "PASSED", 1: "FAILED", 2: "INCOMPLETE"}[self.exit_code]
+
+
+def _rel(p: Path, root: Path) -> Path:
+    try:
+        return p.resolve().relative_to(root.resolve())
+    except ValueError:
+        return p
+
+
+def profile_folders(out_dir: Path, names: list[str]) -> dict[str, Path]:
+    """``DIR`` for a single profile, ``DIR/<profile>`` for each of several."""
+    return {n: out_dir if len(names) == 1 else out_dir / n for n in names}
+
+
+class _LineProgress(RunProgress):
+    """A local run's progress as the profile's line."""
+
+    def __init__(self, fleet: FleetProgress, profile: str, node: str) -> None:
+        self.fleet, self.profile, self.node = fleet, profile, node
+        self.total, self.n = 0, 0
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def step(self, label: str) -> None:
+        self.fleet.update(ProfileLine(self.profile, "running", self.n, self.total, label, self.node))
+
+    def done(self, label: str) -> None:
+        self.n += 1
+
+
+def run_fleet(profiles: tuple[str, ...], out_dir: Path, opts: RunOptions, cluster: str | None = None,
+              progress: FleetProgress | None = None) -> FleetResult:
+    """Run every profile (see the module docstring); ``opts`` holds the settings shared by all."""
+    from ..profiles import load_profile
+
+    t0 = time.perf_counter()
+    ui = progress or FleetProgress()
+    loaded = [load_profile(p) for p in profiles]  # every name checked before any work
+    names = [p.name for p in loaded]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"Two of the profiles given are both named {dup[0]}.",
+                        "Give each profile once; copies need their own file name (the name is the file's stem).")
+    folders = profile_folders(out_dir, names)
+    records: list[Any] = []
+    if cluster is not None:
+        if opts.prepare_only:
+            raise UserError("--prepare-only and --cluster do not go together.",
+                            "Drop --prepare-only: on a cluster the preparation runs once per graph on any node anyway.")
+        from ..cluster.address import parse_address
+        from ..cluster.scheduler import run_on_cluster
+
+        address = parse_address(cluster)
+        outcomes = run_on_cluster(address, loaded, out_dir, folders, opts, ui, records)
+    else:
+        outcomes = [_run_local(p.name, p.path, folders[p.name], opts, ui) for p in loaded]
+    result = FleetResult(out_dir, outcomes, None, None, 0.0, [r.to_dict() for r in records])
+    if len(loaded) > 1:
+        result.fleet_json, result.report = write_fleet_report(out_dir, result, cluster)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _run_local(name: str, path: Path, folder: Path, opts: RunOptions, ui: FleetProgress) -> ProfileOutcome:
+    import socket
+
+    from ..pipeline.manifest import error_text
+
+    node = socket.gethostname()
+    try:
+        r = run_job(replace(opts, profile=path, out_dir=folder), _LineProgress(ui, name, node))
+    except UserError as e:  # this profile cannot run here (a backend, TensorRT, the GPU): the others go on
+        o = ProfileOutcome(name, folder, "not run", e.exit_code if e.exit_code != 1 else 1, str(e))
+    except Exception as e:
+        from ..io import is_environment_error
+
+        if is_environment_error(e):
+            raise
+        o = ProfileOutcome(name, folder, "failed", 1, error_text(e))
+    else:
+        o = ProfileOutcome(name, folder, r.verdict.status, r.verdict.exit_code, "", r.verdict.lines(), node, r.seconds)
+    ui.update(ProfileLine(name, o.status, node=node, note=o.message.splitlines()[0] if o.message else ""))
+    return o
+
+
+# --- the fleet report ------------------------------------------------------------------------------
+
+
+def _summary(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / SUMMARY_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fleet_tables(outcomes: list[ProfileOutcome]) -> dict[str, Any]:
+    """Latency (p50 ms and speedup over the ViT) per model, grid, precision and batch, and top-1 per
+    model, grid and precision, one column per profile."""
+    latency: dict[tuple[str, str, str, int], dict[str, Any]] = {}
+    accuracy: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for o in outcomes:
+        s = _summary(o.folder)
+        if s is None:
+            continue
+        for r in s.get("summary", []):
+            row = latency.setdefault((r["model"], str(r["grid"]), r["precision"], int(r["batch"])), {})
+            row[o.name] = {"p50_ms": r.get("p50_ms"), "speedup": r.get("speedup"), "backend": r.get("backend")}
+        for a in s.get("accuracy", []):
+            row = accuracy.setdefault((a["model"], str(a["grid"]), a["precision"]), {})
+            row[o.name] = {"top1": a.get("top1"), "status": a.get("status")}
+    return {
+        "latency": [{"model": k[0], "grid": k[1], "precision": k[2], "batch": k[3], "profiles": v}
+                    for k, v in latency.items()],
+        "accuracy": [{"model": k[0], "grid": k[1], "precision": k[2], "profiles": v} for k, v in accuracy.items()],
+    }
+
+
+def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None) -> tuple[Path, Path]:
+    from .. import __version__
+    from ..io import atomic_path, write_json
+    from .report import _CSS, _table
+
+    tables = fleet_tables(result.outcomes)
+    doc = {
+        "kind": "lookupvit-fleet", "tool_version": __version__, "cluster": cluster,
+        "status": result.status, "exit_code": result.exit_code,
+        "profiles": [o.to_dict(out_dir) for o in result.outcomes], **tables, "tasks": result.tasks,
+    }
+    json_path = write_json(out_dir / FLEET_JSON, doc)
+    names = [o.name for o in result.outcomes]
+
+    def f(v: Any, fmt: str) -> str:
+        return "-" if v is None else format(v, fmt)
+
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>lookupvit run: {html.escape(', '.join(names))}</title><style>{_CSS}</style></head><body>",
+        f"<h1>LookupViT deployment runs: {html.escape(', '.join(names))}</h1>",
+        f"<p class='sub'>{html.escape('on the Ray cluster ' + cluster if cluster else 'on this machine')} &middot; "
+        f"{html.escape(result.status)} &middot; lookupvit-deploy {html.escape(__version__)}</p>",
+        "<h2>Profiles</h2>",
+        _table(["profile", "status", "node", "seconds", "report", "notes"],
+               [[o.name, o.status, o.node or "-", f"{o.seconds:.0f}",
+                 f"{_rel(o.folder, out_dir)}/{REPORT_HTML}" if (o.folder / REPORT_HTML).is_file() else "-",
+                 "; ".join([o.message, *o.lines][:4]) or "-"] for o in result.outcomes],
+               classes=["" if o.exit_code == 0 else "bad" for o in result.outcomes]),
+        "<h2>Latency per grid (p50 ms, smallest batch)</h2>",
+        _table(["model", "grid", "precision", "batch", *names],
+               [[r["model"], r["grid"], r["precision"], r["batch"],
+                 *[f((r["profiles"].get(n) or {}).get("p50_ms"), ".3f") for n in names]] for r in tables["latency"]],
+               left=3),
+        "<h2>Speedup over the ViT baseline</h2>",
+        _table(["model", "grid", "precision", "batch", *names],
+               [[r["model"], r["grid"], r["precision"], r["batch"],
+                 *[f((r["profiles"].get(n) or {}).get("speedup"), ".2f") for n in names]]
+                for r in tables["latency"] if any((v or {}).get("speedup") is not None for v in r["profiles"].values())],
+               left=3),
+        "<h2>Accuracy per precision (top-1 %)</h2>",
+        _table(["model", "grid", "precision", *names],
+               [[r["model"], r["grid"], r["precision"],
+                 *[f((r["profiles"].get(n) or {}).get("top1"), ".2f") for n in names]] for r in tables["accuracy"]],
+               left=3),
+        "</body></html>",
+    ]
+    path = out_dir / REPORT_HTML
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(parts))
+    return json_path, path
