@@ -44,6 +44,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def verdict(target: int, goal: str, checks: list[dict], missing: list[str]) -> d
 
 
 def judge(rows: list[dict], names: list[str], lookupvits: list[str], vit: str | None, batches: list[int],
-          macs: dict[str, float]) -> list[dict[str, Any]]:
+          macs: Mapping[str, float]) -> list[dict[str, Any]]:
     """The issue's three CPU targets (see the module docstring) from one run's rows."""
     by = {(r["model"], r["batch"], r["engine"]): r for r in rows}
     checks: list[dict] = []
@@ -349,11 +350,11 @@ def main() -> None:
         print(f"{s['model']} vs {s['baseline']} b{s['batch']} {s['engine']}: {s['speedup']:.2f}x "
               f"({s['of_analytic']:.2f} of the analytic {s['analytic']:.2f}x)")
     print()
-    for v in verdicts:
-        print(v["line"])
-        for c in v["checks"]:
+    for vd in verdicts:
+        print(vd["line"])
+        for c in vd["checks"]:
             print(f"    {'met   ' if c['met'] else 'MISSED'} {c['text']}")
-        for m in v["not_measured"]:
+        for m in vd["not_measured"]:
             print(f"    not measured: {m}")
     print(default["line"])
     for c in default["checks"]:

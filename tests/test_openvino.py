@@ -28,7 +28,7 @@ def test_runner_matches_onnxruntime(exported):
     _, path = exported
     x = np.random.default_rng(1).standard_normal((3, 3, 32, 32)).astype(np.float32)
     with OpenVinoRunner(path, threads=2) as runner:
-        meta = runner.get_input_metadata()
+        meta = runner.get_input_metadata(use_numpy_dtypes=False)
         assert list(meta) == ["images"] and tuple(meta["images"].shape)[1:] == (3, 32, 32)
         got = runner.infer({"images": x})
     want = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"images": x})[0]
