@@ -115,3 +115,12 @@ def test_run_on_an_openvino_profile(cli, tmp_path):
     assert ("", "QuantizeLinear") in ops and {d for d, _ in ops} <= {"", "ai.onnx"}  # ONNX Runtime's graph, as written
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert stages["profile"]["settings"]["hint"] == "throughput"
+    # the hint is part of the profile stage's key: changing it times again, and nothing else runs again
+    changed = tmp_path / "tiny-openvino.toml"
+    changed.write_text(profile.read_text().replace('hint = "throughput"', 'hint = "latency"'))
+    again = cli("run", "--profile", str(changed), "-o", str(out), "--json")
+    assert again.exit_code == 0, again.output
+    ran = [s["id"] for s in json.loads((out / "summary.json").read_text())["stages"] if s["status"] == "ran"]
+    assert ran == ["profile"], ran
+    cells = json.loads((out / "latency.json").read_text())["cells"]
+    assert all("latency hint" in c["detail"] for c in cells)
