@@ -113,6 +113,12 @@ def test_run_on_an_openvino_profile(cli, tmp_path):
     int8 = onnx.load(str(out / "lookupvit_tiny32" / "g2" / "onnx" / "lookupvit_tiny32_g2.opt.int8.onnx"), load_external_data=False)
     ops = {(n.domain, n.op_type) for n in int8.graph.node}
     assert ("", "QuantizeLinear") in ops and {d for d, _ in ops} <= {"", "ai.onnx"}  # ONNX Runtime's graph, as written
+    from exporter.backends.openvino import compile_onnx
+
+    runtime = compile_onnx(out / "lookupvit_tiny32" / "g2" / "onnx" / "lookupvit_tiny32_g2.opt.int8.onnx").get_runtime_model()
+    kernels = {(op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+               for op in runtime.get_ordered_ops()}
+    assert ("FullyConnected", "i8") in kernels  # the Q/DQ pairs run as int8 kernels, not dequantised to f32
     stages = json.loads((out / "stages.json").read_text())["stages"]
     assert stages["profile"]["settings"]["hint"] == "throughput"
     # the hint is part of the profile stage's key: changing it times again, and nothing else runs again

@@ -5,8 +5,12 @@ Relies on the OpenVINO documentation: ``Core.read_model`` reads ONNX directly (t
 one stream using the cores for each request; ``THROUGHPUT``: several streams),
 ``INFERENCE_NUM_THREADS`` and ``INFERENCE_PRECISION_HINT``. The CPU plugin's default inference
 precision is bf16 on processors with AVX-512 BF16 or AMX, so ``f32`` is set explicitly: the project
-compares and times fp32 graphs. Graphs written for ONNX Runtime only (``optimize --target cpu``
-writes ``com.microsoft`` contrib ops) are refused with the fix: give OpenVINO the plain export.
+compares and times fp32 graphs. The hint sets the floating-point precision only: an int8 graph's
+QuantizeLinear/DequantizeLinear pairs are still folded into int8 kernels by the plugin's
+low-precision transformations (OpenVINO documentation, "Low Precision Transformations"; the int8
+``lookupvit_digits`` graph compiles to int8 ``FullyConnected`` layers). Graphs written for ONNX
+Runtime only (``optimize --target cpu`` with ``skip-layernorm`` writes ``com.microsoft`` contrib
+ops) are refused with the fix: give OpenVINO the plain export.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """OpenVINO as a timed backend: one synchronous ``InferRequest.infer`` per call on the CPU plugin, the
-batch fixed at compile time, fp32, with the latency or throughput hint and the thread count asked for
-(see runner.py for the properties and the documentation they come from).
+batch fixed at compile time, f32 inference precision (an int8 graph's Q/DQ pairs still run as int8),
+with the latency or throughput hint and the thread count asked for (see runner.py for the properties
+and the documentation they come from).
 
 A dynamic-grid model is compiled once per timer and run at one grid (its grid input in the fixed
 feed): OpenVINO 2026.4's CPU plugin returned wrong logits when one infer request was fed a grid
@@ -49,4 +50,4 @@ def ov_timer(path: str | Path, batch: int, input_shape: tuple[int, ...], threads
         raise Unsupported(f"OpenVINO fails running {Path(path).name} at batch {batch}: {first_line(e)}") from None
     import openvino as ov
 
-    return Timer("openvino", "cpu", f"OpenVINO {ov.__version__} CPU, {hint} hint, f32", call)
+    return Timer("openvino", "cpu", f"OpenVINO {ov.__version__} CPU, {hint} hint, f32 inference precision", call)
