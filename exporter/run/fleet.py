@@ -7,7 +7,7 @@ after the other; with it, on a Ray cluster (:mod:`exporter.cluster`, imported on
 profile keeps the folder itself (``DIR``), as ``lookupvit run`` always did.
 
 The fleet report, ``DIR/fleet.json`` and ``DIR/report.html``, sets the profiles side by side from
-their own ``summary.json``: latency per grid per profile, the speedup over the ViT baseline per
+their own ``summary.json`` (a cluster run of one profile writes ``fleet.json`` only, with its task records): latency per grid per profile, the speedup over the ViT baseline per
 profile, and top-1 per precision per profile; each profile's full report stays in its folder.
 
 Exit status (the project's rule): 1 when a profile FAILED (a verdict, a stage, or its task), else 2
@@ -162,8 +162,8 @@ def run_fleet(profiles: tuple[str, ...], out_dir: Path, opts: RunOptions, cluste
     else:
         outcomes = [_run_local(p.name, p.path, folders[p.name], opts, ui) for p in loaded]
     result = FleetResult(out_dir, outcomes, None, None, 0.0, [r.to_dict() for r in records])
-    if len(loaded) > 1:
-        result.fleet_json, result.report = write_fleet_report(out_dir, result, cluster)
+    if len(loaded) > 1 or cluster is not None:  # one profile keeps DIR/report.html as its own report
+        result.fleet_json, result.report = write_fleet_report(out_dir, result, cluster, html_page=len(loaded) > 1)
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -222,7 +222,9 @@ def fleet_tables(outcomes: list[ProfileOutcome]) -> dict[str, Any]:
     }
 
 
-def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None) -> tuple[Path, Path]:
+def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None,
+                       html_page: bool = True) -> tuple[Path, Path | None]:
+    """``DIR/fleet.json`` (with the cluster's task records) and, for several profiles, ``DIR/report.html``."""
     from .. import __version__
     from ..io import atomic_path, write_json
     from .report import _CSS, _table
@@ -234,6 +236,8 @@ def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None) 
         "profiles": [o.to_dict(out_dir) for o in result.outcomes], **tables, "tasks": result.tasks,
     }
     json_path = write_json(out_dir / FLEET_JSON, doc)
+    if not html_page:
+        return json_path, None
     names = [o.name for o in result.outcomes]
 
     def f(v: Any, fmt: str) -> str:

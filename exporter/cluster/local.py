@@ -1,0 +1,168 @@
+"""A Ray cluster of several nodes on this machine, for trying a profile mapping, the tests and the benchmark.
+
+Ray's rule (docs.ray.io, "Starting Ray on multiple nodes"): ``ray start --head --port P`` starts a
+head node, ``ray start --address HOST:P`` joins another node, and each node advertises the custom
+resources it was started with (``--resources '{"special": 1}'``). Two nodes on one machine need
+their own ports (node manager, object manager, agents, metrics); every one is chosen free here, so
+the cluster meets no other cluster of this machine. Each node runs with ``--block`` in its own
+session: stopping it ends that session's processes (raylet, gcs_server, workers), and
+:meth:`LocalCluster.stop` returns any process of those sessions still running (none, when all
+went well). It never uses ``ray stop``, which would stop every Ray process of the user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _node_args(cpus: int, object_store_mb: int) -> list[str]:
+    args = ["--num-cpus", str(cpus), "--object-store-memory", str(object_store_mb * 2**20), "--disable-usage-stats",
+            "--min-worker-port", "0", "--max-worker-port", "0"]
+    for flag in ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                 "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port"):
+        args += [flag, str(free_port())]
+    return args
+
+
+def session_processes(sids: set[int]) -> list[str]:
+    """Running processes (pid and command) in the sessions ``sids`` (zombies excluded)."""
+    left = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError):
+            continue
+        if stat[0] != "Z" and int(stat[4]) in sids and int(d.name) not in sids | {os.getpid()}:
+            left.append(f"{d.name} {cmd[:120]}")
+    return left
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class LocalCluster:
+    """``nodes``: the custom resources of each node, the head first."""
+
+    nodes: list[dict[str, float]]
+    cpus: int = 2
+    object_store_mb: int = 200
+    temp: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="lvray"))  # short: Ray's sockets live in it
+    port: int = field(default_factory=free_port)
+    ids: dict[str, str] = field(default_factory=dict)  # custom resource -> id of the node offering it
+    _procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _ray(self) -> str:
+        return str(Path(sys.executable).with_name("ray"))
+
+    def _start_node(self, args: list[str], log: str) -> None:
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        with open(Path(self.temp) / log, "wb") as out:
+            self._procs.append(subprocess.Popen([self._ray(), "start", "--block", *args,
+                                                 *_node_args(self.cpus, self.object_store_mb)],
+                                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env))
+
+    def start(self, timeout_s: float = 120) -> LocalCluster:
+        """Start the nodes and wait until all are alive; on any failure, stop what was started."""
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop(grace_s=2.0)
+            raise
+        return self
+
+    def _start(self, timeout_s: float) -> None:
+        head, *others = self.nodes
+        self._start_node(["--head", "--port", str(self.port), "--resources", json.dumps(head),
+                          "--include-dashboard=false", "--temp-dir", self.temp], "head.log")
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self._procs[0].poll() is not None:
+                    log = (Path(self.temp) / "head.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"the head node did not start:\n{log}") from None
+                time.sleep(0.3)
+        for i, res in enumerate(others):
+            self._start_node(["--address", self.address, "--resources", json.dumps(res)], f"node{i + 1}.log")
+        self.ids = self._wait_for_nodes(timeout_s)
+
+    def _wait_for_nodes(self, timeout_s: float) -> dict[str, str]:
+        """Waits, in a separate process (this one stays free of Ray), until every node is alive."""
+        names = sorted({k for n in self.nodes for k in n})
+        code = ("import json, sys, time, ray\n"
+                f"ray.init(address={self.address!r}, logging_level='ERROR', log_to_driver=False)\n"
+                f"for _ in range({int(timeout_s * 2)}):\n"
+                "    n = [x for x in ray.nodes() if x['Alive']]\n"
+                f"    if len(n) == {len(self.nodes)}: break\n"
+                "    time.sleep(0.5)\n"
+                f"print(json.dumps({{k: x['NodeID'] for x in n for k in x['Resources'] if k in {names!r}}}))\n")
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout_s + 30, env=env)
+        try:
+            ids: dict[str, str] = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise RuntimeError(f"the cluster's nodes did not come up:\n{out.stderr[-2000:]}") from None
+        if set(ids) != set(names):
+            raise RuntimeError(f"only the nodes offering {sorted(ids)} came up, of {names}")
+        return ids
+
+    def stop(self, grace_s: float = 8.0) -> list[str]:
+        """Stop every node; returns the processes of their sessions still running (empty when clean)."""
+        sids = {p.pid for p in self._procs}
+        for p in reversed(self._procs):
+            _signal_group(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        for p in self._procs:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for _ in range(20):  # what did not stop in time, and any worker left in a node's session
+            if not session_processes(sids) and all(p.poll() is not None for p in self._procs):
+                break
+            for p in self._procs:
+                _signal_group(p.pid, signal.SIGKILL)
+            for p in self._procs:
+                try:
+                    p.wait(1)
+                except subprocess.TimeoutExpired:
+                    pass
+            time.sleep(0.3)
+        return session_processes(sids)
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        left = self.stop()
+        if left and exc[0] is None:
+            raise RuntimeError(f"Ray processes left after stopping the cluster: {left}")
