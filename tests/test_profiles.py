@@ -268,6 +268,7 @@ def test_an_openvino_profile(tmp_path):
     assert p.precisions == ("fp32", "int8")
     assert (p.benchmark.hint, p.benchmark.threads) == ("throughput", 4)
     assert p.to_dict()["benchmark"]["hint"] == "throughput"
+    assert "hint" not in load_profile("cpu").to_dict()["benchmark"]  # OpenVINO's key, shown for OpenVINO only
     default = load_profile_file(write(tmp_path, edit(OPENVINO, 'hint = "throughput"\n', ""), "default"))
     assert default.benchmark.hint == "latency"
     shipped = load_profile("cpu-openvino")  # the cpu profile's models, on OpenVINO

@@ -264,7 +264,7 @@ class Profile:
             "batch": {"min": self.batch.min, "opt": list(self.batch.opt), "max": self.batch.max},
             "builder": asdict(self.builder),
             "compatibility": asdict(self.compatibility),
-            "benchmark": asdict(self.benchmark),
+            "benchmark": {k: v for k, v in asdict(self.benchmark).items() if k != "hint" or self.backend == "openvino"},
             "cluster": {**asdict(self.cluster), "resources": dict(self.cluster.resources)},
             "build_hash": self.build_hash,
         }
