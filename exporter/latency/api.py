@@ -394,7 +394,8 @@ def profile_latency(
     say = say or (lambda _t: None)
     out_dir = Path(out_dir)
     spec = build_spec(req)
-    artefacts = Artefacts(out_dir, ChainSettings(optimize=req.optimize, profile=req.profile), Manifest(out_dir), say)
+    trt_profile = req.profile if req.profile is not None and req.profile.is_tensorrt else None  # else graphs for ONNX Runtime
+    artefacts = Artefacts(out_dir, ChainSettings(optimize=req.optimize, profile=trt_profile), Manifest(out_dir), say)
     for t in req.targets:
         if t.kind == "variant" and t.dynamic_grid:  # one dynamic-grid graph per precision serves its grids
             artefacts.share(t.name, GridSet.of(t.grids))
