@@ -417,3 +417,55 @@ def test_run_with_dynamic_grid_says_which_artefacts_are_shared(dynamic_run):
     assert digits["per_grid_estimate_bytes"] == 2 * digits["bytes"] > 0
     assert len(digits["cells"]) == 4
     assert "Shared artefacts (dynamic-grid graphs)" in (out / "report.html").read_text()
+
+
+# --- the grid check: the grid's shape arithmetic folded into per-grid tables ----------------------
+
+
+def _toy(reads_values: bool) -> onnx.ModelProto:
+    """images (N,) and a grid input; out = images * (gh * gw) (from the grid's shape), or
+    images + sum(grid) when the grid's values are read."""
+    from onnx import TensorProto, helper
+
+    if reads_values:
+        nodes = [helper.make_node("ReduceSum", ["grid"], ["total"], keepdims=0),
+                 helper.make_node("Add", ["images", "total"], ["out"])]
+    else:
+        nodes = [helper.make_node("Shape", ["grid"], ["s"]), helper.make_node("ReduceProd", ["s"], ["n"], keepdims=1),
+                 helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT), helper.make_node("Mul", ["images", "nf"], ["out"])]
+    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [3]),
+                                              helper.make_tensor_value_info("grid", TensorProto.FLOAT, ["h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [3])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("reads_values", [False, True])
+def test_the_grid_check_folds_shape_arithmetic_into_tables_or_gates_a_grid_whose_values_are_read(reads_values, tmp_path):
+    from exporter.export.grid_input import add_grid_check
+
+    model = _toy(reads_values)
+    grids = ((1, 1), (2, 3))
+    add_grid_check(model, grids, (4, 4))
+    ops = [n.op_type for n in model.graph.node]
+    path = tmp_path / "toy.onnx"
+    onnx.save(model, str(path))
+    sess = _session(path)
+    images = np.arange(3, dtype=np.float32)
+    for g in grids:
+        (out,) = sess.run(None, {"images": images, "grid": np.ones(g, np.float32)})
+        np.testing.assert_allclose(out, images + g[0] * g[1] if reads_values else images * g[0] * g[1])
+    for g in ((2, 2), (3, 2), (9, 1)):
+        with pytest.raises(Exception, match=check_node_name(grids)):
+            sess.run(None, {"images": images, "grid": np.ones(g, np.float32)})
+    if reads_values:
+        assert "grid_check_apply" in [n.name for n in model.graph.node]
+    else:  # Shape, ReduceProd and Cast became one table lookup; one Shape of the grid is left (the check's)
+        assert ops.count("Shape") == 1 and "ReduceProd" not in ops and "Cast" not in ops
+
+
+def test_the_exported_dynamic_graph_reads_the_grid_once_and_looks_its_shapes_up(digits_dynamic: Path):
+    model = onnx.load(str(digits_dynamic), load_external_data=False)
+    readers = [n for n in model.graph.node if "grid" in n.input]
+    assert [n.op_type for n in readers] == ["Shape"]
+    lookups = [n for n in model.graph.node if n.name.startswith(check_node_name(tuple(DIGITS_GRIDS)))]
+    assert lookups and all(n.op_type == "Gather" for n in lookups)

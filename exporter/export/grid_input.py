@@ -8,15 +8,24 @@ resize size is taken from that shape (``Shape -> Resize(sizes)``), so ``torch.ex
 model code path with a bounded symbolic ``Dim`` per grid axis (README, "Dynamic-grid models").
 
 ONNX has no assert operator and Dim bounds are not enforced by ONNX Runtime, so the export adds a
-check in the graph (ONNX ``Gather`` rule: an index outside ``[-n, n-1]`` is an error)::
+check in the graph (ONNX ``Gather`` rule: an index outside ``[-n, n-1]`` is an error).
+
+The exporter spreads the grid through shape arithmetic (``Shape -> Squeeze -> Mul -> Concat`` for
+the resize sizes and the sequence lengths), a dozen nodes that a one-grid graph holds as constants
+and that ONNX Runtime runs on every call. Every tensor computed from the grid's shape alone takes
+one of K values (one per allowed grid), so the export evaluates those tensors at each allowed grid
+(ONNX's reference evaluator) and replaces their subgraph with a table lookup that is also the check::
 
     c     = Min(Shape(grid), L + 1)            # (R,) each axis clamped to lookup extent + 1
     key   = ReduceSum(c * radix)               # scalar, one slot per clamped grid
-    slot  = Gather(allowed_table, key)         # 0 for an allowed grid, 1 otherwise
-    ok    = Gather([1.0], slot)                # slot 1 is out of bounds: the run fails here
-    grid' = Mul(grid, ok)                      # every former reader of `grid` reads grid'
+    row   = Gather(row_table, key)             # k for the k-th allowed grid, K otherwise
+    t_i   = Gather(values_i, row)              # each grid-only tensor the model reads, per grid;
+                                               # row K is out of bounds: the run fails here
 
-The failing node's name spells the allowed grids, and ONNX Runtime quotes it in its error. TensorRT
+Where the grid's values are read or no such tensor exists, the check gates the grid instead
+(``ok = Gather([1.0], slot)``, ``grid' = Mul(grid, ok)``, every reader of ``grid`` reading ``grid'``).
+
+The failing nodes' names spell the allowed grids, and ONNX Runtime quotes them in its error. TensorRT
 does not bound-check Gather; there each grid is its own optimisation profile with min = opt = max,
 so a grid outside the profiles is refused by the engine's shape check (exporter/engine/plan.py).
 """
@@ -85,7 +94,8 @@ def check_node_name(grids: tuple[Grid, ...]) -> str:
 
 
 def add_grid_check(model, grids: tuple[Grid, ...], lookup_grid: Grid) -> None:
-    """Insert the allowed-grid check of the module docstring into ``model`` (an onnx ModelProto)."""
+    """Insert the allowed-grid check of the module docstring into ``model`` (an onnx ModelProto):
+    the grid's shape arithmetic folded into per-grid tables where it can be, else the gated grid."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -93,19 +103,15 @@ def add_grid_check(model, grids: tuple[Grid, ...], lookup_grid: Grid) -> None:
     name = GRID_INPUT_NAME
     caps = [n + 1 for n in lookup_grid]  # clamp: any axis beyond the lookup extent lands on slot "cap"
     radix = [math.prod(c + 1 for c in caps[i + 1:]) for i in range(len(caps))]
-    table = np.ones(math.prod(c + 1 for c in caps), dtype=np.int64)
-    for g in grids:
-        table[sum(s * r for s, r in zip(g, radix))] = 0
+    folded = _grid_only_tensors(model, grids)
+    table = np.full(math.prod(c + 1 for c in caps), len(grids) if folded else 1, dtype=np.int64)
+    for k, g in enumerate(grids):
+        table[sum(s * r for s, r in zip(g, radix))] = k if folded else 0
     consts: dict[str, np.ndarray] = {
         "grid_check_caps": np.array(caps, dtype=np.int64),
         "grid_check_radix": np.array(radix, dtype=np.int64),
         "grid_check_table": table,
-        "grid_check_one": np.array([1.0], dtype=np.float32),
     }
-    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
-    checked = f"{name}_checked"
-    for node in graph.node:  # every reader of the grid reads the checked grid
-        node.input[:] = [checked if i == name else i for i in node.input]
     failing = check_node_name(grids)
     nodes = [
         helper.make_node("Shape", [name], ["grid_check_shape"], name="grid_check_shape"),
@@ -113,11 +119,92 @@ def add_grid_check(model, grids: tuple[Grid, ...], lookup_grid: Grid) -> None:
         helper.make_node("Mul", ["grid_check_clamped", "grid_check_radix"], ["grid_check_terms"], name="grid_check_terms"),
         helper.make_node("ReduceSum", ["grid_check_terms"], ["grid_check_key"], keepdims=0, name="grid_check_key"),
         helper.make_node("Gather", ["grid_check_table", "grid_check_key"], ["grid_check_slot"], name="grid_check_slot"),
-        helper.make_node("Gather", ["grid_check_one", "grid_check_slot"], ["grid_check_ok"], name=failing),
-        helper.make_node("Mul", [name, "grid_check_ok"], [checked], name="grid_check_apply"),
     ]
+    if folded:
+        removed, values = folded
+        keep = [n for i, n in enumerate(graph.node) if i not in removed]
+        del graph.node[:]
+        graph.node.extend(keep)
+        for i, (tensor, stacked) in enumerate(values.items()):
+            table_name = f"grid_table_{i}"
+            consts[table_name] = stacked
+            nodes.append(helper.make_node("Gather", [table_name, "grid_check_slot"], [tensor],
+                                          name=failing if i == 0 else f"{failing}__{i}"))
+        _drop_unused(graph, {t for n in graph.node for t in n.input}, set(values))
+    else:
+        consts["grid_check_one"] = np.array([1.0], dtype=np.float32)
+        checked = f"{name}_checked"
+        for node in graph.node:  # every reader of the grid reads the checked grid
+            node.input[:] = [checked if i == name else i for i in node.input]
+        nodes += [
+            helper.make_node("Gather", ["grid_check_one", "grid_check_slot"], ["grid_check_ok"], name=failing),
+            helper.make_node("Mul", [name, "grid_check_ok"], [checked], name="grid_check_apply"),
+        ]
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
     for i, node in enumerate(nodes):
         graph.node.insert(i, node)
+
+
+def _grid_only_tensors(model, grids: tuple[Grid, ...]):
+    """The nodes computing from the grid's shape alone and, for each tensor of theirs the rest of
+    the graph reads, its value at every allowed grid stacked (K, ...); None when that cannot be
+    done (the grid's values are read, a value's shape changes with the grid, nothing to fold)."""
+    import numpy as np
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    graph = model.graph
+    constants = {i.name: i for i in graph.initializer}
+    const_nodes = {o: n for n in graph.node if n.op_type == "Constant" for o in n.output}
+    derived: set[str] = set()
+    sub = []
+    positions: set[int] = set()
+    for pos, n in enumerate(graph.node):  # graph order is topological
+        inputs = [i for i in n.input if i]
+        if GRID_INPUT_NAME in inputs and (n.op_type != "Shape" or len(inputs) != 1):
+            return None  # the grid's values are read: keep the gated grid
+        grid_only = (n.op_type == "Shape" and inputs == [GRID_INPUT_NAME]) or (
+            inputs and any(i in derived for i in inputs)
+            and all(i in derived or i in constants or i in const_nodes for i in inputs))
+        if grid_only and n.domain in ("", "ai.onnx") and not any(a.g.node or a.graphs for a in n.attribute):
+            derived.update(n.output)
+            sub.append(n)
+            positions.add(pos)
+    readers = {i for p, n in enumerate(graph.node) if p not in positions for i in n.input} | {o.name for o in graph.output}
+    frontier = [t for n in sub for t in n.output if t in readers]
+    used = {i for n in sub for i in n.input}
+    if not frontier or any(constants[i].data_location == 1 for i in used if i in constants):  # 1: EXTERNAL
+        return None
+    rank = len(grids[0])
+    probe = helper.make_model(
+        helper.make_graph(
+            [const_nodes[i] for i in sorted(used & set(const_nodes))] + sub, "grid_only",
+            [helper.make_tensor_value_info(GRID_INPUT_NAME, 1, [None] * rank)],
+            [helper.make_empty_tensor_value_info(t) for t in frontier],
+            [constants[i] for i in sorted(used & set(constants))],
+        ),
+        opset_imports=model.opset_import,
+    )
+    evaluator = ReferenceEvaluator(probe)
+    per_grid = [list(evaluator.run(None, {GRID_INPUT_NAME: np.zeros(g, np.float32)})) for g in grids]
+    values: dict[str, np.ndarray] = {}
+    for i, t in enumerate(frontier):
+        arrays = [np.asarray(v[i]) for v in per_grid]
+        if len({(a.shape, a.dtype) for a in arrays}) != 1:
+            return None
+        values[t] = np.stack(arrays)
+    return positions, values
+
+
+def _drop_unused(graph, read: set[str], kept: set[str]) -> None:
+    """Initializers and value_info entries no node reads any more (after folding)."""
+    outputs = {o for n in graph.node for o in n.output} | kept
+    keep_init = [i for i in graph.initializer if i.name in read or i.name in {o.name for o in graph.output}]
+    del graph.initializer[:]
+    graph.initializer.extend(keep_init)
+    keep_info = [v for v in graph.value_info if v.name in outputs]
+    del graph.value_info[:]
+    graph.value_info.extend(keep_info)
 
 
 def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
