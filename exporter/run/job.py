@@ -8,6 +8,11 @@ latency models at ``grids.latency`` next to the ``baseline`` ViT) and its precis
     profile                                                                    one sweep over everything
     report                                                                     DIR/report.html, DIR/summary.json
 
+With ``[models] dynamic_grid = true`` each LookupViT's grids are one cell (:func:`dynamic_grid_sets`,
+:meth:`exporter.pipeline.artefacts.Artefacts.share`): its chain runs once per precision, validation and
+comparison loop over the grids inside the one graph, and the sweep times each grid from it (README,
+"Dynamic-grid models").
+
 Every stage is recorded in ``DIR/stages.json`` (:mod:`exporter.pipeline.manifest`): a rerun skips stages whose
 inputs did not change. A stage that fails (a precision a backend cannot run, no TensorRT here) is
 reported with its reason and the run goes on; the report says what ran, what was skipped and why.
