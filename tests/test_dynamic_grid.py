@@ -367,6 +367,20 @@ def test_profile_variant_dynamic_grid_exports_once_and_times_each_grid_next_to_t
         resolve_target("vit_tiny32", None, dynamic_grid=True)
 
 
+def test_profile_sweeps_a_video_model_and_a_feature_head_the_same_way(tmp_path):
+    from exporter.latency.api import ProfileRequest, profile_latency, resolve_target
+
+    video = resolve_target("lookupvit_tiny32_video", "1x2x2,2x4x4", dynamic_grid=True)
+    feats = resolve_target(str(_dynamic("lookupvit_tiny32", ["2", "4"], tmp_path / "f", head="features").path))
+    assert feats.dynamic_grid and feats.grids == ((2, 2), (4, 4))
+    req = ProfileRequest([video, feats], backends=("ort",), baseline=None, settings=_sweep_settings(), peak_sizes=(128,))
+    result, _, _ = profile_latency(req, tmp_path / "out")
+    assert [(c.model, c.grid, c.status) for c in result.cells] == [
+        ("lookupvit_tiny32_video", "1x2x2", "ok"), ("lookupvit_tiny32_video", "2x4x4", "ok"),
+        ("lookupvit_tiny32_features_gdynamic", "2", "ok"), ("lookupvit_tiny32_features_gdynamic", "4", "ok")]
+    assert result.cells[1].detail.endswith("grid input 2x4x4")
+
+
 @pytest.fixture(scope="module")
 def dynamic_run(tmp_path_factory):
     from click.testing import CliRunner
