@@ -135,7 +135,7 @@ class LocalCluster:
             raise RuntimeError(f"only the nodes offering {sorted(ids)} came up, of {names}")
         return ids
 
-    def stop(self, grace_s: float = 8.0) -> list[str]:
+    def stop(self, grace_s: float = 3.0) -> list[str]:
         """Stop every node; returns the processes of their sessions still running (empty when clean)."""
         sids = {p.pid for p in self._procs}
         for p in reversed(self._procs):
