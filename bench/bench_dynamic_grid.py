@@ -40,7 +40,6 @@ import os
 import statistics
 import tempfile
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,12 +195,12 @@ def _op_shares(path: Path, feed: dict[str, np.ndarray], threads: int, runs: int,
     medians = {n: statistics.median(d) for n, d in per_node.items()}
     total = sum(medians.values()) or 1.0
     run_us = statistics.median([b - a for a, b in windows]) if windows else 0.0
-    by_op: Counter[str] = Counter()
-    for n, d in medians.items():
-        by_op[op_of[n]] += d
+    by_op: dict[str, float] = {}
+    for n, d in sorted(medians.items(), key=lambda item: -item[1]):
+        by_op[op_of[n]] = by_op.get(op_of[n], 0.0) + d
     shape_nodes = {n: round(medians[n] / total, 4) for n in sorted(extra_nodes & set(medians), key=lambda n: -medians[n])}
     return OpShares(grid, batch, graph, len(windows), round(1 - total / run_us, 4) if run_us else 0.0,
-                    {k: round(v / total, 4) for k, v in by_op.most_common()}, shape_nodes)
+                    {k: round(v / total, 4) for k, v in sorted(by_op.items(), key=lambda item: -item[1])}, shape_nodes)
 
 
 def grid_arithmetic_nodes(path: Path) -> set[str]:
