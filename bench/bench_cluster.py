@@ -11,8 +11,10 @@ second node, 2 CPUs each, own ports) and runs the profile REPEATS times each way
 - cluster: ``lookupvit run --profile P --cluster 127.0.0.1:PORT -o DIR``
 
 and reports the medians of: the wall time of each (and their ratio, cluster / local), and from the
-cluster run's ``fleet.json`` the scheduling overhead per task: submit -> start (Ray placing the task
-and starting or reusing a worker: the first tasks of a run import torch in fresh workers), the
+cluster run's ``fleet.json`` the scheduling overhead per task: submit -> start (from the later of
+submission and the task's inputs being ready: Ray placing the task and starting or reusing a
+worker; the first tasks of a run import torch in fresh workers), the whole overhead (from ready to
+the driver holding the result, less the stages' own time), the
 time a device task spends laying out its inputs from the object store and the node cache
 (``materialise_s``), reading back its outputs (``collect_s``), the driver's write-back into the run
 folder (``write_back_s``) and the bytes that travelled back. Both nodes share this machine's cores,
@@ -76,7 +78,7 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
             "tasks": len(ks),
             "submit_to_start_s": _median([t["submit_to_start_s"] for t in ks if t["submit_to_start_s"] is not None]),
             "work_s": _median([t["work_s"] for t in ks]),
-            "overhead_s": _median([t["collected"] - t["submitted"] - t["work_s"] for t in ks if t["collected"]]),
+            "overhead_s": _median([t["overhead_s"] for t in ks if t["overhead_s"] is not None]),
             "materialise_s": _median([t["materialise_s"] for t in ks]),
             "collect_s": _median([t["collect_s"] for t in ks]),
             "write_back_s": _median([t["write_back_s"] for t in ks]),

@@ -71,10 +71,14 @@ class TaskRecord:
     collect_s: float = 0.0
     write_back_s: float = 0.0
     bytes_in: int = 0  # bytes that travelled to the driver with the result
+    inputs_ready: float = 0.0  # a device task: when the last prepare task it needs finished
 
     def to_dict(self) -> dict[str, Any]:
+        """With ``submit_to_start_s``: from the later of submission and inputs ready to the task's start."""
         d = dict(self.__dict__)
-        d["submit_to_start_s"] = round(self.started - self.submitted, 3) if self.started else None
+        ready = max(self.submitted, self.inputs_ready)
+        d["submit_to_start_s"] = round(self.started - ready, 3) if self.started else None
+        d["overhead_s"] = round(self.collected - ready - self.work_s, 3) if self.collected and self.started else None
         return d
 
 
@@ -168,6 +172,7 @@ def run_on_cluster(
 
         prepared: dict[Any, PreparedGraph | Refusal | None] = {}
         by_name = {r.name: r for r in records}
+        by_ref = {ref: by_name[name] for ref, (_, name) in pending.items()}
         shown: dict[str, Any] = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -188,6 +193,7 @@ def run_on_cluster(
                             done = sum(r in prepared for r in needed[prof.name])
                             progress.update(ProfileLine(prof.name, "preparing", done, len(needed[prof.name])))
                     continue
+                rec.inputs_ready = max((by_ref[r].finished for r in needed[name]), default=0.0)
                 outcomes[name] = _device_outcome(name, folders[name], value, rec, prepared, needed[name],
                                                  seeds[name], ray, error_text)
                 o = outcomes[name]
