@@ -44,6 +44,28 @@ iterations = 4
 threads = 2
 """
 
+TRT_LIGHT = """description = "the digits model only on TensorRT, fp32 (cluster tests)"
+gpu = "NVIDIA H100"
+backend = "tensorrt"
+compute_capability = "9.0"
+precisions = ["fp32"]
+
+[models]
+accuracy = ["lookupvit_digits"]
+
+[grids]
+accuracy = [2]
+
+[batch]
+min = 1
+opt = [1]
+max = 1
+
+[cluster]
+gpus = 0                                # this machine has none: the node is chosen by its resource
+resources = { special = 1 }
+"""
+
 
 @pytest.fixture(scope="module")
 def cluster():
@@ -134,17 +156,20 @@ def test_two_profiles_one_bound_to_a_node(cluster, tmp_path):
 
 
 def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, tmp_path):
-    """Two profiles: one needs a resource no node offers (reported at once, with every node's
-    resources, and not run: exit 2); the other is bound to the special node, and its worker process
-    is killed with SIGKILL mid-run: Ray runs the task again, which resumes, and its results are written."""
+    """Three profiles: one needs a resource no node offers (reported at once, with every node's
+    resources, and not run: exit 2); one is bound to the special node, and its worker process is
+    killed with SIGKILL mid-run: Ray runs the task again, which resumes, and its results are written;
+    a TensorRT profile bound to the same node has its graphs prepared, and its device part is refused
+    there (no TensorRT on this machine): not run, with the reason, the others unaffected."""
     from exporter.cluster.scheduler import run_key
     from exporter.cluster.transport import WORK, node_temp
 
     light = _profile(tmp_path, "light-special", LIGHT, {"special": 1})
     nobody = _profile(tmp_path, "nobody", LIGHT, {"special2": 1})
+    trt = _profile(tmp_path, "trt-special", TRT_LIGHT)
     out = tmp_path / "fleet"
     running = node_temp() / WORK / run_key(out) / "light-special" / "running.json"
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", f"{light},{nobody}", "--cluster",
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", f"{light},{nobody},{trt}", "--cluster",
                              cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
     try:
@@ -167,7 +192,11 @@ def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, 
     assert "profile nobody needs {CPU: 1, special2: 1}" in text and "special: 1" in text and "alpha: 1" in text
     assert not (out / "nobody").exists()
     fleet = json.loads((out / "fleet.json").read_text())
-    assert [(p["profile"], p["status"]) for p in fleet["profiles"]] == [("light-special", "PASSED"), ("nobody", "not run")]
+    assert [(p["profile"], p["status"]) for p in fleet["profiles"]] == [
+        ("light-special", "PASSED"), ("nobody", "not run"), ("trt-special", "not run")]
+    assert "TensorRT" in fleet["profiles"][2]["message"], fleet["profiles"][2]
+    assert fleet["profiles"][2]["node"].endswith("/" + cluster.ids["special"][:12])
+    assert {t["kind"] for t in fleet["tasks"]} == {"prepare", "device"} and len(fleet["tasks"]) == 4
 
     stages = _stages(out / "light-special")
     assert {"validate:lookupvit_digits:g2:fp32", "compare:lookupvit_digits:g2", "profile"} <= set(stages)
