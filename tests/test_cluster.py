@@ -203,6 +203,26 @@ def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, 
     assert all(v["node"].endswith("/" + cluster.ids["special"][:12]) for v in stages.values() if v["kind"] in DEVICE_KINDS)
 
 
+def test_shared_dir_carries_the_files(cluster, tmp_path):
+    """--shared-dir: contents stored once each as <sha256> in the shared folder, none sent through
+    the object store; the run folder is the same as through the object store."""
+    import hashlib
+
+    light = _profile(tmp_path, "light", LIGHT)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    out = tmp_path / "run"
+    r = _lookupvit("run", "--profile", str(light), "--cluster", cluster.address, "--shared-dir", str(shared), "-o", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    stored = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in shared.iterdir() if p.is_file()}
+    assert stored and all(name == digest for name, digest in stored.items())
+    graph = out / "lookupvit_digits/g2/onnx/lookupvit_digits_g2.opt.onnx"
+    assert hashlib.sha256(graph.read_bytes()).hexdigest() in stored
+    tasks = json.loads((out / "fleet.json").read_text())["tasks"]
+    assert {t["kind"] for t in tasks} == {"prepare", "device"} and all(t["bytes_in"] == 0 for t in tasks), tasks
+    assert {"validate:lookupvit_digits:g2:fp32", "compare:lookupvit_digits:g2", "profile"} <= set(_stages(out))
+
+
 def test_a_node_with_another_version_refuses():
     from exporter import __version__
     from exporter.cluster.tasks import _version_refusal

@@ -76,6 +76,9 @@ def _plain_progress() -> Any:
               help="Run on a Ray cluster: auto (the one running on this machine), HOST:PORT (its head node) or "
               "ray://HOST:PORT (Ray Client). Each profile's device work runs on a node offering its [cluster] "
               "resources. Needs the ray extra. [default: everything here, without Ray]")
+@click.option("--shared-dir", "shared_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="With --cluster: a folder every node mounts at the same path; files travel through it "
+              "(stored once by content hash) instead of Ray's object store.")
 @click.option("-o", "--output", "out_dir", default="runs/run", show_default=True, type=click.Path(file_okay=False),
               help="Run folder: models per <variant>/g<grid>/, stages.json, latency.json, plots/, report.html, summary.json.")
 @click.option("--optimize/--no-optimize", default=None,
@@ -95,8 +98,8 @@ def _plain_progress() -> Any:
               help="final: delete each exported graph once its optimised graph is made (a rerun still skips it); "
               "all: keep every intermediate file.")
 @json_option
-def run(profile_name: str, cluster: str | None, out_dir: str, optimize: bool | None, repeats: int | None,
-        budget_min: float | None, prepare_only: bool, keep: str, as_json: bool) -> None:
+def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir: str, optimize: bool | None,
+        repeats: int | None, budget_min: float | None, prepare_only: bool, keep: str, as_json: bool) -> None:
     """Run the whole pipeline for a profile: export -> optimize -> precision -> build (TensorRT
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
@@ -130,8 +133,8 @@ def run(profile_name: str, cluster: str | None, out_dir: str, optimize: bool | N
     names = parse_profiles(profile_name)
     opts = RunOptions(profile=names[0], out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
                       prepare_only=prepare_only, keep=keep)
-    if cluster is not None or len(names) > 1:
-        run_fleet_verb(names, opts, cluster, as_json)
+    if cluster is not None or shared_dir is not None or len(names) > 1:
+        run_fleet_verb(names, opts, cluster, as_json, shared_dir)
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     if stderr.is_terminal:
         with Progress(*columns, console=stderr, transient=True) as bar:
@@ -237,7 +240,8 @@ def _fleet_progress() -> Any:
     return LineProgress()
 
 
-def run_fleet_verb(names: tuple[str, ...], opts: Any, cluster: str | None, as_json: bool) -> None:
+def run_fleet_verb(names: tuple[str, ...], opts: Any, cluster: str | None, as_json: bool,
+                   shared_dir: Path | None = None) -> None:
     """Several profiles, or any on a cluster (exporter.run.fleet); exits with the fleet's status."""
     from ..run.fleet import run_fleet
 
@@ -247,9 +251,9 @@ def run_fleet_verb(names: tuple[str, ...], opts: Any, cluster: str | None, as_js
 
         with Live(console=stderr, transient=False) as live:
             progress.live = live
-            result = run_fleet(names, opts.out_dir, opts, cluster, progress)
+            result = run_fleet(names, opts.out_dir, opts, cluster, progress, shared_dir)
     else:
-        result = run_fleet(names, opts.out_dir, opts, cluster, progress)
+        result = run_fleet(names, opts.out_dir, opts, cluster, progress, shared_dir)
     doc = {"status": result.status, "exit_code": result.exit_code, "seconds": round(result.seconds, 2),
            "profiles": [o.to_dict(opts.out_dir) for o in result.outcomes],
            "report": str(result.report) if result.report else None}

@@ -109,18 +109,34 @@ def _seed(folder: Path) -> FileSet | None:
     return collect(folder)
 
 
+def _shared_folder(path: Path | None) -> str | None:
+    """``--shared-dir``, checked here (each node checks that it sees it too)."""
+    if path is None:
+        return None
+    from ..errors import UserError
+    from ..io import check_writable_dir
+
+    if not Path(path).is_dir():
+        raise UserError(f"--shared-dir {path} is not a folder.",
+                        "Give a folder every node of the cluster mounts at the same path (NFS, a cluster file system).")
+    check_writable_dir(path)
+    return str(Path(path).resolve())
+
+
 def _cause(e: BaseException) -> BaseException:
     return getattr(e, "cause", None) or e
 
 
 def run_on_cluster(
     address: ClusterAddress, profiles: list[Profile], out_dir: Path, folders: dict[str, Path], opts: RunOptions,
-    progress: FleetProgress, records: list[TaskRecord] | None = None,
+    progress: FleetProgress, records: list[TaskRecord] | None = None, shared_dir: Path | None = None,
 ) -> list[ProfileOutcome]:
-    """Every profile's run on the cluster at ``address``, each into ``folders[name]`` (inside ``out_dir``)."""
+    """Every profile's run on the cluster at ``address``, each into ``folders[name]`` (inside ``out_dir``);
+    ``shared_dir``: a folder every node mounts, through which files travel instead of the object store."""
     from .. import __version__
     from ..pipeline.manifest import error_text
 
+    shared = _shared_folder(shared_dir)
     ray = connect(address)
     records = records if records is not None else []
     outcomes: dict[str, ProfileOutcome] = {}
@@ -148,7 +164,7 @@ def run_on_cluster(
         texts = {p.name: p.path.read_text() for p in runnable}
         for k, g in graph_sets.items():
             job = GraphJob(g.key(opts.optimize), key_of_run, __version__, g.profile.name, texts[g.profile.name],
-                           g.variant, g.grid, tuple(g.precisions), opts.optimize)
+                           g.variant, g.grid, tuple(g.precisions), opts.optimize, shared)
             ref = remote_prepare.options(num_cpus=1, max_retries=MAX_RETRIES, name=f"prepare {g.variant}").remote(job)
             prepare_refs[k] = ref
             pending[ref] = ("prepare", job.key)
@@ -159,9 +175,10 @@ def run_on_cluster(
         seeds: dict[str, FileSet | None] = {}
         for prof in runnable:
             c = prof.cluster
-            seeds[prof.name] = _seed(folders[prof.name])
+            seed = _seed(folders[prof.name])
+            seeds[prof.name] = seed.stored(shared) if seed is not None else None
             seed_roots[prof.name] = str(folders[prof.name].resolve())
-            device_job = DeviceJob(key_of_run, __version__, prof.name, texts[prof.name], opts)
+            device_job = DeviceJob(key_of_run, __version__, prof.name, texts[prof.name], opts, shared)
             ref = remote_device.options(
                 num_cpus=c.cpus, num_gpus=c.gpus, resources=c.ray_resources() or None, max_retries=MAX_RETRIES,
                 name=f"run {prof.name}",
@@ -187,7 +204,7 @@ def run_on_cluster(
                 if kind == "prepare":
                     prepared[ref] = value if isinstance(value, PreparedGraph | Refusal) else None
                     if isinstance(value, PreparedGraph):
-                        _stamp(rec, value.timing, value.files.bytes)
+                        _stamp(rec, value.timing, value.files.nbytes)
                     for prof in runnable:
                         if prof.name not in outcomes and ref in needed[prof.name] and prof.name not in shown:
                             done = sum(r in prepared for r in needed[prof.name])
@@ -234,10 +251,12 @@ def _device_outcome(
         if isinstance(cause, UserError):
             return ProfileOutcome(name, folder, "not run", 2, str(cause))
         return ProfileOutcome(name, folder, "failed", 1, f"its task failed on the cluster: {error_text(cause)}")
-    _stamp(rec, value.timing, value.files.bytes)
+    _stamp(rec, value.timing, value.files.nbytes)
     blobs: dict[str, bytes] = dict(value.files.blobs)
 
     def blob(digest: str) -> bytes:
+        if digest not in blobs and value.files.store is not None:
+            return value.files.content(digest)
         if digest not in blobs:
             for ref in needed:  # the prepared graphs this profile was fed, fetched once here
                 p = prepared.get(ref) or ray.get(ref)

@@ -41,6 +41,7 @@ class GraphJob:
     grid: Grid | None
     precisions: tuple[str, ...]
     optimize: bool | None
+    shared_dir: str | None = None  # --shared-dir: contents go there instead of the object store
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class DeviceJob:
     profile_name: str
     profile_text: str
     options: RunOptions  # profile and out_dir are replaced by the node's own
+    shared_dir: str | None = None
 
 
 @dataclass
@@ -117,6 +119,14 @@ def _version_refusal(version: str, node: str) -> Refusal | None:
                    f"{version}' (every node needs the same lookupvit-deploy[ray]).", node)
 
 
+def _shared_refusal(shared_dir: str | None, node: str) -> Refusal | None:
+    if shared_dir is None or Path(shared_dir).is_dir():
+        return None
+    return Refusal(f"node {node} does not see the shared folder {shared_dir}",
+                   "Mount it at the same path on every node, or leave out --shared-dir (files then travel "
+                   "through Ray's object store).", node)
+
+
 def _profile_file(base: Path, name: str, text: str) -> Path:
     path = base / "profile" / f"{name}.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +138,7 @@ def prepare_task(job: GraphJob) -> PreparedGraph | Refusal:
     from ..run.job import prepare_graph
 
     t = Timing(node_label(), time.time())
-    refused = _version_refusal(job.version, t.node)
+    refused = _version_refusal(job.version, t.node) or _shared_refusal(job.shared_dir, t.node)
     if refused:
         return refused
     base = node_temp() / WORK / job.run_key / "prepare" / job.key
@@ -143,7 +153,7 @@ def prepare_task(job: GraphJob) -> PreparedGraph | Refusal:
         return Refusal(e.message, e.hint, t.node)
     t.work_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    files = collect(run_dir, skip=("stages.json",))
+    files = collect(run_dir, skip=("stages.json",)).stored(job.shared_dir)
     t.collect_s = time.perf_counter() - t0
     t.finished = time.time()
     return PreparedGraph(job.key, str(run_dir), read_entries(run_dir), files, t, [o.to_dict() for o in outcomes])
@@ -155,7 +165,8 @@ def device_task(job: DeviceJob, board: Any, seed: FileSet | None, seed_root: str
     from .progress import BoardProgress
 
     t = Timing(node_label(), time.time())
-    refused = _version_refusal(job.version, t.node) or next((p for p in prepared if isinstance(p, Refusal)), None)
+    refused = (_version_refusal(job.version, t.node) or _shared_refusal(job.shared_dir, t.node)
+               or next((p for p in prepared if isinstance(p, Refusal)), None))
     if refused:
         return refused
     base = node_temp() / WORK / job.run_key / job.profile_name
@@ -165,18 +176,16 @@ def device_task(job: DeviceJob, board: Any, seed: FileSet | None, seed_root: str
     root = str(run_dir.resolve())
 
     t0 = time.perf_counter()  # seed (an earlier run's folder) < prepared graphs < this folder's own (a retry)
-    blobs: dict[str, bytes] = {}
     entries: dict[str, dict[str, Any]] = {}
     sources: list[tuple[FileSet, dict[str, dict[str, Any]], str]] = []
     if seed is not None:
-        seed_entries = json.loads(seed.blobs[seed.files["stages.json"]]).get("stages", {}) if "stages.json" in seed.files else {}
+        seed_entries = json.loads(seed.content(seed.files["stages.json"])).get("stages", {}) if "stages.json" in seed.files else {}
         sources.append((seed, seed_entries, seed_root))
     sources += [(p.files, p.entries, p.root) for p in prepared if isinstance(p, PreparedGraph)]
     known: set[str] = set()
     for files, src_entries, src_root in sources:
-        blobs.update(files.blobs)
         known.update(files.files.values())
-        materialise(files.files, blobs.__getitem__, run_dir)
+        materialise(files.files, files.content, run_dir, Path(files.store) if files.store else None)
         entries.update(relocate(src_entries, src_root, root))
     entries.update(read_entries(run_dir))
     write_entries(run_dir, entries)
@@ -190,7 +199,7 @@ def device_task(job: DeviceJob, board: Any, seed: FileSet | None, seed_root: str
         return Refusal(e.message, e.hint, t.node)
     t.work_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    files = collect(run_dir, known=known)
+    files = collect(run_dir, known=known).stored(job.shared_dir)
     t.collect_s = time.perf_counter() - t0
     t.finished = time.time()
     shutil.rmtree(base, ignore_errors=True)  # everything is in the result; a retry after this starts from the inputs

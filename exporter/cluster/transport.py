@@ -7,6 +7,10 @@ there by every task that reads it). On a node, :func:`materialise` writes each c
 ``<temp>/lookupvit-cache/<sha256>`` and hard-links it (a copy where linking fails) into a task's
 work folder: a large graph is written to disk at most once per node, however many tasks use it.
 
+With ``--shared-dir PATH`` (a folder every node mounts at the same path) the contents go there
+instead, ``PATH/<sha256>``, each written once, and tasks link (or copy) them from there: nothing
+but the file lists travels through the object store (:meth:`FileSet.stored`).
+
 A run folder is relocatable because its manifest records paths relative to the folder; the few
 absolute paths in stage results and the summary (a stage's result ``path``, ``run_dir``) are
 rewritten by :func:`relocate` when a folder's files land in another place.
@@ -38,10 +42,27 @@ RELOCATED = (MANIFEST, "summary.json", "prepared.json")  # files whose absolute 
 class FileSet:
     files: dict[str, str] = field(default_factory=dict)  # relative path -> sha256
     blobs: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content (only what the receiver lacks)
+    store: str | None = None  # a shared folder holding the contents as <sha256> (--shared-dir), else None
 
     @property
-    def bytes(self) -> int:
+    def nbytes(self) -> int:
         return sum(len(b) for b in self.blobs.values())
+
+    def content(self, digest: str) -> bytes:
+        if digest in self.blobs:
+            return self.blobs[digest]
+        if self.store is not None:
+            return (Path(self.store) / digest).read_bytes()
+        raise KeyError(digest)
+
+    def stored(self, store: str | None) -> FileSet:
+        """With ``store`` (a folder every node mounts): the contents written there once each, and the
+        set without bytes, so nothing travels through the object store; without it, the set itself."""
+        if store is None:
+            return self
+        for digest, data in self.blobs.items():
+            cache_file(digest, partial(bytes, data), Path(store))
+        return FileSet(dict(self.files), {}, store)
 
 
 def _is_temporary(rel: str) -> bool:
@@ -92,9 +113,10 @@ def place(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def materialise(files: dict[str, str], blob: Callable[[str], bytes], folder: Path) -> int:
-    """Lay ``files`` (relative path -> sha256) out under ``folder`` from the node cache; returns the
-    number of files placed (those already there with the same content are left alone)."""
+def materialise(files: dict[str, str], blob: Callable[[str], bytes], folder: Path, cache: Path | None = None) -> int:
+    """Lay ``files`` (relative path -> sha256) out under ``folder`` from the node cache (or the
+    shared folder ``cache``); returns the number of files placed (those already there with the same
+    content are left alone)."""
     placed = 0
     for rel, digest in files.items():
         if rel in RELOCATED:
@@ -102,7 +124,7 @@ def materialise(files: dict[str, str], blob: Callable[[str], bytes], folder: Pat
         dst = folder / rel
         if dst.is_file() and _same(dst, digest):
             continue
-        place(cache_file(digest, partial(blob, digest)), dst)
+        place(cache_file(digest, partial(blob, digest), cache), dst)
         placed += 1
     return placed
 

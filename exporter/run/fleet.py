@@ -136,8 +136,9 @@ class _LineProgress(RunProgress):
 
 
 def run_fleet(profiles: tuple[str, ...], out_dir: Path, opts: RunOptions, cluster: str | None = None,
-              progress: FleetProgress | None = None) -> FleetResult:
-    """Run every profile (see the module docstring); ``opts`` holds the settings shared by all."""
+              progress: FleetProgress | None = None, shared_dir: Path | None = None) -> FleetResult:
+    """Run every profile (see the module docstring); ``opts`` holds the settings shared by all;
+    ``shared_dir`` (with ``cluster``): a folder every node mounts, through which files travel."""
     from ..profiles import load_profile
 
     t0 = time.perf_counter()
@@ -150,6 +151,9 @@ def run_fleet(profiles: tuple[str, ...], out_dir: Path, opts: RunOptions, cluste
                         "Give each profile once; copies need their own file name (the name is the file's stem).")
     folders = profile_folders(out_dir, names)
     records: list[Any] = []
+    if shared_dir is not None and cluster is None:
+        raise UserError("--shared-dir goes with --cluster.",
+                        "Drop --shared-dir, or add --cluster ADDRESS: it names a folder every node of a cluster mounts.")
     if cluster is not None:
         if opts.prepare_only:
             raise UserError("--prepare-only and --cluster do not go together.",
@@ -158,7 +162,7 @@ def run_fleet(profiles: tuple[str, ...], out_dir: Path, opts: RunOptions, cluste
         from ..cluster.scheduler import run_on_cluster
 
         address = parse_address(cluster)
-        outcomes = run_on_cluster(address, loaded, out_dir, folders, opts, ui, records)
+        outcomes = run_on_cluster(address, loaded, out_dir, folders, opts, ui, records, shared_dir)
     else:
         outcomes = [_run_local(p.name, p.path, folders[p.name], opts, ui) for p in loaded]
     result = FleetResult(out_dir, outcomes, None, None, 0.0, [r.to_dict() for r in records])
