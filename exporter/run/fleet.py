@@ -259,6 +259,9 @@ def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None,
                  f"{_rel(o.folder, out_dir)}/{REPORT_HTML}" if (o.folder / REPORT_HTML).is_file() else "-",
                  "; ".join([o.message, *o.lines][:4]) or "-"] for o in result.outcomes],
                classes=["" if o.exit_code == 0 else "bad" for o in result.outcomes]),
+        "<p>" + " &middot; ".join(
+            f"<a href='{html.escape(str(_rel(o.folder, out_dir)))}/{REPORT_HTML}'>{html.escape(o.name)}: its report</a>"
+            for o in result.outcomes if (o.folder / REPORT_HTML).is_file()) + "</p>",
         "<h2>Latency per grid (p50 ms, smallest batch)</h2>",
         _table(["model", "grid", "precision", "batch", *names],
                [[r["model"], r["grid"], r["precision"], r["batch"],
