@@ -1,0 +1,64 @@
+"""`lookupvit run --profile a,b` without a cluster: each profile into DIR/<profile>/, the fleet report."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+LIGHT = """description = "the digits model only, fp32 (fleet tests)"
+backend = "onnxruntime"
+precisions = ["fp32"]
+
+[models]
+accuracy = ["lookupvit_digits"]
+
+[grids]
+accuracy = [2]
+
+[batch]
+opt = [1]
+
+[benchmark]
+warmup = 1
+iterations = 4
+threads = 2
+"""
+
+
+def test_two_profiles_here_side_by_side(cli, tmp_path):
+    a, b = tmp_path / "light.toml", tmp_path / "light-b.toml"
+    a.write_text(LIGHT)
+    b.write_text(LIGHT.replace("(fleet tests)", "(fleet tests, second)"))
+    out = tmp_path / "fleet"
+    r = cli("run", "--profile", f"{a},{b}", "-o", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert [(p["profile"], p["status"], p["folder"]) for p in doc["profiles"]] == [
+        ("light", "PASSED", "light"), ("light-b", "PASSED", "light-b")]
+    for name in ("light", "light-b"):
+        stages = json.loads((out / name / "stages.json").read_text())["stages"]
+        assert stages and all(e["node"] == socket.gethostname() for e in stages.values())
+        assert (out / name / "report.html").is_file()
+    fleet = json.loads((out / "fleet.json").read_text())
+    acc = [r for r in fleet["accuracy"] if r["precision"] == "fp32"]
+    assert acc and set(acc[0]["profiles"]) == {"light", "light-b"}
+    assert acc[0]["profiles"]["light"]["top1"] == acc[0]["profiles"]["light-b"]["top1"]
+    page = (out / "report.html").read_text()
+    assert "light-b/report.html" in page and "Accuracy per precision" in page
+
+
+def test_two_profiles_with_one_name_are_refused(cli, tmp_path):
+    (tmp_path / "x").mkdir()
+    a, b = tmp_path / "light.toml", tmp_path / "x" / "light.toml"
+    a.write_text(LIGHT)
+    b.write_text(LIGHT)
+    r = cli("run", "--profile", f"{a},{b}", "-o", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "both named light" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_prepare_only_and_cluster_do_not_go_together(cli, tmp_path):
+    tiny = Path(__file__).resolve().parent / "profiles" / "tiny.toml"
+    r = cli("run", "--profile", str(tiny), "--cluster", "auto", "--prepare-only", "-o", str(tmp_path / "o"))
+    assert r.exit_code == 2 and "--prepare-only and --cluster" in r.output
