@@ -639,7 +639,7 @@ def _compare_step(
             shared = isinstance(grid, GridSet)  # compared at each of its grids from its one set of graphs
             r = compare_precisions(  # through the run's own pipeline: the very files the chain made
                 str(fp32) if shared else variant, precisions=list(prof.precisions),
-                grids=grid_label(grid) if isinstance(grid, tuple) else None,
+                grids=grid_label(grid) if isinstance(grid, tuple) else _accuracy_grids(prof, variant),
                 data=ACCURACY_DATA, backend=backend, out_dir=folder, calib=artefacts.settings.calib,
                 calib_size=artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
                 profile=prof.name if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
@@ -660,6 +660,13 @@ def _compare_step(
         state.accuracy.setdefault(variant, []).append(outcome.result)
 
     return step
+
+
+def _accuracy_grids(prof: Profile, variant: str) -> str | None:
+    """The accuracy grids of ``variant`` (``2,4``): what a comparison on its dynamic-grid graph covers
+    when the graph also serves latency-only grids."""
+    grids = [g for role, v, gs in plan_models(prof) if role == "accuracy" and v == variant for g in gs if g]
+    return ",".join(grid_label(g) for g in grids) or None
 
 
 def sweep_spec(prof: Profile, backend: str, models: list[tuple[str, str, tuple[Grid | None, ...]]],
