@@ -162,13 +162,13 @@ def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, 
     a TensorRT profile bound to the same node has its graphs prepared, and its device part is refused
     there (no TensorRT on this machine): not run, with the reason, the others unaffected."""
     from exporter.cluster.scheduler import run_key
-    from exporter.cluster.transport import WORK, node_temp
+    from exporter.cluster.transport import WORK
 
     light = _profile(tmp_path, "light-special", LIGHT, {"special": 1})
     nobody = _profile(tmp_path, "nobody", LIGHT, {"special2": 1})
     trt = _profile(tmp_path, "trt-special", TRT_LIGHT)
     out = tmp_path / "fleet"
-    running = node_temp() / WORK / run_key(out) / "light-special" / "running.json"
+    running = cluster.node_temp / WORK / run_key(out) / "light-special" / "running.json"
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", f"{light},{nobody},{trt}", "--cluster",
                              cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
@@ -243,11 +243,11 @@ def _gone(pid: int) -> bool:
 def test_ctrl_c_cancels_the_clusters_tasks(cluster, tmp_path):
     """SIGINT to the driver while a profile runs: its task's worker is killed, the driver exits 130."""
     from exporter.cluster.scheduler import run_key
-    from exporter.cluster.transport import WORK, node_temp
+    from exporter.cluster.transport import WORK
 
     light = _profile(tmp_path, "light", LIGHT)
     out = tmp_path / "run"
-    running = node_temp() / WORK / run_key(out) / "light" / "running.json"
+    running = cluster.node_temp / WORK / run_key(out) / "light" / "running.json"
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", str(light), "--cluster",
                              cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))

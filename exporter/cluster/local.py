@@ -7,13 +7,15 @@ their own ports (node manager, object manager, agents, metrics); every one is ch
 the cluster meets no other cluster of this machine. Each node runs with ``--block`` in its own
 session: stopping it ends that session's processes (raylet, gcs_server, workers), and
 :meth:`LocalCluster.stop` returns any process of those sessions still running (none, when all
-went well). It never uses ``ray stop``, which would stop every Ray process of the user.
+went well). The nodes keep their caches and work folders in the cluster's own temporary folder
+(``LOOKUPVIT_NODE_TEMP``), removed with it. It never uses ``ray stop``, which would stop every Ray process of the user.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -81,8 +83,16 @@ class LocalCluster:
     def _ray(self) -> str:
         return str(Path(sys.executable).with_name("ray"))
 
+    @property
+    def node_temp(self) -> Path:
+        """The nodes' cache and work folders (``$LOOKUPVIT_NODE_TEMP``), removed with the cluster."""
+        return Path(self.temp) / "nodes"
+
     def _start_node(self, args: list[str], log: str) -> None:
-        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+        from .transport import NODE_TEMP_VAR
+
+        self.node_temp.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **{NODE_TEMP_VAR: str(self.node_temp)})
         with open(Path(self.temp) / log, "wb") as out:
             self._procs.append(subprocess.Popen([self._ray(), "start", "--block", *args,
                                                  *_node_args(self.cpus, self.object_store_mb)],
@@ -136,7 +146,8 @@ class LocalCluster:
         return ids
 
     def stop(self, grace_s: float = 3.0) -> list[str]:
-        """Stop every node; returns the processes of their sessions still running (empty when clean)."""
+        """Stop every node; returns the processes of their sessions still running (empty when clean).
+        When none is left, the cluster's temporary folder (Ray's session, the nodes' caches) is removed."""
         sids = {p.pid for p in self._procs}
         for p in reversed(self._procs):
             _signal_group(p.pid, signal.SIGTERM)
@@ -157,7 +168,10 @@ class LocalCluster:
                 except subprocess.TimeoutExpired:
                     pass
             time.sleep(0.3)
-        return session_processes(sids)
+        left = session_processes(sids)
+        if not left:
+            shutil.rmtree(self.temp, ignore_errors=True)
+        return left
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -89,8 +89,13 @@ def collect(folder: Path, known: Iterable[str] = (), skip: Iterable[str] = ()) -
     return out
 
 
+NODE_TEMP_VAR = "LOOKUPVIT_NODE_TEMP"
+
+
 def node_temp() -> Path:
-    return Path(tempfile.gettempdir())
+    """Where a node keeps its cache and work folders: ``$LOOKUPVIT_NODE_TEMP`` as the node was
+    started with it (Ray's workers inherit the node's environment), else the system's temporary folder."""
+    return Path(os.environ.get(NODE_TEMP_VAR) or tempfile.gettempdir())
 
 
 def cache_file(digest: str, data: Callable[[], bytes], cache: Path | None = None) -> Path:
