@@ -52,8 +52,8 @@ class ProfileLine:
 
     def text(self) -> str:
         count = f" {self.done}/{self.total}" if self.total else ""
-        what = {"preparing": " graphs prepared"}.get(self.state, "")
-        parts = [f"{self.profile}: {self.state}{count}{what}"]
+        head = f"{count.strip()} graphs prepared" if self.state == "preparing" else f"{self.state}{count}"
+        parts = [f"{self.profile}: {head}"]
         if self.stage:
             parts.append(self.stage)
         if self.node:
