@@ -78,6 +78,7 @@ def connect(addr: ClusterAddress) -> Any:
         hint = START_HINT
         if addr.kind == "client" and "ray[client]" in str(e):
             hint = "ray://HOST:PORT needs Ray Client: pip install 'ray[client]' here and on the head node."
-        raise UserError(f"Could not join the Ray cluster at {addr.text}: {lines[0] if lines else type(e).__name__}.",
+        reason = lines[0].rstrip(".") if lines else type(e).__name__
+        raise UserError(f"Could not join the Ray cluster at {addr.text}: {reason}.",
                         hint) from None
     return ray
