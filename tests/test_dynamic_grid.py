@@ -483,3 +483,56 @@ def test_the_exported_dynamic_graph_reads_the_grid_once_and_looks_its_shapes_up(
     assert [n.op_type for n in readers] == ["Shape"]
     lookups = [n for n in model.graph.node if n.name.startswith(check_node_name(tuple(DIGITS_GRIDS)))]
     assert lookups and all(n.op_type == "Gather" for n in lookups)
+
+
+def _both_roles_profile(path: Path, accuracy_grids: str) -> Path:
+    """lookupvit_digits as the accuracy model and as the latency model, one dynamic-grid graph."""
+    path.write_text(f"""
+backend = "onnxruntime"
+precisions = ["fp32"]
+[models]
+accuracy = ["lookupvit_digits"]
+latency = ["lookupvit_digits"]
+baseline = "vit_tiny32"
+dynamic_grid = true
+[grids]
+accuracy = [{accuracy_grids}]
+latency = [2, 4]
+[batch]
+opt = [1]
+[benchmark]
+warmup = 1
+iterations = 4
+threads = 2
+""")
+    return path
+
+
+@pytest.mark.slow
+def test_a_variant_in_both_roles_is_validated_once_and_compared_at_the_grids_asked(tmp_path):
+    """The budget planner finds the latency entry of a variant that is also an accuracy model; its
+    shared graph is validated once (on the accuracy data); and widening the accuracy grids reruns the
+    comparison (the grids are part of its key), so every asked grid has a top-1."""
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    out = tmp_path / "run"
+    first = CliRunner().invoke(main, ["run", "--profile", str(_both_roles_profile(tmp_path / "a.toml", "2")),
+                                      "-o", str(out)], catch_exceptions=False)  # the default CPU budget: planned
+    assert first.exit_code == 0, first.output
+    summary = json.loads((out / "summary.json").read_text())
+    ids = [s["id"] for s in summary["stages"]]
+    assert ids.count("validate:lookupvit_digits:gdynamic:fp32") == 1
+    assert [v["model"] for v in summary["validation"]].count("lookupvit_digits") == 1
+    assert {a["grid"] for a in summary["accuracy"]} == {"2"}
+
+    second = CliRunner().invoke(main, ["run", "--profile", str(_both_roles_profile(tmp_path / "b.toml", "2, 4")),
+                                       "-o", str(out)], catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    summary = json.loads((out / "summary.json").read_text())
+    stages = {s["id"]: s["status"] for s in summary["stages"]}
+    assert stages["compare:lookupvit_digits:gdynamic"] == "ran"
+    assert stages["export:lookupvit_digits:gdynamic"] == "skipped"
+    acc = {a["grid"]: a for a in summary["accuracy"]}
+    assert set(acc) == {"2", "4"} and all(a["top1"] is not None for a in acc.values())

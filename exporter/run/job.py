@@ -260,6 +260,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     ui.start(len(accuracy_steps) + n_units + 3)
     for s in accuracy_steps:
         _run_step(s, manifest, ui)
+    validated = {s.unit for s in accuracy_steps if s.stage == "validate"}  # a variant in both roles
 
     rough_peak = None
     if budget != math.inf:  # a quick estimate for planning; the sweep measures the peak properly
@@ -286,6 +287,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                         t_unit = time.perf_counter()
                         ran_before = sum(o.status == "ran" for o in manifest.outcomes)
                         for st in _chain_steps(artefacts, manifest, u.model, u.grid, u.precision or "fp32", backend, opts, state):
+                            if st.stage == "validate" and st.unit in validated:
+                                continue  # validated on the accuracy data already: one validation per cell
                             _run_step(st, manifest, ui, advance=False)
                         did_work = sum(o.status == "ran" for o in manifest.outcomes) > ran_before
                         planner.record(u, time.perf_counter() - t_unit, did_work, first)
@@ -520,7 +523,8 @@ class _BudgetPlanner:
         if self.closed:
             return False
         model, grid, precision, batch = cell
-        base = self.spec.model(model).baseline
+        # the latency entry of the model (a variant may also be an accuracy model, without a baseline)
+        base = next(m.baseline for m in self.spec.models if m.name == model and m.baseline)
         st = self.spec.settings  # each side timed by count and by time (warm-up, then rounds)
         sweep = st.predict_seconds(self._call_s(model, grid, precision, batch)) + st.predict_seconds(
             self._call_s(base, None, precision, batch))
@@ -655,7 +659,8 @@ def _compare_step(
             return result, files
 
         settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
-                    "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE}
+                    "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
+                    "grids": grid_label(grid) if isinstance(grid, tuple) else _accuracy_grids(prof, variant)}
         outcome = manifest.stage(Unit(variant, grid).stage_id("compare"), "compare", settings, {"model": fp32}, run)
         state.accuracy.setdefault(variant, []).append(outcome.result)
 
