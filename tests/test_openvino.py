@@ -43,6 +43,8 @@ def test_timer_runs_a_fixed_batch(exported, hint):
     assert timer.backend == "openvino" and timer.device == "cpu" and f"{hint} hint" in timer.detail
     assert timer() > 0
     assert "openvino" in BACKENDS
+    if hint == "throughput":  # several requests in flight, the time per batch amortised over them
+        assert "requests in flight" in timer.detail and "amortised" in timer.detail
 
 
 def test_a_cpu_target_graph_is_refused_with_the_fix(exported):
