@@ -486,16 +486,9 @@ def _plan_grids(
 
 def _dynamic_grids(path: Path, meta: Any, src: Any, grids: str | None, name: str) -> list[_Grid]:
     """The grids of a dynamic-grid file to compare (all, or those of ``--grids``), sharing its graphs."""
-    from ..models.config import grid_dims
+    from ..export.grid_input import chosen_grids
 
-    allowed = {**{grid_dims(g): g for g in meta.grids}, **{_label(g): g for g in meta.grids}}
-    asked = [s.strip() for s in grids.split(",") if s.strip()] if grids is not None else None
-    if asked is not None and (not asked or any(a not in allowed for a in asked)):
-        raise UserError(
-            f"{path.name} serves the grids {', '.join(grid_dims(g) for g in meta.grids)}; --grids {grids} asks for others.",
-            "Pick --grids among those, or drop --grids to compare them all.",
-        )
-    chosen = list(dict.fromkeys(allowed[a] for a in asked)) if asked is not None else list(meta.grids)
+    chosen = chosen_grids(path.name, tuple(meta.grids), grids)  # the one rule, as `profile` reads --grids
     given = path if meta.precision != "fp32" else None
     return [_Grid(_label(g), name, None, src, given=given, at=g, grid_input=meta.grid_input.name) for g in chosen]
 
