@@ -62,3 +62,23 @@ def test_prepare_only_and_cluster_do_not_go_together(cli, tmp_path):
     tiny = Path(__file__).resolve().parent / "profiles" / "tiny.toml"
     r = cli("run", "--profile", str(tiny), "--cluster", "auto", "--prepare-only", "-o", str(tmp_path / "o"))
     assert r.exit_code == 2 and "--prepare-only and --cluster" in r.output
+
+
+def test_a_dynamic_grid_profile_is_prepared_as_one_graph_per_lookupvit(tmp_path):
+    """What a cluster's prepare tasks make for a profile with dynamic_grid = true: one dynamic-grid
+    graph set per LookupViT (not one per grid), made by the run's own chain."""
+    from exporter.cluster.scheduler import plan_graphs
+    from exporter.pipeline.unit import GridSet
+    from exporter.profiles import load_profile
+    from exporter.run.job import RunOptions, prepare_graph
+
+    profile = Path(__file__).resolve().parent / "profiles" / "tiny-dynamic.toml"
+    sets = plan_graphs([load_profile(profile)])
+    grids = {(g.variant, g.grid) for g in sets.values()}
+    assert grids == {("lookupvit_digits", GridSet(((2, 2), (4, 4)))), ("lookupvit_tiny32", GridSet(((2, 2), (4, 4)))),
+                     ("vit_tiny32", None)}
+    digits = next(g for g in sets.values() if g.variant == "lookupvit_digits")
+    out = tmp_path / "prep"
+    outcomes = prepare_graph(RunOptions(profile=profile, out_dir=out), digits.variant, digits.grid, ("fp32",))
+    assert {o.id for o in outcomes} == {"export:lookupvit_digits:gdynamic", "optimize:lookupvit_digits:gdynamic"}
+    assert (out / "lookupvit_digits" / "gdynamic" / "onnx" / "lookupvit_digits_gdynamic.opt.onnx").is_file()

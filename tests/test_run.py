@@ -145,6 +145,31 @@ def test_rerun_skips_finished_stages(first_run):
     assert changed <= {"summary.json", "report.html"}  # no model, measurement or plot was made again
 
 
+def test_a_moved_run_folder_resumes_with_its_own_files(first_run, tmp_path):
+    """The manifest records paths relative to the folder and the stages hand back this folder's
+    files, so a run folder moved elsewhere (or copied back from another machine) resumes."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    out, _, _ = first_run
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out / "lookupvit_tiny32" / "g4", ignore_errors=False)  # the old place loses a grid's files
+    try:
+        result = CliRunner().invoke(main, ["run", "--profile", str(TINY), "-o", str(moved), "--json"],
+                                    catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        statuses = {s["id"]: s["status"] for s in json.loads(result.stdout)["stages"]}
+        assert "ran" not in statuses.values() and statuses["profile"] == "skipped"
+        assert not (out / "lookupvit_tiny32" / "g4").exists()  # nothing was read from or written to the old place
+    finally:
+        shutil.rmtree(out)
+        shutil.copytree(moved, out)  # the module's fixture folder back for the tests after this one
+
+
 def test_rerun_after_a_change_reruns_only_what_depends_on_it(first_run, tmp_path):
     import shutil
 

@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from ..models.config import Grid
+from ..pipeline.unit import CellGrid, GridSet
 from ..profiles import Profile
 from ..run.fleet import FleetProgress, ProfileLine, ProfileOutcome
-from ..run.job import RunOptions, plan_models
+from ..run.job import RunOptions, dynamic_grid_sets, plan_models
 from .address import ClusterAddress, connect
 from .resources import alive_nodes, fits, infeasible_message, profile_needs
 from .tasks import DeviceJob, DeviceResult, GraphJob, PreparedGraph, Refusal, device_task, prepare_task
@@ -43,14 +44,15 @@ MAX_RETRIES = 3  # a worker that dies mid-stage: the retry resumes from its fold
 @dataclass
 class GraphSet:
     variant: str
-    grid: Grid | None
+    grid: CellGrid  # a GridSet: one dynamic-grid graph (a profile with [models] dynamic_grid = true)
     target: str
     profile: Profile  # the first profile asking for it (its chain settings; TensorRT: its parser check)
     precisions: list[str] = field(default_factory=list)
     profiles: list[str] = field(default_factory=list)
 
     def key(self, optimize: bool | None) -> str:
-        doc = [self.variant, list(self.grid) if self.grid else None, self.target, sorted(self.precisions), optimize,
+        grid = [list(g) for g in self.grid.grids] if isinstance(self.grid, GridSet) else list(self.grid or ()) or None
+        doc = [self.variant, grid, self.target, sorted(self.precisions), optimize,
                self.profile.name if self.target == "tensorrt" else None]
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:20]
 
@@ -82,13 +84,17 @@ class TaskRecord:
         return d
 
 
-def plan_graphs(profiles: list[Profile]) -> dict[tuple[str, Grid | None, str], GraphSet]:
-    """The distinct graph sets the profiles need, each with the union of their precisions."""
-    sets: dict[tuple[str, Grid | None, str], GraphSet] = {}
+def plan_graphs(profiles: list[Profile]) -> dict[tuple[str, CellGrid, str], GraphSet]:
+    """The distinct graph sets the profiles need, each with the union of their precisions; a profile
+    with ``dynamic_grid = true`` needs one dynamic-grid graph per LookupViT (its grids' set)."""
+    sets: dict[tuple[str, CellGrid, str], GraphSet] = {}
     for prof in profiles:
         target = "tensorrt" if prof.is_tensorrt else "onnxruntime"
-        for _, variant, grids in plan_models(prof):
-            for grid in grids:
+        models = plan_models(prof)
+        shared = dynamic_grid_sets(prof, models)
+        for _, variant, grids in models:
+            cells: list[CellGrid] = [shared[variant] if g is not None and variant in shared else g for g in grids]
+            for grid in dict.fromkeys(cells):
                 key = (variant, grid, target)
                 g = sets.setdefault(key, GraphSet(variant, grid, target, prof))
                 g.precisions += [p for p in prof.precisions if p not in g.precisions]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..models.config import Grid
+from ..pipeline.unit import CellGrid
 from ..run.job import RunOptions
 from .transport import WORK, FileSet, collect, materialise, node_temp, read_entries, relocate, write_entries
 
@@ -38,7 +38,7 @@ class GraphJob:
     profile_name: str  # the profile whose chain settings make it (TensorRT: its parser check)
     profile_text: str
     variant: str
-    grid: Grid | None
+    grid: CellGrid  # a GridSet for a dynamic-grid graph
     precisions: tuple[str, ...]
     optimize: bool | None
     shared_dir: str | None = None  # --shared-dir: contents go there instead of the object store

@@ -187,8 +187,8 @@ class Artefacts:
                       "nodes_before": d.get("nodes_before"), "nodes_after": d.get("nodes_after")}
             return result, [out_path, Path(f"{out_path}.json")]
 
-        out = self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
-        return Path(out.result["path"])
+        self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
+        return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def converted(self, model: str, grid: CellGrid, precision: str) -> Path:
         """The graph in ``precision`` (the precision stage; fp32 is the optimised graph itself)."""
@@ -208,8 +208,8 @@ class Artefacts:
                                   target="tensorrt" if self.settings.profile is not None else "onnxruntime")
             return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
 
-        out = self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
-        return Path(out.result["path"])
+        self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
+        return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def engine(self, model: str, grid: CellGrid, precision: str) -> Path:
         """A TensorRT engine of the graph in ``precision`` for the run's profile (raises UserError
@@ -234,7 +234,8 @@ class Artefacts:
 
         settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision}
         out = self.manifest.stage(self._id("build", model, grid, precision), "build", settings, {"model": onnx_path}, run)
-        return Path(out.result["engine"])
+        # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
+        return self.root / out.outputs[0] if out.outputs else Path(out.result["engine"])
 
     # --- PyTorch ---------------------------------------------------------------------------------
 

@@ -769,7 +769,7 @@ def _profile_step(
 
 
 def prepare_graph(
-    opts: RunOptions, variant: str, grid: Grid | None, precisions: tuple[str, ...], progress: RunProgress | None = None,
+    opts: RunOptions, variant: str, grid: CellGrid, precisions: tuple[str, ...], progress: RunProgress | None = None,
 ) -> list[StageOutcome]:
     """Export, optimise and convert one model at one grid into each of ``precisions`` (and, on a
     TensorRT profile, check it) in ``opts.out_dir``, through the run's own chain (``prepare_only``),
@@ -784,6 +784,8 @@ def prepare_graph(
     manifest = Manifest(out)
     artefacts = Artefacts(out, ChainSettings(optimize=opts.optimize, profile=prof if prof.is_tensorrt else None),
                           manifest, ui.note)
+    for v, grid_set in dynamic_grid_sets(prof, plan_models(prof)).items():  # as run_job serves them
+        artefacts.share(v, grid_set)
     state = RunState(math.inf)
     for p in precisions:
         for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True):
