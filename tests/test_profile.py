@@ -248,7 +248,7 @@ def test_a_noisy_group_is_timed_again_and_the_quietest_attempt_stands():
             return Timer("torch", "cpu", "sleep", call, lambda: None)
 
         settings = SweepSettings(warmup=0, warmup_seconds=0.0, iterations=9, seconds=0.0, repeats=3,
-                                 threads=1, retries=retries)
+                                 threads=1, retries=retries, retry_pause=0.0)
         spec = SweepSpec((SweepModel("m", None, (None,)),), ("fp32",), (1,), ("torch",), settings)
         return run_sweep(spec, factory, peak=MatmulPeak(threads=1))
 

@@ -21,9 +21,9 @@ percentiles, a slow one its minimum count. The spread of a cell is the coefficie
 its round medians (:mod:`.stats`); above ``noise_threshold`` the cell is flagged noisy, with the
 machine's load average (``os.getloadavg``) at the time recorded beside it.
 
-A group whose cells came out noisy is timed again, up to ``retries`` more times (all its rounds,
-the baseline with them, so the pairing holds), and the attempt whose noisiest cell has the smallest
-spread stands: a burst of other work during one attempt (a cron job, a compile next door) then
+A group whose cells came out noisy is timed again after a pause of ``retry_pause`` seconds, up to
+``retries`` more times (all its rounds, the baseline with them, so the pairing holds), and the
+attempt whose noisiest cell has the smallest spread stands: a burst of other work during one attempt (a cron job, a compile next door) then
 costs time rather than a wrong figure. Every attempt is in the execution order (``attempt``), the
 cells say how many were timed, and a cell still noisy after the last one keeps its flag.
 """
@@ -68,7 +68,8 @@ class SweepSettings:
     threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
     warmup_seconds: float = 0.2
     noise_threshold: float = NOISE_THRESHOLD
-    retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    retries: int = 2  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    retry_pause: float = 2.0  # seconds to wait before timing a noisy group again (a burst of other work passes)
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)
@@ -397,7 +398,9 @@ def _run_group(
             if worst <= settings.noise_threshold or len(timed) < len(live) + (base is not None):
                 break  # quiet enough, or a cell failed (a failure is not noise)
             if attempt < settings.retries:
-                say(f"noisy (round medians vary by {worst:.0%}): timing {live[0].cell.model} again")
+                say(f"noisy (round medians vary by {worst:.0%}): timing {live[0].cell.model} again "
+                    f"in {settings.retry_pause:g} s")
+                time.sleep(settings.retry_pause)
         best = min(attempts, key=lambda a: a.worst)
         for m in [*live, *([base] if base else [])]:
             if m.cell in best.kept:
