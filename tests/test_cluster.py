@@ -250,7 +250,9 @@ def test_ctrl_c_cancels_the_clusters_tasks(cluster, tmp_path):
     running = cluster.node_temp / WORK / run_key(out) / "light" / "running.json"
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", str(light), "--cluster",
                              cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
+                            # a shell starts background jobs with SIGINT ignored and children inherit it: reset
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not running.is_file() and time.monotonic() < deadline and proc.poll() is None:
