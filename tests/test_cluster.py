@@ -25,24 +25,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="the ray extra is not installed (pip install -e '.[ray]')")
 
 TINY = Path(__file__).resolve().parent / "profiles" / "tiny.toml"
-LIGHT = """description = "the digits model only, fp32 (cluster tests)"
-backend = "onnxruntime"
-precisions = ["fp32"]
-
-[models]
-accuracy = ["lookupvit_digits"]
-
-[grids]
-accuracy = [2]
-
-[batch]
-opt = [1]
-
-[benchmark]
-warmup = 1
-iterations = 4
-threads = 2
-"""
+LIGHT = (Path(__file__).resolve().parent / "profiles" / "digits-only.toml").read_text()
 
 TRT_LIGHT = """description = "the digits model only on TensorRT, fp32 (cluster tests)"
 gpu = "NVIDIA H100"

@@ -6,30 +6,13 @@ import json
 import socket
 from pathlib import Path
 
-LIGHT = """description = "the digits model only, fp32 (fleet tests)"
-backend = "onnxruntime"
-precisions = ["fp32"]
-
-[models]
-accuracy = ["lookupvit_digits"]
-
-[grids]
-accuracy = [2]
-
-[batch]
-opt = [1]
-
-[benchmark]
-warmup = 1
-iterations = 4
-threads = 2
-"""
+LIGHT = (Path(__file__).resolve().parent / "profiles" / "digits-only.toml").read_text()
 
 
 def test_two_profiles_here_side_by_side(cli, tmp_path):
     a, b = tmp_path / "light.toml", tmp_path / "light-b.toml"
     a.write_text(LIGHT)
-    b.write_text(LIGHT.replace("(fleet tests)", "(fleet tests, second)"))
+    b.write_text(LIGHT.replace("(tests)", "(tests, second)"))
     out = tmp_path / "fleet"
     r = cli("run", "--profile", f"{a},{b}", "-o", str(out), "--json")
     assert r.exit_code == 0, r.output
