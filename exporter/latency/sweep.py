@@ -68,8 +68,8 @@ class SweepSettings:
     threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
     warmup_seconds: float = 0.2
     noise_threshold: float = NOISE_THRESHOLD
-    retries: int = 2  # times a group with a noisy cell is timed again (the quietest attempt stands)
-    retry_pause: float = 2.0  # seconds to wait before timing a noisy group again (a burst of other work passes)
+    retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    retry_pause: float = 1.0  # seconds to wait before timing a noisy group again (a burst of other work passes)
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)

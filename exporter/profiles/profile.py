@@ -149,7 +149,7 @@ class BenchmarkSettings:
     warmup_seconds: float = 0.2
     repeats: int = 5
     noise_threshold: float = 0.05
-    retries: int = 2  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
     hint: PerformanceHint = "latency"  # OpenVINO's PERFORMANCE_HINT: one stream (latency) or several (throughput)
 
 
@@ -591,7 +591,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         repeats=be.get("repeats", 5, _is_pos_int, "a positive integer (interleaved rounds)"),
         noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
-        retries=be.get("retries", 2, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
+        retries=be.get("retries", 1, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
         hint=cast(PerformanceHint, be.get("hint", "latency", lambda v: v in PERFORMANCE_HINTS,
                                           f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
     )
