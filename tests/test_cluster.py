@@ -138,6 +138,23 @@ def test_two_profiles_one_bound_to_a_node(cluster, tmp_path):
         assert set(counts) == {"skipped"}, (name, counts)
 
 
+def _driver_with_a_running_task(args: list[str], running: Path) -> tuple[subprocess.Popen[str], int]:
+    """``lookupvit ARGS`` started in the background, once the device task it waits for has written
+    ``running``: the driver process and the pid of the worker running that task."""
+    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
+                            # a shell starts background jobs with SIGINT ignored and children inherit it: reset
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 240
+    while not running.is_file() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    if not running.is_file():
+        proc.kill()
+        _, err = proc.communicate()
+        pytest.fail(f"the device task never started: {err[-2000:]}")
+    return proc, json.loads(running.read_text())["pid"]
+
+
 def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, tmp_path):
     """Three profiles: one needs a resource no node offers (reported at once, with every node's
     resources, and not run: exit 2); one is bound to the special node, and its worker process is
@@ -152,15 +169,9 @@ def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, 
     trt = _profile(tmp_path, "trt-special", TRT_LIGHT)
     out = tmp_path / "fleet"
     running = cluster.node_temp / WORK / run_key(out) / "light-special" / "running.json"
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", f"{light},{nobody},{trt}", "--cluster",
-                             cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"))
+    proc, pid = _driver_with_a_running_task(
+        ["run", "--profile", f"{light},{nobody},{trt}", "--cluster", cluster.address, "-o", str(out)], running)
     try:
-        deadline = time.monotonic() + 240
-        while not running.is_file() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert running.is_file(), "the device task never started"
-        pid = json.loads(running.read_text())["pid"]
         os.kill(pid, signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=240)
     finally:
@@ -231,17 +242,9 @@ def test_ctrl_c_cancels_the_clusters_tasks(cluster, tmp_path):
     light = _profile(tmp_path, "light", LIGHT)
     out = tmp_path / "run"
     running = cluster.node_temp / WORK / run_key(out) / "light" / "running.json"
-    proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", "run", "--profile", str(light), "--cluster",
-                             cluster.address, "-o", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
-                            # a shell starts background jobs with SIGINT ignored and children inherit it: reset
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc, pid = _driver_with_a_running_task(
+        ["run", "--profile", str(light), "--cluster", cluster.address, "-o", str(out)], running)
     try:
-        deadline = time.monotonic() + 240
-        while not running.is_file() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.1)
-        assert running.is_file(), "the device task never started"
-        pid = json.loads(running.read_text())["pid"]
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
