@@ -194,15 +194,12 @@ def judge(rows: list[dict], names: list[str], lookupvits: list[str], vit: str | 
     out = [verdict(1, "the --target cpu graph on ONNX Runtime at least as fast as the plain export and as ONNX "
                       "Runtime's transformers optimizer", checks, missing)]
     checks, missing = [], []
-    for n in names:
-        for b in batches:
-            best = best_project(by, n, b)
-            r = paired(by, n, b, best["engine"], "openvino") if best else None
-            if best is None or r is None:
-                missing.append(f"{n} b{b}: a project path vs openvino")
-            else:
-                checks.append({"model": n, "batch": b, "engine": best["engine"], "against": "openvino", "paired_ratio": r,
-                               "met": r <= 1.0, "text": f"{n} b{b} {best['engine']} / openvino = {r:.3f}"})
+    for n, b, engine, r in best_against(by, names, batches, "openvino"):
+        if r is None:
+            missing.append(f"{n} b{b}: a project path vs openvino")
+        else:
+            checks.append({"model": n, "batch": b, "engine": engine, "against": "openvino", "paired_ratio": r,
+                           "met": r <= 1.0, "text": f"{n} b{b} {engine} / openvino = {r:.3f}"})
     out.append(verdict(2, "the project's best ONNX Runtime path at least as fast as OpenVINO on the plain export",
                        checks, missing))
     checks, missing = [], []
@@ -223,20 +220,28 @@ def judge(rows: list[dict], names: list[str], lookupvits: list[str], vit: str | 
     return out
 
 
+def best_against(by: dict, names: list[str], batches: list[int], other: str) -> list[tuple[str, int, str, float | None]]:
+    """Per model and batch: the project's best ONNX Runtime engine and its paired ratio to ``other``
+    (None when either was not timed)."""
+    out = []
+    for n in names:
+        for b in batches:
+            best = best_project(by, n, b)
+            r = paired(by, n, b, best["engine"], other) if best else None
+            out.append((n, b, best["engine"] if best else "-", r))
+    return out
+
+
 def default_rule(rows: list[dict], names: list[str], batches: list[int], loaded: bool) -> dict[str, Any]:
     """The README's rule for the embedded default (see the module docstring): SWITCH, KEEP or NOT MEASURED."""
     by = {(r["model"], r["batch"], r["engine"]): r for r in rows}
     checks, missing = [], []
-    for n in names:
-        for b in batches:
-            best = best_project(by, n, b)
-            r = paired(by, n, b, best["engine"], "openvino-attention") if best else None
-            if best is None or r is None:
-                missing.append(f"{n} b{b}")
-            else:
-                checks.append({"model": n, "batch": b, "engine": best["engine"], "paired_ratio": r,
-                               "ahead": r >= SWITCH_MARGIN,
-                               "text": f"{n} b{b} {best['engine']} / openvino-attention = {r:.3f}"})
+    for n, b, engine, r in best_against(by, names, batches, "openvino-attention"):
+        if r is None:
+            missing.append(f"{n} b{b}")
+        else:
+            checks.append({"model": n, "batch": b, "engine": engine, "paired_ratio": r, "ahead": r >= SWITCH_MARGIN,
+                           "text": f"{n} b{b} {engine} / openvino-attention = {r:.3f}"})
     if missing or not checks:
         status = "NOT MEASURED"
     else:
