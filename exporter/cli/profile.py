@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..latency.pace import PACE_THRESHOLD
 from ..latency.peak import DEFAULT_SIZES
 from ..latency.sweep import SweepSettings
 from .main import main
@@ -39,6 +40,9 @@ _DEFAULTS = SweepSettings()
               help="Flag a cell noisy when its round medians vary by more than this (coefficient of variation, %).")
 @click.option("--retries", type=int, default=_DEFAULTS.retries, show_default=True,
               help="Time a group with a noisy cell again, up to this many times; the quietest attempt stands.")
+@click.option("--pace-wait", type=float, default=_DEFAULTS.pace_wait, show_default=True,
+              help="Seconds the sweep may spend waiting out slow phases of the machine (a reference loop running "
+              f"{PACE_THRESHOLD}x slower than its quiet time) and timing again what met one; 0: only flag them SLOW.")
 @click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: every available core).")
 @click.option("--optimize/--no-optimize", default=None,
               help="Run the graph-surgeon passes before ONNX Runtime/TensorRT [default: on when available].")
@@ -57,7 +61,7 @@ _DEFAULTS = SweepSettings()
 def profile(
     target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
     warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, retries: int,
-    threads: int, optimize: bool | None,
+    pace_wait: float, threads: int, optimize: bool | None,
     peak_sizes: str, profile_name: str | None, dynamic_grid: bool, accuracy_file: str | None, out_dir: str,
     as_json: bool,
 ) -> None:
@@ -91,7 +95,8 @@ def profile(
                                ("--retries", retries, 0)):
         if value < least:
             raise UserError(f"{name} {value} must be at least {least}.")
-    for name, number in (("--seconds", seconds), ("--warmup-seconds", warmup_seconds), ("--noise-threshold", noise_threshold)):
+    for name, number in (("--seconds", seconds), ("--warmup-seconds", warmup_seconds), ("--noise-threshold", noise_threshold),
+                         ("--pace-wait", pace_wait)):
         if number < 0:
             raise UserError(f"{name} {number} must not be negative.")
     from ..precisions import PRECISIONS
@@ -103,7 +108,7 @@ def profile(
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
-        threads=threads, noise_threshold=noise_threshold / 100.0, retries=retries,
+        threads=threads, noise_threshold=noise_threshold / 100.0, retries=retries, pace_wait=pace_wait,
     )
     batch_list = parse_batches(batch)
     if tgt.variant:  # refuse a batch that cannot fit before any model is made
@@ -154,6 +159,10 @@ def profile(
         say(f"{len(noisy)} cell(s) marked noisy: their round medians vary by more than "
             f"{100 * result.noise_threshold:.0f}% (load average {' '.join(map(str, result.load)) or '?'} when the sweep "
             f"began); {noise_advice(result.load, result.machine.get('cores'))}")
+    if result.pace is not None:
+        from ..latency.pace import pace_text
+
+        say(pace_text(result.pace, sum(1 for c in result.cells if c.slow)))
     say(f"wrote {path} and {len(plots)} plot(s) in {path.parent / 'plots'}")
     sys.exit(_exit_code(result, say))
 
@@ -196,8 +205,10 @@ def spread_text(c) -> str:
     """The spread of a cell's round medians, with the noise flag and the load when flagged."""
     if c.latency is None or c.latency.spread is None:
         return "-"
+    from ..latency.pace import slow_flag
+
     text = f"{100 * c.latency.spread:.1f}%" + (f" ({c.attempts} tries)" if c.attempts > 1 else "")
-    return f"{text} NOISY (load {c.load})" if c.noisy else text
+    return (f"{text} NOISY (load {c.load})" if c.noisy else text) + slow_flag(c.slow, c.pace)
 
 
 def efficiency_text(c) -> str:

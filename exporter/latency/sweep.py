@@ -26,6 +26,11 @@ A group whose cells came out noisy is timed again after a pause of ``retry_pause
 attempt whose noisiest cell has the smallest spread stands: a burst of other work during one attempt (a cron job, a compile next door) then
 costs time rather than a wrong figure. Every attempt is in the execution order (``attempt``), the
 cells say how many were timed, and a cell still noisy after the last one keeps its flag.
+
+Around every chunk the machine's pace is probed (:mod:`.pace`): a shared virtual machine has phases
+of seconds in which everything runs up to twice as slowly while its load average says nothing. The
+sweep waits such a phase out and times a chunk that met one again, within ``pace_wait`` seconds per
+sweep; a cell whose kept chunks still met a slow phase is flagged SLOW with the worst pace seen.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..models.config import Grid, grid_label
 from .machine import load_average
+from .pace import PACE_WAIT, Pace, PaceRecord, PaceSummary
 from .peak import MatmulPeak
 from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
@@ -70,6 +76,7 @@ class SweepSettings:
     noise_threshold: float = NOISE_THRESHOLD
     retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
     retry_pause: float = 1.0  # seconds to wait before timing a noisy group again (a burst of other work passes)
+    pace_wait: float = PACE_WAIT  # seconds a sweep may spend waiting out the machine's slow phases (0: only flag them)
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)
@@ -174,6 +181,8 @@ class CellResult:
     noisy: bool = False  # the spread of the round medians exceeds the sweep's noise threshold
     load: float | None = None  # 1-minute load average (os.getloadavg) when the cell's timing ended
     attempts: int = 1  # how many times its group was timed (a noisy group is timed again)
+    pace: float | None = None  # the slowest machine pace its kept chunks met (1.0: the quiet speed; .pace)
+    slow: bool = False  # some of its calls ran in a slow phase of the machine (pace above the threshold)
     samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -200,6 +209,7 @@ class SweepResult:
     seconds: float = 0.0
     noise_threshold: float = NOISE_THRESHOLD
     load: list[float] = field(default_factory=list)  # load averages (1, 5, 15 min) when the sweep began
+    pace: PaceSummary | None = None  # the machine's pace during the sweep (.pace)
 
     def ok(self) -> list[CellResult]:
         return [c for c in self.cells if c.status == "ok"]
@@ -217,6 +227,7 @@ class SweepResult:
             "seconds": round(self.seconds, 3),
             "noise_threshold": self.noise_threshold,
             "load": self.load,
+            "pace": self.pace.to_dict() if self.pace else None,
         }
 
     @classmethod
@@ -226,7 +237,7 @@ class SweepResult:
             peak=MatmulPeak.from_dict(d["peak"]) if d.get("peak") else None, order=d.get("order", []),
             machine=d.get("machine", {}), versions=d.get("versions", {}), threads=d.get("threads", 0),
             seconds=d.get("seconds", 0.0), noise_threshold=d.get("noise_threshold", NOISE_THRESHOLD),
-            load=d.get("load", []),
+            load=d.get("load", []), pace=PaceSummary.from_dict(d["pace"]) if d.get("pace") else None,
         )
 
 
@@ -265,6 +276,7 @@ class _Measured:
         self.chunks: list[list[float]] = []
         self.error: str | None = None
         self.load: float | None = None
+        self.paces: list[float] = []  # per kept chunk: the slowest pace probed around it
 
     def warm_up(self, calls: int, seconds: float) -> None:
         t_end = time.perf_counter() + seconds
@@ -283,22 +295,40 @@ class _Measured:
         self.load = load_average()
         return chunk
 
+    def drop_last(self) -> None:
+        """Forget the last chunk (timed in a slow phase of the machine; it is timed again)."""
+        chunk = self.chunks.pop()
+        del self.samples[len(self.samples) - len(chunk):]
+
     def spread(self) -> float:
         """The coefficient of variation of this attempt's round medians (0 with fewer than two rounds)."""
         return summarize(self.samples, self.chunks).spread or 0.0 if self.samples else 0.0
 
-    def take(self) -> tuple[list[float], list[list[float]], float | None]:
+    def take(self) -> _Kept:
         """This attempt's samples, handed over; the cell starts the next attempt empty."""
-        kept = (self.samples, self.chunks, self.load)
-        self.samples, self.chunks, self.load = [], [], None
+        kept = _Kept(self.samples, self.chunks, self.load, self.paces)
+        self.samples, self.chunks, self.load, self.paces = [], [], None, []
         return kept
+
+    def restore(self, kept: _Kept) -> None:
+        self.samples, self.chunks, self.load, self.paces = kept.samples, kept.chunks, kept.load, kept.paces
+
+
+@dataclass
+class _Kept:
+    """One cell's share of an attempt."""
+
+    samples: list[float]
+    chunks: list[list[float]]
+    load: float | None
+    paces: list[float]
 
 
 @dataclass
 class _Attempt:
     """One timing of a whole group: every cell's samples and the baseline calls paired with each."""
 
-    kept: dict[Cell, tuple[list[float], list[list[float]], float | None]]
+    kept: dict[Cell, _Kept]
     pairs: dict[Cell, list[float]]
     worst: float  # the largest spread among its cells
 
@@ -325,8 +355,10 @@ def run_sweep(
     peak: MatmulPeak | None = None,
     progress: Progress | None = None,
     measure_peak_sizes: tuple[int, ...] | None = None,
+    pace: Pace | None = None,
 ) -> SweepResult:
-    """Time every cell of ``spec`` (see the module docstring for the interleaving)."""
+    """Time every cell of ``spec`` (see the module docstring for the interleaving); ``pace``: the
+    watch over the machine's pace (by default the real probe and this machine's record)."""
     import torch
 
     from ..versions import tool_versions
@@ -340,6 +372,7 @@ def run_sweep(
     except (AttributeError, OSError):
         load = []
     threads = resolve_threads(spec.settings.threads)
+    pace = pace or Pace(spec.settings.pace_wait, record=PaceRecord.load())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -349,19 +382,19 @@ def run_sweep(
         results: list[CellResult] = []
         order: list[dict[str, object]] = []
         for group in spec.groups():
-            results += _run_group(group, spec.settings, make_timer, peak, order, say)
+            results += _run_group(group, spec.settings, make_timer, peak, order, say, pace)
     finally:
         torch.set_num_threads(previous_threads)
     return SweepResult(
         spec=spec_to_dict(spec), cells=results, peak=peak, order=order, machine=machine_info(),
         versions=tool_versions(), threads=threads, seconds=time.perf_counter() - t_start,
-        noise_threshold=spec.settings.noise_threshold, load=load,
+        noise_threshold=spec.settings.noise_threshold, load=load, pace=pace.finish(),
     )
 
 
 def _run_group(
     group: Group, settings: SweepSettings, make_timer: TimerFactory, peak: MatmulPeak,
-    order: list[dict[str, object]], say: Progress,
+    order: list[dict[str, object]], say: Progress, pace: Pace,
 ) -> list[CellResult]:
     failed: dict[Cell, tuple[str, str]] = {}
     live: list[_Measured] = []
@@ -391,7 +424,7 @@ def _run_group(
             base = None
         attempts: list[_Attempt] = []
         for attempt in range(1 + max(0, settings.retries)):
-            pairs = _time_rounds(live, base, settings, order, say, attempt)
+            pairs = _time_rounds(live, base, settings, order, say, attempt, pace)
             timed = [m for m in [*live, *([base] if base else [])] if m.error is None and m.samples]
             worst = max((m.spread() for m in timed), default=0.0)
             attempts.append(_Attempt({m.cell: m.take() for m in timed}, pairs, worst))
@@ -404,7 +437,7 @@ def _run_group(
         best = min(attempts, key=lambda a: a.worst)
         for m in [*live, *([base] if base else [])]:
             if m.cell in best.kept:
-                m.samples, m.chunks, m.load = best.kept[m.cell]
+                m.restore(best.kept[m.cell])
         pairs = best.pairs
     finally:
         for m in [*live, *([base] if base else [])]:
@@ -418,7 +451,7 @@ def _run_group(
             status, reason = failed.get(cell, ("failed", (found.error if found else None) or "not measured"))
             out.append(_empty(cell, status, reason))
             continue
-        res = _result(cell, found, peak, "lookupvit", settings.noise_threshold, len(attempts))
+        res = _result(cell, found, peak, "lookupvit", settings.noise_threshold, len(attempts), pace.threshold)
         if base is not None and base.error is None and pairs[cell]:
             res.baseline = group.baseline.model if group.baseline else None
             res.speedup = median(pairs[cell]) / median(found.samples)
@@ -431,7 +464,8 @@ def _run_group(
         out.append(res)
     if group.baseline is not None:
         if base is not None and base.error is None and base.samples:
-            out.append(_result(group.baseline, base, peak, "baseline", settings.noise_threshold, len(attempts)))
+            out.append(_result(group.baseline, base, peak, "baseline", settings.noise_threshold, len(attempts),
+                               pace.threshold))
         elif not live or (base is not None and base.error is None):  # timed only next to a LookupViT
             out.append(_empty(group.baseline, "not run", "no LookupViT cell of its group ran to time it against",
                               "baseline"))
@@ -443,10 +477,12 @@ def _run_group(
 
 def _time_rounds(
     live: list[_Measured], base: _Measured | None, settings: SweepSettings, order: list[dict[str, object]],
-    say: Progress, attempt: int,
+    say: Progress, attempt: int, pace: Pace,
 ) -> dict[Cell, list[float]]:
     """One attempt: every round times a chunk of each grid, each followed by a chunk of the baseline
-    (A/B/A/B); returns the baseline calls that followed each grid's chunks, for its speedup."""
+    (A/B/A/B); returns the baseline calls that followed each grid's chunks, for its speedup. The pace
+    is probed before, between and after the two chunks; a pair that met a slow phase is timed again
+    while the pace budget lasts."""
     pairs: dict[Cell, list[float]] = {m.cell: [] for m in live}
     n_iter, n_sec = settings.chunk_iterations(), settings.chunk_seconds()
     again = f" (attempt {attempt + 1})" if attempt else ""
@@ -455,25 +491,43 @@ def _time_rounds(
             if m.error:
                 continue
             say(f"round {r + 1}/{settings.rounds()}{again}: {m.cell.key}")
-            try:
-                a = m.run_chunk(n_iter, n_sec)
-                order.append(_order_entry(r, m.cell, "lookupvit", len(a), attempt))
-            except Exception as e:
-                m.error = f"{type(e).__name__}: {e}"
-                continue
-            if base is not None and base.error is None:
+            while True:
+                before = pace.settle(say, f"round {r + 1} of {m.cell.key}")
+                t0 = time.perf_counter()
                 try:
-                    b = base.run_chunk(n_iter, n_sec)
-                    order.append(_order_entry(r, base.cell, "baseline", len(b), attempt))
-                    pairs[m.cell] += b
+                    a = m.run_chunk(n_iter, n_sec)
                 except Exception as e:
-                    base.error = f"{type(e).__name__}: {e}"
+                    m.error = f"{type(e).__name__}: {e}"
+                    break
+                middle = pace.pace()
+                b: list[float] | None = None
+                if base is not None and base.error is None:
+                    try:
+                        b = base.run_chunk(n_iter, n_sec)
+                    except Exception as e:
+                        base.error = f"{type(e).__name__}: {e}"
+                after = pace.pace() if b is not None else middle
+                worst = max(before, middle, after)
+                if worst > pace.threshold and pace.left() > 0:
+                    pace.discard(time.perf_counter() - t0)
+                    m.drop_last()
+                    if b is not None and base is not None:
+                        base.drop_last()
+                    say(f"round {r + 1} of {m.cell.key} met a slow phase (pace {worst:.2f}): timing it again")
+                    continue
+                m.paces.append(max(before, middle))
+                order.append(_order_entry(r, m.cell, "lookupvit", len(a), attempt, max(before, middle)))
+                if b is not None and base is not None:
+                    base.paces.append(max(middle, after))
+                    order.append(_order_entry(r, base.cell, "baseline", len(b), attempt, max(middle, after)))
+                    pairs[m.cell] += b
+                break
     return pairs
 
 
-def _order_entry(r: int, cell: Cell, role: str, n: int, attempt: int = 0) -> dict[str, object]:
+def _order_entry(r: int, cell: Cell, role: str, n: int, attempt: int = 0, pace: float | None = None) -> dict[str, object]:
     return {"round": r, "cell": cell.key, "model": cell.model, "grid": cell.grid_text, "role": role,
-            "iterations": n, "attempt": attempt}
+            "iterations": n, "attempt": attempt, "pace": round(pace, 3) if pace is not None else None}
 
 
 def _tokens(cell: Cell) -> int | None:
@@ -488,7 +542,10 @@ def _empty(cell: Cell, status: str, reason: str, role: str = "lookupvit") -> Cel
     )
 
 
-def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float, attempts: int = 1) -> CellResult:
+def _result(
+    cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float, attempts: int = 1,
+    pace_threshold: float = math.inf,
+) -> CellResult:
     stats = summarize(m.samples, m.chunks)
     macs = cell_macs(cell)
     achieved = gflops(macs, cell.batch, stats.p50_ms) if macs else None
@@ -503,5 +560,6 @@ def _result(cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: fl
         latency=stats, throughput=throughput(cell.batch, stats.p50_ms), gmacs=macs / 1e9 if macs else None,
         gflops=achieved, efficiency=efficiency, efficiency_error=error,
         peak=ref.label if ref else None, noisy=stats.noisy(threshold), load=m.load, attempts=attempts,
+        pace=round(max(m.paces), 3) if m.paces else None, slow=bool(m.paces) and max(m.paces) > pace_threshold,
         samples_ms=[round(1e3 * s, 4) for s in m.samples],
     )

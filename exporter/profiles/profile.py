@@ -139,7 +139,8 @@ class BenchmarkSettings:
     """``[benchmark]``: a measurement warms up for at least ``warmup`` calls and ``warmup_seconds``,
     then runs at least ``iterations`` calls and at least ``seconds`` in ``repeats`` interleaved
     rounds; a cell whose round medians vary by more than ``noise_threshold`` (coefficient of
-    variation, a fraction) is flagged noisy, and its group timed again up to ``retries`` times."""
+    variation, a fraction) is flagged noisy, and its group timed again up to ``retries`` times; up to
+    ``pace_wait`` seconds per sweep go to waiting out the machine's slow phases (exporter.latency.pace)."""
 
     warmup: int = 10  # untimed iterations first
     iterations: int = 100
@@ -150,6 +151,7 @@ class BenchmarkSettings:
     repeats: int = 5
     noise_threshold: float = 0.05
     retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    pace_wait: float = 30.0  # seconds a sweep may wait out the machine's slow phases (0: only flag them); = latency.pace.PACE_WAIT
     hint: PerformanceHint = "latency"  # OpenVINO's PERFORMANCE_HINT: one stream (latency) or several (throughput)
 
 
@@ -433,14 +435,14 @@ MAX_OPT_PROFILES = 16
 LIMITS = {  # [benchmark] key -> (largest value, what it counts)
     "warmup": (100_000, "calls"), "iterations": (1_000_000, "calls"), "seconds": (3_600, "seconds"),
     "warmup_seconds": (600, "seconds"), "repeats": (1_000, "rounds"), "threads": (1_024, "threads"),
-    "retries": (10, "attempts"),
+    "retries": (10, "attempts"), "pace_wait": (3_600, "seconds"),
 }
 GRIDS_KEYS = ("accuracy", "latency")
 BATCH_KEYS = ("min", "opt", "max")
 BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache")
 COMPAT_KEYS = ("hardware", "version_compatible", "exclude_lean_runtime")
 BENCH_KEYS = ("warmup", "warmup_seconds", "iterations", "seconds", "repeats", "noise_threshold", "threads", "cuda_graphs",
-              "hint", "retries")
+              "hint", "retries", "pace_wait")
 
 
 def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
@@ -592,6 +594,8 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
         retries=be.get("retries", 1, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
+        pace_wait=float(be.get("pace_wait", 30.0, _is_nonneg_number,
+                               "a non-negative number of seconds (0: flag slow phases, never wait)")),
         hint=cast(PerformanceHint, be.get("hint", "latency", lambda v: v in PERFORMANCE_HINTS,
                                           f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
     )

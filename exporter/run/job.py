@@ -689,7 +689,7 @@ def sweep_spec(prof: Profile, backend: str, models: list[tuple[str, str, tuple[G
     b = prof.benchmark
     settings = SweepSettings(warmup=b.warmup, iterations=b.iterations, seconds=b.seconds, repeats=repeats or b.repeats,
                              threads=b.threads, warmup_seconds=b.warmup_seconds, noise_threshold=b.noise_threshold,
-                             retries=b.retries)
+                             retries=b.retries, pace_wait=b.pace_wait)
     return SweepSpec(tuple(entries), tuple(prof.precisions), tuple(prof.batch_sizes), (backend,), settings)
 
 

@@ -48,8 +48,10 @@ def _spread(c: dict[str, Any]) -> str:
     lat = c.get("latency") or {}
     if lat.get("spread") is None:
         return "-"
+    from ..latency.pace import slow_flag
+
     text = f"{100 * lat['spread']:.1f}%"
-    return f"{text} NOISY (load {c.get('load')})" if c.get("noisy") else text
+    return (f"{text} NOISY (load {c.get('load')})" if c.get("noisy") else text) + slow_flag(c.get("slow"), c.get("pace"))
 
 
 def format_bytes(n: int | float | None) -> str:
@@ -119,7 +121,7 @@ def summary_rows(sweep: Any, accuracy: list[dict[str, Any]]) -> list[dict[str, A
             "model": c.model + (" (baseline)" if c.role == "baseline" else ""), "grid": c.grid, "precision": c.precision,
             "batch": c.batch, "backend": c.backend, "top1": top1.get((c.model, c.grid, c.precision)),
             "p50_ms": c.latency.p50_ms if c.latency else None, "spread": c.latency.spread if c.latency else None,
-            "noisy": c.noisy, "load": c.load, "throughput": c.throughput, "gmacs": c.gmacs,
+            "noisy": c.noisy, "load": c.load, "slow": c.slow, "pace": c.pace, "throughput": c.throughput, "gmacs": c.gmacs,
             "efficiency": c.efficiency, "efficiency_error": c.efficiency_error, "speedup": c.speedup,
             "analytic_speedup": c.analytic_speedup,
         })
@@ -185,7 +187,8 @@ def build_summary(
         latency = {"file": str(Path(state.sweep_path).relative_to(out)) if state.sweep_path else None,
                    "threads": sweep.threads, "peak": sweep.peak.to_dict() if sweep.peak else None, "cells": cells,
                    "seconds": sweep.seconds, "noise_threshold": sweep.noise_threshold, "load": sweep.load,
-                   "noisy": sum(1 for c in sweep.cells if c.noisy)}
+                   "noisy": sum(1 for c in sweep.cells if c.noisy),
+                   "pace": sweep.pace.to_dict() if sweep.pace else None, "slow": sum(1 for c in sweep.cells if c.slow)}
     doc: dict[str, Any] = {
         "kind": "lookupvit-run",
         "tool_version": __version__,
@@ -277,6 +280,7 @@ def plot_caption(name: str) -> str:
 def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
     """Write the self-contained HTML report; returns its path."""
     from ..io import atomic_path
+    from ..latency.pace import PaceSummary, pace_text
     from ..latency.sweep import noise_advice
 
     prof = summary["profile"]
@@ -301,10 +305,11 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
             ["model", "grid", "precision", "backend", "batch", "top-1 %", "p50 ms", "spread", "img/s", "GMACs/img",
              "efficiency", "speedup over ViT (analytic)"],
             [[r["model"], r["grid"], r["precision"], r["backend"], r["batch"], _f(r["top1"], ".2f"), _f(r["p50_ms"], ".2f"),
-              _spread({"latency": {"spread": r.get("spread")}, "noisy": r.get("noisy"), "load": r.get("load")}),
+              _spread({"latency": {"spread": r.get("spread")}, "noisy": r.get("noisy"), "load": r.get("load"),
+                       "slow": r.get("slow"), "pace": r.get("pace")}),
               _f(r["throughput"], ".1f"), _f(r["gmacs"], ".4g"), _pct(r["efficiency"], r.get("efficiency_error")),
               _speed(r)] for r in rows],
-            left=4, classes=["noisy" if r.get("noisy") else "" for r in rows],
+            left=4, classes=["noisy" if r.get("noisy") or r.get("slow") else "" for r in rows],
         ))
         parts.append("<p class='sub'>Spread: the coefficient of variation of the cell's round medians (its calls "
                      "are timed in interleaved rounds); NOISY above the run's threshold, with the 1-minute load "
@@ -340,7 +345,9 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
                if noisy and threshold is not None else
                f"No cell's round medians vary by more than {100 * (threshold or 0):.0f}%. ")
             + f"Load average (1, 5, 15 min) when the sweep began: {html.escape(load)} on "
-            f"{html.escape(str(summary['machine'].get('cores', '?')))} cores.</p>")
+            f"{html.escape(str(summary['machine'].get('cores', '?')))} cores. "
+            + (html.escape(pace_text(PaceSummary.from_dict(lat["pace"]), lat.get("slow") or 0)) if lat.get("pace") else "")
+            + "</p>")
         parts.append(_table(
             ["model", "grid", "backend", "precision", "batch", "status", "p10 ms", "p50 ms", "p90 ms", "p99 ms",
              "spread", "calls", "img/s", "GMACs/img", "GFLOP/s", "efficiency", "speedup (analytic)", "device / reason"],
@@ -351,7 +358,8 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
               _spread(c), _f(c["latency"] and c["latency"]["n"], "d"), _f(c["throughput"], ".1f"), _f(c["gmacs"], ".4g"),
               _f(c["gflops"], ".1f"), _pct(c["efficiency"], c.get("efficiency_error")), _speed(c),
               c["reason"] or f"{c['device']}: {c['detail']}"] for c in cells],
-            left=6, classes=["bad" if c["status"] != "ok" else ("noisy" if c.get("noisy") else "") for c in cells],
+            left=6, classes=["bad" if c["status"] != "ok" else ("noisy" if c.get("noisy") or c.get("slow") else "")
+                             for c in cells],
         ))
         speed = [c for c in cells if c.get("speedup") is not None]
         if speed:
