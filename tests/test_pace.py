@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from exporter.latency.pace import PACE_THRESHOLD, PACE_WAIT, Pace, PaceRecord, PaceSummary, pace_text, probe_seconds, slow_flag
+from exporter.latency.pace import (
+    PACE_THRESHOLD,
+    PACE_WAIT,
+    Pace,
+    PaceRecord,
+    PaceSummary,
+    pace_text,
+    probe_seconds,
+    slow_flag,
+)
 
 QUIET, SLOW = 34e-6, 66e-6  # the probe's times in a quiet and a slow phase on the 2-core development VM
 
@@ -177,6 +186,6 @@ def test_profile_verb_reports_the_pace(cli, tmp_path, monkeypatch):
     doc = json.loads(result.stdout)
     assert doc["pace"]["budget_s"] == 5.0 and doc["pace"]["reference_us"] > 0
     assert doc["cells"][0]["pace"] is not None
-    assert list(json.loads((tmp_path / "cache" / "pace.json").read_text()).values())[0]  # this run recorded
+    assert next(iter(json.loads((tmp_path / "cache" / "pace.json").read_text()).values()))  # this run recorded
     bad = cli("profile", "lookupvit_tiny32", "--pace-wait", "-1", "-o", str(tmp_path / "bad"))
     assert bad.exit_code == 2 and "--pace-wait" in bad.output
