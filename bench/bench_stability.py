@@ -2,7 +2,7 @@
 
     python bench/bench_stability.py                      # 5 back-to-back runs, digits g2, batch 1
     python bench/bench_stability.py --runs 5 --variant lookupvit_digits --grid 2 --batch 1
-    python bench/bench_stability.py --pace-wait 0,30          # before/after: the two settings interleaved
+    python bench/bench_stability.py --series "--threads 0 --pace-wait 0;"   # before/after, interleaved
 
 Runs ``lookupvit profile VARIANT --grids G --batch B --json`` RUNS times back to back, each in a fresh
 interpreter (as a user would), and reports per backend the p50 of every run, which runs were
@@ -10,10 +10,12 @@ flagged NOISY, and the max/min ratio of the p50s; likewise the matrix-multiply p
 every run measured. The 1-minute load average before each run is recorded: a run taken while
 another process held a core is not a figure of the tool's stability but of the machine's.
 
-``--pace-wait A,B``: one series per value of ``profile --pace-wait`` (0: the machine's slow phases are
-only flagged, never waited out; exporter.latency.pace), the runs interleaved (A, B, A, B, ...) so
-that both series see the same stretch of the machine's weather. Per run the pace summary is kept:
-the seconds waited, the chunks timed again, the slowest pace probed, the cells flagged SLOW.
+``--series "ARGS;ARGS"``: one series per set of extra ``profile`` options (an empty one: the
+defaults), the runs interleaved (A, B, A, B, ...) so that all series see the same stretch of the
+machine's weather. ``--threads 0 --pace-wait 0`` is the timing before thread trials and pace
+watching (every core, slow phases only flagged). Per run the pace summary is kept (the seconds
+waited, the chunks timed again, the slowest pace probed), the cells flagged SLOW and the threads
+each cell was timed with.
 
 Target (the latency-stability issue): max/min of the p50 below 1.15 over five runs on a quiet machine.
 Writes JSON (``--out``) and prints a table.
@@ -33,11 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 TARGET = 1.15
 
 
-def one_run(args: argparse.Namespace, out: Path, pace_wait: str | None) -> dict[str, object]:
+def one_run(args: argparse.Namespace, out: Path, extra: list[str]) -> dict[str, object]:
     cmd = [
         sys.executable, "-m", "exporter.cli", "profile", args.variant,
         "--grids", args.grid, "--batch", args.batch, "--baseline", "none",
-        "-o", str(out), "--json", *(["--pace-wait", pace_wait] if pace_wait is not None else []),
+        "-o", str(out), "--json", *extra,
     ]
     load = os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
@@ -46,11 +48,12 @@ def one_run(args: argparse.Namespace, out: Path, pace_wait: str | None) -> dict[
     doc = json.loads(proc.stdout)
     cells = {
         c["backend"]: {"p50_ms": c["latency"]["p50_ms"], "spread": c["latency"]["spread"],
-                       "noisy": c["noisy"], "load": c["load"], "slow": c.get("slow"), "pace": c.get("pace")}
+                       "noisy": c["noisy"], "load": c["load"], "slow": c.get("slow"), "pace": c.get("pace"),
+                       "threads": c.get("threads") or doc.get("threads")}
         for c in doc["cells"] if c["status"] == "ok"
     }
     peaks = {k: {"gflops": v["gflops"], "spread": v["spread"]} for k, v in doc["peak"]["peaks"].items()}
-    return {"load_before": load, "pace_wait": pace_wait, "cells": cells, "peaks": peaks, "pace": doc.get("pace"),
+    return {"load_before": load, "options": extra, "cells": cells, "peaks": peaks, "pace": doc.get("pace"),
             "seconds": doc.get("seconds")}
 
 
@@ -79,26 +82,26 @@ def main() -> int:
     p.add_argument("--variant", default="lookupvit_digits")
     p.add_argument("--grid", default="2")
     p.add_argument("--batch", default="1")
-    p.add_argument("--pace-wait", default=None,
-                   help="comma-separated values of profile --pace-wait, one series each, interleaved (default: the "
-                   "tool's default, one series)")
+    p.add_argument("--series", default="",
+                   help="semicolon-separated sets of extra profile options, one series each, interleaved "
+                   "(an empty set: the defaults; default: one series with the defaults)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stability.json")
     args = p.parse_args()
-    settings: list[str | None] = [v.strip() for v in args.pace_wait.split(",")] if args.pace_wait else [None]
-
-    series: dict[str, list[dict]] = {str(v if v is not None else "default"): [] for v in settings}
+    settings = [v.strip() for v in args.series.split(";")] if args.series else [""]
+    series: dict[str, list[dict]] = {v or "defaults": [] for v in settings}
     with tempfile.TemporaryDirectory(prefix="lookupvit-stability-") as tmp:
         for i in range(args.runs):
             for v in settings:
-                name = str(v if v is not None else "default")
-                r = one_run(args, Path(tmp) / "out", v)  # same folder: models made once, reused like a rerun
+                name = v or "defaults"
+                r = one_run(args, Path(tmp) / "out", v.split())  # same folder: models made once, reused like a rerun
                 series[name].append(r)
                 cells = "  ".join(
-                    f"{b} p50 {c['p50_ms']:.3f} ms{' NOISY' if c['noisy'] else ''}{' SLOW' if c.get('slow') else ''}"
+                    f"{b} p50 {c['p50_ms']:.3f} ms ({c.get('threads')} thr){' NOISY' if c['noisy'] else ''}"
+                    f"{' SLOW' if c.get('slow') else ''}"
                     for b, c in r["cells"].items())
                 peaks = "  ".join(f"{k} {v2['gflops']:.0f}" for k, v2 in r["peaks"].items())
                 pace = r.get("pace") or {}
-                print(f"run {i + 1} (pace-wait {name}): load {r['load_before']:.2f}  {cells}  peaks {peaks}  "
+                print(f"run {i + 1} ({name}): load {r['load_before']:.2f}  {cells}  peaks {peaks}  "
                       f"slowest pace {pace.get('slowest', 0):.2f}, waited {pace.get('waited_s', 0):.1f} s, "
                       f"{pace.get('retimed_chunks', 0)} chunk(s) again", flush=True)
 
@@ -110,7 +113,7 @@ def main() -> int:
     args.out.write_text(json.dumps(doc, indent=1))
     print(f"\nload average before the runs: {min(loads):.2f} to {max(loads):.2f} on {os.cpu_count()} cores")
     for series_name, summary in summaries.items():
-        print(f"pace-wait {series_name}:")
+        print(f"{series_name}:")
         for name, s in summary.items():
             verdict = "" if "met" not in s else ("  (target < 1.15 met)" if s["met"] else "  (target < 1.15 MISSED)")
             print(f"{name:>16}: max/min {s['max_over_min']:.3f}{verdict}")

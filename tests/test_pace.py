@@ -148,10 +148,14 @@ def test_a_chunk_that_met_a_slow_phase_is_timed_again():
 
 
 def test_without_budget_a_slow_phase_is_kept_and_flagged():
-    m = ScriptedMachine([QUIET] * 4 + [SLOW] + [QUIET])
+    """Round 1 quiet, then slow: two of three chunks met the slow phase, so the cells' median pace
+    is slow and they are flagged; one slow round of three would not be (the p50 did not move)."""
+    m = ScriptedMachine([QUIET] * 3 + [SLOW])
     result = _sweep(m, budget=0.0)
     cell, base = result.cells
     assert cell.slow and base.slow and cell.pace == pytest.approx(SLOW / QUIET, rel=1e-3)
+    one = _sweep(ScriptedMachine([QUIET] * 4 + [SLOW] + [QUIET]), budget=0.0).cells[0]
+    assert not one.slow and one.pace == pytest.approx(1.0)
     assert result.pace is not None and result.pace.retimed_chunks == 0 and result.pace.budget_spent
     from exporter.cli.profile import spread_text
 
@@ -189,3 +193,61 @@ def test_profile_verb_reports_the_pace(cli, tmp_path, monkeypatch):
     assert next(iter(json.loads((tmp_path / "cache" / "pace.json").read_text()).values()))  # this run recorded
     bad = cli("profile", "lookupvit_tiny32", "--pace-wait", "-1", "-o", str(tmp_path / "bad"))
     assert bad.exit_code == 2 and "--pace-wait" in bad.output
+
+
+# --- threads = "auto": the thread trial ---------------------------------------------------------------
+
+
+def _trial_sweep(work: dict[int, int]):
+    """A sweep whose timer does ``work[threads]`` steps of a real loop: the count with less work is faster."""
+    from exporter.latency.machine import available_cores
+    from exporter.latency.peak import MatmulPeak
+    from exporter.latency.sweep import AUTO_THREADS, Cell, SweepModel, SweepSettings, SweepSpec, run_sweep
+    from exporter.latency.timers import Timer
+
+    cores = available_cores()
+    made: list[int | None] = []
+
+    def factory(cell: Cell) -> Timer:
+        n = cell.threads or cores
+        made.append(cell.threads)
+        steps = work.get(n, work[max(work)])
+
+        def call() -> float:
+            t0 = time.perf_counter()
+            sum(range(steps))
+            return time.perf_counter() - t0
+
+        return Timer("ort", "cpu", "a loop", call)
+
+    settings = SweepSettings(warmup=0, warmup_seconds=0.0, iterations=4, seconds=0.0, repeats=2, threads=AUTO_THREADS,
+                             retries=0)
+    spec = SweepSpec((SweepModel("m", None, (None,)),), ("fp32",), (1,), ("ort",), settings)
+    return run_sweep(spec, factory, peak=MatmulPeak(threads=1), pace=ScriptedMachine([QUIET]).pace(0.0)), made, cores
+
+
+def test_the_thread_trial_keeps_the_fewest_threads_unless_more_are_clearly_faster():
+    from exporter.latency.machine import available_cores
+
+    if available_cores() < 2:
+        pytest.skip("a thread trial needs two cores or more (one candidate only here)")
+    cores = available_cores()
+    # one thread as fast as all cores (the small-model case): one thread is kept
+    result, made, _ = _trial_sweep({1: 20_000, cores: 20_000, max(1, cores // 2): 20_000})
+    cell = result.cells[0]
+    assert cell.threads == 1 and set(cell.thread_trial or {}) == {str(n) for n in {1, cores // 2, cores}}
+    assert made[0] is None and 1 in made  # the first timer with the sweep's count, then the trial's
+    assert "1 thread (trial: 1 " in cell.detail
+    # all cores much faster (a large model): all cores are kept
+    result, _, _ = _trial_sweep({1: 200_000, max(1, cores // 2): 200_000, cores: 20_000})
+    assert result.cells[0].threads == cores
+
+
+def test_profile_threads_option(cli, tmp_path):
+    bad = cli("profile", "lookupvit_tiny32", "--threads", "many", "-o", str(tmp_path / "bad"))
+    assert bad.exit_code == 2 and "--threads 'many'" in bad.output and "auto" in bad.output
+    result = cli("profile", "lookupvit_tiny32", "--grids", "2", "--backends", "torch", "--baseline", "none", "--iters", "4",
+                 "--repeats", "2", "--warmup", "1", "--peak-sizes", "64", "-o", str(tmp_path / "out"), "--json")
+    assert result.exit_code == 0, result.output
+    cell = json.loads(result.stdout)["cells"][0]
+    assert cell["threads"] >= 1 and cell["thread_trial"] and str(cell["threads"]) in cell["thread_trial"]

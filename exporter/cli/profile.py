@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Literal
 
 import click
 
@@ -43,7 +44,9 @@ _DEFAULTS = SweepSettings()
 @click.option("--pace-wait", type=float, default=_DEFAULTS.pace_wait, show_default=True,
               help="Seconds the sweep may spend waiting out slow phases of the machine (a reference loop running "
               f"{PACE_THRESHOLD}x slower than its quiet time) and timing again what met one; 0: only flag them SLOW.")
-@click.option("--threads", type=int, default=0, show_default=True, help="CPU threads (0: every available core).")
+@click.option("--threads", default="auto", show_default=True,
+              help="CPU threads: a number (0: every available core), or 'auto': each CPU cell tries 1, half and all "
+              "the cores and is timed with the fewest threads within 5% of the fastest.")
 @click.option("--optimize/--no-optimize", default=None,
               help="Run the graph-surgeon passes before ONNX Runtime/TensorRT [default: on when available].")
 @click.option("--peak-sizes", default=",".join(map(str, DEFAULT_SIZES)), show_default=True,
@@ -61,7 +64,7 @@ _DEFAULTS = SweepSettings()
 def profile(
     target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
     warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, retries: int,
-    pace_wait: float, threads: int, optimize: bool | None,
+    pace_wait: float, threads: str, optimize: bool | None,
     peak_sizes: str, profile_name: str | None, dynamic_grid: bool, accuracy_file: str | None, out_dir: str,
     as_json: bool,
 ) -> None:
@@ -91,7 +94,8 @@ def profile(
     )
     from ..latency.sweep import SweepSettings, noise_advice
 
-    for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1), ("--threads", threads, 0),
+    threads_n = _threads(threads)
+    for name, value, least in (("--warmup", warmup, 0), ("--iters", iters, 1), ("--repeats", repeats, 1),
                                ("--retries", retries, 0)):
         if value < least:
             raise UserError(f"{name} {value} must be at least {least}.")
@@ -108,7 +112,7 @@ def profile(
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
-        threads=threads, noise_threshold=noise_threshold / 100.0, retries=retries, pace_wait=pace_wait,
+        threads=threads_n, noise_threshold=noise_threshold / 100.0, retries=retries, pace_wait=pace_wait,
     )
     batch_list = parse_batches(batch)
     if tgt.variant:  # refuse a batch that cannot fit before any model is made
@@ -165,6 +169,23 @@ def profile(
         say(pace_text(result.pace, sum(1 for c in result.cells if c.slow)))
     say(f"wrote {path} and {len(plots)} plot(s) in {path.parent / 'plots'}")
     sys.exit(_exit_code(result, say))
+
+
+def _threads(text: str) -> int | Literal["auto"]:
+    """--threads: 'auto' or a non-negative number."""
+    from ..errors import UserError
+    from ..latency.sweep import AUTO_THREADS
+
+    if text.strip().lower() == AUTO_THREADS:
+        return AUTO_THREADS
+    try:
+        n = int(text)
+    except ValueError:
+        raise UserError(f"--threads {text!r} is neither a number nor 'auto'.",
+                        "Pass --threads auto (the default), 0 for every core, or a count such as --threads 4.") from None
+    if n < 0:
+        raise UserError(f"--threads {n} must be at least 0 (0: every available core).")
+    return n
 
 
 def _backends(spec: str) -> tuple[str, ...]:
@@ -227,7 +248,7 @@ def print_latency_table(result, title: str) -> None:
             speed = f"{c.speedup:.2f}x" + (f" ({c.analytic_speedup:.2f}x)" if c.analytic_speedup else "")
         rows.append([
             c.model + (" (baseline)" if c.role == "baseline" else ""), c.grid, c.backend, c.precision, c.batch,
-            f"{lat.p50_ms:.2f}" if lat else "-", f"{lat.p90_ms:.2f}" if lat else "-", f"{lat.p99_ms:.2f}" if lat else "-",
+            str(c.threads or result.threads) if c.device == "cpu" else "-", f"{lat.p50_ms:.2f}" if lat else "-", f"{lat.p90_ms:.2f}" if lat else "-", f"{lat.p99_ms:.2f}" if lat else "-",
             spread_text(c), str(lat.n) if lat else "-",
             f"{c.throughput:.1f}" if c.throughput else "-", f"{c.gmacs:.3g}" if c.gmacs else "-",
             f"{c.gflops:.1f}" if c.gflops else "-", efficiency_text(c),
@@ -235,7 +256,7 @@ def print_latency_table(result, title: str) -> None:
         ])
     print_table(
         title,
-        ["model", "grid", "backend", "prec", "batch", "p50 ms", "p90 ms", "p99 ms", "spread", "calls", "img/s", "GMACs",
+        ["model", "grid", "backend", "prec", "batch", "threads", "p50 ms", "p90 ms", "p99 ms", "spread", "calls", "img/s", "GMACs",
          "GFLOP/s", "eff", "speedup (analytic)", "status"],
         rows,
     )

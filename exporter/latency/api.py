@@ -258,6 +258,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
         raise Unsupported(f"the input shape of {cell.model} is unknown (no lookupvit metadata)")
 
     def make(cell: Cell) -> Timer:
+        n = cell.threads or threads  # a cell's own count: one of the sweep's thread trials (sweep.py)
         t = targets.get(cell.model)
         shape = input_shape(cell)
         fed = cell.grid if t is not None and t.dynamic_grid else None  # a given dynamic-grid file or engine
@@ -273,13 +274,13 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                         module = artefacts.torch_module(cell.variant)
                     else:
                         raise Unsupported("no PyTorch model for this file")
-                    return torch_timer(module, cell.batch, shape, cell.precision, cell.grid)
+                    return torch_timer(module, cell.batch, shape, cell.precision, cell.grid, n)
                 if cell.backend == "ort":
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ort_timer(t.path, cell.batch, shape, threads, grid=fed)
-                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads,
+                        return ort_timer(t.path, cell.batch, shape, n, grid=fed)
+                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, n,
                                      grid=artefacts.fed_grid(cell.model, cell.grid))
                 if cell.backend == "openvino":  # the graphs written for ONNX Runtime: standard ONNX ops, Q/DQ int8
                     from ..profiles import OPENVINO_PRECISIONS
@@ -288,11 +289,11 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     if t is not None and t.kind == "engine":
                         raise Unsupported("an engine runs on TensorRT only")
                     if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ov_timer(t.path, cell.batch, shape, threads, hint, grid=fed)
+                        return ov_timer(t.path, cell.batch, shape, n, hint, grid=fed)
                     if cell.precision not in OPENVINO_PRECISIONS:
                         raise Unsupported(f"OpenVINO cells time {' and '.join(OPENVINO_PRECISIONS)} graphs (the CPU plugin "
                                           f"runs no {cell.precision} graph as written)")
-                    return ov_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, threads,
+                    return ov_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, n,
                                     hint, grid=artefacts.fed_grid(cell.model, cell.grid))
                 if cell.backend == "trt":
                     if t is not None and t.kind == "engine" and t.path is not None:

@@ -27,10 +27,19 @@ attempt whose noisiest cell has the smallest spread stands: a burst of other wor
 costs time rather than a wrong figure. Every attempt is in the execution order (``attempt``), the
 cells say how many were timed, and a cell still noisy after the last one keeps its flag.
 
+With ``threads = "auto"`` (the ``profile`` verb's default) each CPU cell first tries a few thread
+counts (1, half the cores, all of them), alternating in short rounds, and is timed with the
+smallest count whose median is within :data:`THREAD_TOLERANCE` of the fastest. On a small model
+the threads of one call spend more time meeting each other than computing, and on a virtual machine
+that meeting point is where other guests' work shows (measured on the 2-core development VM: the
+digits model on two ONNX Runtime threads ran 1.5x slower in phases of seconds, on one thread not,
+README "Latency figures and the machine's pace"); a large model still gets every core. The count
+and the trial's medians are in each cell's result.
+
 Around every chunk the machine's pace is probed (:mod:`.pace`): a shared virtual machine has phases
 of seconds in which everything runs up to twice as slowly while its load average says nothing. The
 sweep waits such a phase out and times a chunk that met one again, within ``pace_wait`` seconds per
-sweep; a cell whose kept chunks still met a slow phase is flagged SLOW with the worst pace seen.
+sweep; a cell most of whose kept chunks still met a slow phase is flagged SLOW with their median pace.
 """
 
 from __future__ import annotations
@@ -39,7 +48,8 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
 
 from ..models.config import Grid, grid_label
 from .machine import load_average
@@ -47,6 +57,10 @@ from .pace import PACE_WAIT, Pace, PaceRecord, PaceSummary
 from .peak import MatmulPeak
 from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
+
+AUTO_THREADS = "auto"
+THREAD_TOLERANCE = 0.05  # fewer threads win unless more are faster by more than 5%
+BACKENDS_WITH_THREADS = ("torch", "ort", "openvino")  # on the CPU; a GPU cell keeps the sweep's count
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,7 @@ class SweepSettings:
     iterations: int = 20
     seconds: float = 1.0
     repeats: int = 5
-    threads: int = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every available core
+    threads: int | Literal["auto"] = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every core; "auto": per cell
     warmup_seconds: float = 0.2
     noise_threshold: float = NOISE_THRESHOLD
     retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
@@ -132,6 +146,7 @@ class Cell:
     batch: int
     backend: str
     paired_with: str | None = None  # set on a baseline cell: the LookupViT it is timed against
+    threads: int | None = None  # set on a thread trial's cell: the CPU threads its timer uses
 
     @property
     def grid_text(self) -> str:
@@ -182,7 +197,9 @@ class CellResult:
     load: float | None = None  # 1-minute load average (os.getloadavg) when the cell's timing ended
     attempts: int = 1  # how many times its group was timed (a noisy group is timed again)
     pace: float | None = None  # the slowest machine pace its kept chunks met (1.0: the quiet speed; .pace)
-    slow: bool = False  # some of its calls ran in a slow phase of the machine (pace above the threshold)
+    slow: bool = False  # most of its calls ran in a slow phase of the machine (median pace above the threshold)
+    threads: int | None = None  # CPU threads it was timed with, when chosen per cell (threads = "auto")
+    thread_trial: dict[str, float] | None = None  # threads -> median ms in the trial that chose them
     samples_ms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
@@ -277,6 +294,8 @@ class _Measured:
         self.error: str | None = None
         self.load: float | None = None
         self.paces: list[float] = []  # per kept chunk: the slowest pace probed around it
+        self.threads: int | None = None  # chosen by a thread trial
+        self.trial: dict[str, float] | None = None
 
     def warm_up(self, calls: int, seconds: float) -> None:
         t_end = time.perf_counter() + seconds
@@ -343,10 +362,49 @@ def noise_advice(load: list[float], cores: int | None) -> str:
 
 
 
-def resolve_threads(threads: int) -> int:
+def resolve_threads(threads: int | str) -> int:
+    """The thread count the sweep's peak and a cell's first timer use: every core for 0 or "auto"."""
     from .machine import available_cores
 
-    return threads if threads > 0 else available_cores()
+    return threads if isinstance(threads, int) and threads > 0 else available_cores()
+
+
+def thread_candidates(cores: int) -> tuple[int, ...]:
+    """The counts a cell tries with threads = "auto": 1, half the cores and all of them."""
+    return tuple(sorted({1, max(1, cores // 2), cores}))
+
+
+def _choose_threads(m: _Measured, make_timer: TimerFactory, cores: int, say: Progress) -> None:
+    """Time ``m``'s cell at each candidate count in alternating short rounds; keep the smallest count
+    within THREAD_TOLERANCE of the fastest (the others' timers are closed)."""
+    timers = {cores: m.timer}  # built with the sweep's count: every core
+    try:
+        for n in thread_candidates(cores):
+            if n not in timers:
+                timers[n] = make_timer(replace(m.cell, threads=n))
+        say(f"trying {', '.join(map(str, timers))} threads: {m.cell.key}")
+        for t in timers.values():
+            t()  # first call: allocations, lazy initialisation
+        trial: dict[int, list[float]] = {n: [] for n in timers}
+        for _ in range(3):
+            for n, t in timers.items():
+                t_end = time.perf_counter() + 0.05
+                trial[n].append(t())
+                while time.perf_counter() < t_end:
+                    trial[n].append(t())
+        medians = {n: median(v) for n, v in trial.items()}
+    except Exception:
+        for t in timers.values():
+            if t is not m.timer:
+                t.close()
+        raise
+    fastest = min(medians.values())
+    chosen = min(n for n, v in medians.items() if v <= (1 + THREAD_TOLERANCE) * fastest)
+    for n, t in timers.items():
+        if n != chosen:
+            t.close()
+    m.timer, m.threads = timers[chosen], chosen
+    m.trial = {str(n): round(1e3 * v, 4) for n, v in sorted(medians.items())}
 
 
 def run_sweep(
@@ -412,7 +470,18 @@ def _run_group(
         except Unsupported as e:
             failed[group.baseline] = (e.status, str(e))
     try:
+        if settings.threads == AUTO_THREADS:
+            for m in [*live, *([base] if base and live else [])]:
+                if m.cell.backend in BACKENDS_WITH_THREADS and m.timer.device == "cpu":
+                    try:
+                        _choose_threads(m, make_timer, resolve_threads(AUTO_THREADS), say)
+                    except Unsupported as e:
+                        m.error = str(e)
+                    except Exception as e:
+                        m.error = f"{type(e).__name__}: {e}"
         for m in [*live, *([base] if base and live else [])]:
+            if m.error:
+                continue
             say(f"warming up {m.cell.key}")
             try:
                 m.warm_up(settings.warmup, settings.warmup_seconds)
@@ -542,6 +611,14 @@ def _empty(cell: Cell, status: str, reason: str, role: str = "lookupvit") -> Cel
     )
 
 
+def _trial_note(m: _Measured) -> str:
+    """``; 1 thread (trial: 1 0.310 ms, 2 0.331 ms)`` for a cell whose thread count was tried."""
+    if not m.trial or m.threads is None:
+        return ""
+    tried = ", ".join(f"{n} {v:.3f} ms" for n, v in m.trial.items())
+    return f"; {m.threads} thread{'s' if m.threads > 1 else ''} (trial: {tried})"
+
+
 def _result(
     cell: Cell, m: _Measured, peak: MatmulPeak, role: str, threshold: float, attempts: int = 1,
     pace_threshold: float = math.inf,
@@ -556,10 +633,11 @@ def _result(
         error = efficiency * math.hypot(stats.spread or 0.0, ref.spread or 0.0)
     return CellResult(
         cell.model, cell.variant, cell.grid_text, _tokens(cell), cell.precision, cell.batch, cell.backend,
-        "ok", device=m.timer.device, detail=m.timer.detail, role=role, paired_with=cell.paired_with,
+        "ok", device=m.timer.device, detail=m.timer.detail + _trial_note(m), role=role, paired_with=cell.paired_with,
         latency=stats, throughput=throughput(cell.batch, stats.p50_ms), gmacs=macs / 1e9 if macs else None,
         gflops=achieved, efficiency=efficiency, efficiency_error=error,
         peak=ref.label if ref else None, noisy=stats.noisy(threshold), load=m.load, attempts=attempts,
-        pace=round(max(m.paces), 3) if m.paces else None, slow=bool(m.paces) and max(m.paces) > pace_threshold,
+        pace=round(median(m.paces), 3) if m.paces else None, slow=bool(m.paces) and median(m.paces) > pace_threshold,
+        threads=m.threads, thread_trial=m.trial,
         samples_ms=[round(1e3 * s, 4) for s in m.samples],
     )

@@ -10,8 +10,13 @@ from ...precisions import TORCH_PRECISIONS
 from ..base import Timer, Unsupported, first_line, random_batch
 
 
-def torch_timer(module: Any, batch: int, input_shape: tuple[int, ...], precision: str, grid: tuple[int, ...] | None) -> Timer:
-    """PyTorch eager on CUDA when present, else the CPU; ``grid`` is passed per call to a LookupViT."""
+def torch_timer(
+    module: Any, batch: int, input_shape: tuple[int, ...], precision: str, grid: tuple[int, ...] | None,
+    threads: int | None = None,
+) -> Timer:
+    """PyTorch eager on CUDA when present, else the CPU; ``grid`` is passed per call to a LookupViT;
+    ``threads``: the intra-op threads every call runs with (set before the clock starts: PyTorch's
+    thread count is per process, and cells timed in turn may use different counts)."""
     import torch
 
     if precision not in TORCH_PRECISIONS:
@@ -27,6 +32,8 @@ def torch_timer(module: Any, batch: int, input_shape: tuple[int, ...], precision
     cuda = device == "cuda"
 
     def call() -> float:
+        if threads and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
         with torch.inference_mode():
             if cuda:
                 torch.cuda.synchronize()
