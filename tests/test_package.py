@@ -47,7 +47,7 @@ def test_cpu_profile_repository(run_dir, tmp_path, cli):
         assert pb.ModelInstanceGroup.Kind.Name(grp.kind) == "KIND_CPU" and grp.count == 1
         assert list(c.dynamic_batching.preferred_batch_size) == [8]  # cpu: opt 1, 8; 1 would never merge
         assert c.dynamic_batching.max_queue_delay_microseconds == 100  # a tenth of 0.46 ms, at least 100 us
-        assert c.parameters["intra_op_thread_count"].string_value == "0"  # cpu profile: threads = 0
+        assert c.parameters["intra_op_thread_count"].string_value == "0"  # cpu profile: threads = "auto" -> its default
         assert [(w.batch_size, list(w.inputs)) for w in c.model_warmup] == [(1, ["images"]), (8, ["images"])]
     readme = (repo / "README.md").read_text()
     assert "tritonserver --model-repository" in readme and "Preprocessing" in readme and "ensemble" in readme

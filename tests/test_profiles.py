@@ -295,6 +295,8 @@ def test_an_openvino_profile(tmp_path):
         ("[benchmark]", '[compatibility]\nhardware = "none"\n[benchmark]', "[compatibility] applies to TensorRT", None),
         ("threads = 4", "cuda_graphs = true", 'backend = "openvino" has no CUDA graphs', None),
         ("threads = 4", "thread = 4", "unknown key 'benchmark.thread'", "Did you mean 'benchmark.threads'?"),
+        ("threads = 4", 'threads = "many"', 'benchmark.threads: expected a non-negative integer (0: the runtime\'s default) or "auto"', None),
+        ("threads = 4", "pace_wait = -1", "benchmark.pace_wait", None),
     ],
 )
 def test_openvino_profile_errors_name_key_and_fix(tmp_path, old, new, message, hint):
@@ -303,6 +305,16 @@ def test_openvino_profile_errors_name_key_and_fix(tmp_path, old, new, message, h
     assert message in e.value.message, e.value.message
     if hint:
         assert e.value.hint and hint in e.value.hint, e.value.hint
+
+
+def test_threads_auto_and_pace_wait_in_a_profile(tmp_path):
+    p = load_profile_file(write(tmp_path, edit(OPENVINO, "threads = 4", 'threads = "auto"\npace_wait = 12.5')))
+    assert (p.benchmark.threads, p.benchmark.pace_wait) == ("auto", 12.5)
+    from exporter.latency.pace import PACE_WAIT
+    from exporter.profiles.profile import BenchmarkSettings
+
+    assert BenchmarkSettings().pace_wait == PACE_WAIT  # the profile's default is the sweep's
+    assert load_profile("cpu").benchmark.threads == "auto"
 
 
 def test_an_openvino_profile_without_openvino_stops_before_any_work(cli, tmp_path, monkeypatch):

@@ -145,7 +145,9 @@ class BenchmarkSettings:
     warmup: int = 10  # untimed iterations first
     iterations: int = 100
     seconds: float = 0.0
-    threads: int = 1  # ONNX Runtime intra-op / OpenVINO inference threads (0: its default) / host threads feeding a GPU
+    # ONNX Runtime intra-op / OpenVINO inference threads (0: its default; "auto": tried per cell, the fewest within 5% of
+    # the fastest, exporter.latency.sweep) / host threads feeding a GPU
+    threads: int | Literal["auto"] = 1
     cuda_graphs: bool = False  # capture the enqueue in a CUDA graph and replay it
     warmup_seconds: float = 0.2
     repeats: int = 5
@@ -587,7 +589,8 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         warmup=be.get("warmup", 10, _is_nonneg_int, "a non-negative integer (untimed iterations)"),
         iterations=be.get("iterations", 100, _is_pos_int, "a positive integer"),
         seconds=float(be.get("seconds", 0.0, _is_nonneg_number, "a non-negative number of seconds")),
-        threads=be.get("threads", 1, _is_nonneg_int, "a non-negative integer (0: the runtime's default)"),
+        threads=be.get("threads", 1, lambda v: _is_nonneg_int(v) or v == "auto",
+                       "a non-negative integer (0: the runtime's default) or \"auto\" (tried per cell)"),
         cuda_graphs=be.get("cuda_graphs", False, _is_bool, "true or false"),
         warmup_seconds=float(be.get("warmup_seconds", 0.2, _is_nonneg_number, "a non-negative number of seconds")),
         repeats=be.get("repeats", 5, _is_pos_int, "a positive integer (interleaved rounds)"),
@@ -600,7 +603,8 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
                                           f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
     )
     for key, (limit, unit) in LIMITS.items():
-        if getattr(bench, "iterations" if key == "iterations" else key) > limit:
+        value = getattr(bench, key)
+        if isinstance(value, (int, float)) and value > limit:
             raise UserError(f"{src}: benchmark.{key} = {be.data[key]!r} is beyond {limit} {unit}.",
                             f"Use a value up to {limit}; the defaults are sound for most machines.")
     if "hint" in be.data and backend != "openvino":
