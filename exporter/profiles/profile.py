@@ -153,7 +153,7 @@ class BenchmarkSettings:
     repeats: int = 5
     noise_threshold: float = 0.05
     retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
-    pace_wait: float = 30.0  # seconds a sweep may wait out the machine's slow phases (0: only flag them); = latency.pace.PACE_WAIT
+    pace_wait: float = 60.0  # seconds a sweep may wait out the machine's slow phases (0: only flag them); = latency.pace.PACE_WAIT
     hint: PerformanceHint = "latency"  # OpenVINO's PERFORMANCE_HINT: one stream (latency) or several (throughput)
 
 
@@ -597,7 +597,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
         retries=be.get("retries", 1, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
-        pace_wait=float(be.get("pace_wait", 30.0, _is_nonneg_number,
+        pace_wait=float(be.get("pace_wait", 60.0, _is_nonneg_number,
                                "a non-negative number of seconds (0: flag slow phases, never wait)")),
         hint=cast(PerformanceHint, be.get("hint", "latency", lambda v: v in PERFORMANCE_HINTS,
                                           f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
