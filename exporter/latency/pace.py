@@ -44,7 +44,7 @@ from pathlib import Path
 
 from .machine import available_cores, cpu_name
 
-PACE_THRESHOLD = 1.5  # a probe 1.5x its quiet time marks a slow phase (seen here: quiet probes within 1.3x, slow 1.7x to 2x)
+PACE_THRESHOLD = 1.5  # a probe 1.5x its quiet time marks a slow phase (seen here: quiet probes within 1.33x, slow 1.7x to 2.6x)
 PACE_WAIT = 60.0  # seconds a sweep may spend waiting out slow phases and re-timing chunks, by default
 PROBE_STEPS = 2_000
 PROBE_RUNS = 7

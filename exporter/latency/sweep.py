@@ -102,9 +102,24 @@ class SweepSettings:
         return self.seconds / self.rounds()
 
     def predict_seconds(self, call_s: float) -> float:
-        """The time one side of a cell takes (warm-up plus measurement) at ``call_s`` per call."""
+        """The time one side of a cell takes (thread trial, warm-up, measurement) at ``call_s`` per
+        call on every core."""
         warm = max(self.warmup * call_s, self.warmup_seconds)
-        return warm + self.rounds() * max(self.chunk_iterations() * call_s, self.chunk_seconds())
+        return self.trial_seconds(call_s) + warm + self.rounds() * max(self.chunk_iterations() * call_s, self.chunk_seconds())
+
+    def extra_loads(self) -> int:
+        """How many more times a cell's model is loaded for its thread trial (one timer per count)."""
+        if self.threads != AUTO_THREADS:
+            return 0
+        return len(thread_candidates(resolve_threads(AUTO_THREADS))) - 1
+
+    def trial_seconds(self, call_s: float) -> float:
+        """The thread trial's calls (a first call and three short rounds per count), at worst linear
+        slow-down with fewer threads; 0 without threads = "auto"."""
+        if self.threads != AUTO_THREADS:
+            return 0.0
+        cores = resolve_threads(AUTO_THREADS)
+        return sum(4 * max(call_s * cores / n, 0.05) for n in thread_candidates(cores))
 
 
 @dataclass(frozen=True)

@@ -530,6 +530,7 @@ class _BudgetPlanner:
             self._call_s(base, None, precision, batch))
         units = [Unit(base, None, precision), Unit(model, grid, precision)]
         sweep += sum(self._load_s(u) for u in units if u not in self.loaded)
+        sweep += st.extra_loads() * sum(self._load_s(u) for u in units)  # the thread trial's sessions
         made_grids = {u.at(None) for u in self.loaded}
         stages = sum(self._stage_s(u, u.at(None) not in made_grids) for u in todo)
         need = time.perf_counter() - self.t0 + self.sweep_s + stages + sweep
