@@ -232,8 +232,8 @@ def test_the_thread_trial_keeps_the_fewest_threads_unless_more_are_clearly_faste
     if available_cores() < 2:
         pytest.skip("a thread trial needs two cores or more (one candidate only here)")
     cores = available_cores()
-    # one thread as fast as all cores (the small-model case): one thread is kept
-    result, made, _ = _trial_sweep({1: 20_000, cores: 20_000, max(1, cores // 2): 20_000})
+    # one thread faster than all cores (the small-model case here): one thread is kept
+    result, made, _ = _trial_sweep({1: 10_000, max(1, cores // 2): 40_000, cores: 40_000})
     cell = result.cells[0]
     assert cell.threads == 1 and set(cell.thread_trial or {}) == {str(n) for n in {1, cores // 2, cores}}
     assert made[0] is None and 1 in made  # the first timer with the sweep's count, then the trial's
@@ -241,6 +241,15 @@ def test_the_thread_trial_keeps_the_fewest_threads_unless_more_are_clearly_faste
     # all cores much faster (a large model): all cores are kept
     result, _, _ = _trial_sweep({1: 200_000, max(1, cores // 2): 200_000, cores: 20_000})
     assert result.cells[0].threads == cores
+
+
+def test_fewer_threads_win_within_five_percent():
+    from exporter.latency.sweep import fewest_threads_within
+
+    assert fewest_threads_within({1: 1.00, 2: 0.97}) == 1  # 3% faster on two: not worth a second core
+    assert fewest_threads_within({1: 1.00, 2: 0.90}) == 2
+    assert fewest_threads_within({1: 2.0, 8: 1.04, 16: 1.0}) == 8
+    assert fewest_threads_within({4: 1.0}) == 4
 
 
 def test_profile_threads_option(cli, tmp_path):

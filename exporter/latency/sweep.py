@@ -389,6 +389,12 @@ def thread_candidates(cores: int) -> tuple[int, ...]:
     return tuple(sorted({1, max(1, cores // 2), cores}))
 
 
+def fewest_threads_within(medians: dict[int, float], tolerance: float = THREAD_TOLERANCE) -> int:
+    """The smallest thread count whose median is within ``tolerance`` of the fastest."""
+    fastest = min(medians.values())
+    return min(n for n, v in medians.items() if v <= (1 + tolerance) * fastest)
+
+
 def _choose_threads(m: _Measured, make_timer: TimerFactory, cores: int, say: Progress) -> None:
     """Time ``m``'s cell at each candidate count in alternating short rounds; keep the smallest count
     within THREAD_TOLERANCE of the fastest (the others' timers are closed)."""
@@ -413,8 +419,7 @@ def _choose_threads(m: _Measured, make_timer: TimerFactory, cores: int, say: Pro
             if t is not m.timer:
                 t.close()
         raise
-    fastest = min(medians.values())
-    chosen = min(n for n, v in medians.items() if v <= (1 + THREAD_TOLERANCE) * fastest)
+    chosen = fewest_threads_within(medians)
     for n, t in timers.items():
         if n != chosen:
             t.close()
