@@ -48,6 +48,8 @@ def test_quickstart_completes_with_a_summary_table(first_run):
         assert model in result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["profile"]["name"] == "tiny" and summary["stage_counts"].get("ran", 0) > 0
+    assert "machine pace: the reference loop's quiet time is" in result.output  # and in summary.json:
+    assert summary["latency"]["pace"]["reference_us"] > 0 and summary["latency"]["slow"] >= 0
     assert not [s for s in summary["stages"] if s["status"] == "failed" and s["kind"] in ("export", "profile")]
 
 

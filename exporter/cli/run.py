@@ -162,6 +162,10 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
             stderr.print(f"{lat['noisy']} latency cell(s) NOISY: their round medians vary by more than "
                          f"{100 * lat['noise_threshold']:.0f}% (load average {' '.join(map(str, lat.get('load') or []))} "
                          "when the sweep began); see the report")
+        if lat.get("pace"):
+            from ..latency.pace import PaceSummary, pace_text
+
+            stderr.print(pace_text(PaceSummary.from_dict(lat["pace"]), lat.get("slow") or 0))
         stderr.print(f"wrote {result.report} and {result.summary_path}")
     for line in result.verdict.lines():
         stderr.print(line, markup=False, highlight=False)
@@ -192,12 +196,15 @@ def print_summary(summary: dict[str, Any]) -> None:
     def f(v: Any, fmt: str) -> str:
         return "-" if v is None else format(v, fmt)
 
+    from ..latency.pace import slow_flag
+
     rows = []
     for r in summary["summary"]:
         speed = "-"
         if r["speedup"] is not None:
             speed = f"{r['speedup']:.2f}x" + (f" ({r['analytic_speedup']:.2f}x)" if r["analytic_speedup"] else "")
-        spread = "-" if r.get("spread") is None else f"{100 * r['spread']:.0f}%" + (" NOISY" if r.get("noisy") else "")
+        spread = "-" if r.get("spread") is None else (f"{100 * r['spread']:.0f}%" + (" NOISY" if r.get("noisy") else "")
+                                                      + slow_flag(r.get("slow"), r.get("pace")))
         eff = "-" if r["efficiency"] is None else f"{100 * r['efficiency']:.0f}%"
         if r["efficiency"] is not None and r.get("efficiency_error") is not None:
             eff = f"{100 * r['efficiency']:.0f}+-{100 * r['efficiency_error']:.0f}%"

@@ -313,7 +313,8 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
         ))
         parts.append("<p class='sub'>Spread: the coefficient of variation of the cell's round medians (its calls "
                      "are timed in interleaved rounds); NOISY above the run's threshold, with the 1-minute load "
-                     "average when the cell was timed. Efficiency: achieved GFLOP/s (2 x analytic MACs / p50 time) "
+                     "average when the cell was timed; SLOW when most of its calls ran in a slow phase of the machine "
+                     "(pace: a reference loop's time over its quiet time; see Latency per cell). Efficiency: achieved GFLOP/s (2 x analytic MACs / p50 time) "
                      "over the matrix-multiply peak of the same dtype (int8 cells: the int8 peak; fp16 on the CPU: "
                      "the fp32 peak) measured in the same run with the same threads; +- combines the cell's and the "
                      "peak's spreads. Speedup: the ViT baseline's time over the LookupViT's, timed interleaved "
