@@ -58,7 +58,7 @@ from .peak import MatmulPeak
 from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
 
-AUTO_THREADS = "auto"
+AUTO_THREADS: Literal["auto"] = "auto"
 THREAD_TOLERANCE = 0.05  # fewer threads win unless more are faster by more than 5%
 BACKENDS_WITH_THREADS = ("torch", "ort", "openvino")  # on the CPU; a GPU cell keeps the sweep's count
 
