@@ -211,7 +211,7 @@ class CellResult:
     noisy: bool = False  # the spread of the round medians exceeds the sweep's noise threshold
     load: float | None = None  # 1-minute load average (os.getloadavg) when the cell's timing ended
     attempts: int = 1  # how many times its group was timed (a noisy group is timed again)
-    pace: float | None = None  # the slowest machine pace its kept chunks met (1.0: the quiet speed; .pace)
+    pace: float | None = None  # the median machine pace its kept chunks met (1.0: the quiet speed; .pace)
     slow: bool = False  # most of its calls ran in a slow phase of the machine (median pace above the threshold)
     threads: int | None = None  # CPU threads it was timed with, when chosen per cell (threads = "auto")
     thread_trial: dict[str, float] | None = None  # threads -> median ms in the trial that chose them
