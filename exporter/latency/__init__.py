@@ -3,9 +3,10 @@
 - :mod:`.stats`: percentiles, the spread of round medians (the noise flag), throughput, achieved GFLOP/s;
 - :mod:`.peak`: the machine's measured matrix-multiply peak with its spread (the yardstick for efficiency);
 - :mod:`.machine`: what the measurements ran on, and the load average while they ran;
+- :mod:`.pace`: the machine's pace (a probe against its quiet time), so that slow phases are waited out or flagged;
 - :mod:`.timers`: one timed inference per backend (PyTorch, ONNX Runtime, TensorRT);
-- :mod:`.sweep`: the sweep definition (grids x precisions x batches x backends) and the
-  interleaved measurement next to the ViT baseline;
+- :mod:`.sweep`: the sweep definition (grids x precisions x batches x backends), the thread trial
+  and the interleaved measurement next to the ViT baseline;
 - :mod:`.plots`: latency vs grid, measured vs analytic speedup, accuracy vs latency;
 - :mod:`.api`: targets (variant, ONNX file, engine) and :func:`profile_latency`, behind the verb.
 """
