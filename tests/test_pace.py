@@ -260,3 +260,20 @@ def test_profile_threads_option(cli, tmp_path):
     assert result.exit_code == 0, result.output
     cell = json.loads(result.stdout)["cells"][0]
     assert cell["threads"] >= 1 and cell["thread_trial"] and str(cell["threads"]) in cell["thread_trial"]
+
+
+def test_no_home_folder_means_no_record(monkeypatch):
+    """Where no cache folder can be named (Path.home() fails without HOME or a passwd entry) the
+    sweep goes on with this run's own reference."""
+    from pathlib import Path
+
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("LOOKUPVIT_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert PaceRecord.load() is None
+    pace = ScriptedMachine([QUIET]).pace(0.0, record=PaceRecord.load())
+    pace.pace()
+    assert pace.finish().source == "this run only"

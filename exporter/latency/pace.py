@@ -89,8 +89,12 @@ class PaceRecord:
     note: str = ""  # why the record was not used, when it was unreadable
 
     @classmethod
-    def load(cls, path: Path | None = None, key: str | None = None) -> PaceRecord:
-        path = path or cache_dir() / "pace.json"
+    def load(cls, path: Path | None = None, key: str | None = None) -> PaceRecord | None:
+        """This machine's record; None where no cache folder can be named (no home folder)."""
+        try:
+            path = path or cache_dir() / "pace.json"
+        except RuntimeError:  # Path.home() without HOME or a passwd entry
+            return None
         key = key or machine_key()
         try:
             doc = json.loads(path.read_text())

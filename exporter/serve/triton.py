@@ -351,11 +351,12 @@ def package_model(sel: Selection, name: str, profiles: list[Any], req: PackageRe
         cfg = ModelConfigText(name, "tensorrt_plan", b.max, tuple(inputs), tuple(outputs), groups, preferred, delay, warm,
                               None, tuple((e.compute_capability, e.filename) for e in engines), (), tuple(header), comments)
     else:
-        threads = prof.benchmark.threads if isinstance(prof.benchmark.threads, int) else 0
+        auto = prof.benchmark.threads == "auto"  # tried per cell when timing: the server gets ONNX Runtime's default
+        threads = 0 if auto else prof.benchmark.threads
         comments["instance_group"] = "ONNX Runtime on the CPU: one instance, intra-op threads from the profile"
         comments["parameters"] = (f"benchmark.threads = {prof.benchmark.threads} in profile {prof.name} (0: ONNX Runtime's "
-                                  "default" + ("; auto: the count is tried per cell when timing, so the server gets "
-                                               "ONNX Runtime's default" if threads != prof.benchmark.threads else "") + ")")
+                                  "default" + ("; auto: tried per cell when timing, so the server gets that default"
+                                               if auto else "") + ")")
         cfg = ModelConfigText(name, "onnxruntime_onnx", b.max, tuple(inputs), tuple(outputs),
                               (InstanceGroup("KIND_CPU", 1),), preferred, delay, warm, "model.onnx", (),
                               (("intra_op_thread_count", str(threads)),), tuple(header), comments)
