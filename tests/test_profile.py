@@ -226,11 +226,14 @@ def test_baseline_is_interleaved(torch_sweep):
 
 
 def test_a_noisy_group_is_timed_again_and_the_quietest_attempt_stands():
-    """A timer that stalls in its first attempt's middle round (as when another process takes the
-    core): the group is timed again, the quiet attempt's samples are reported, and the cell says
-    it took two attempts; with retries = 0 the stalled attempt stands, flagged noisy."""
-    import time as _time
+    """A timer whose first attempt's middle round is slow (as when another process takes the core):
+    the group is timed again, the quiet attempt's samples are reported, and the cell says it took two
+    attempts; with retries = 0 the slow attempt stands, flagged noisy.
 
+    Deterministic: the timer returns scripted seconds (no sleeping, no wall clock), chunks are counted
+    (``seconds=0``), and the machine's pace is a scripted, always-quiet probe, so no slow phase of the
+    machine running the tests can make the sweep time a chunk again and shift the script."""
+    from exporter.latency.pace import Pace
     from exporter.latency.peak import MatmulPeak
     from exporter.latency.sweep import Cell, SweepModel, SweepSettings, SweepSpec, run_sweep
     from exporter.latency.timers import Timer
@@ -240,23 +243,27 @@ def test_a_noisy_group_is_timed_again_and_the_quietest_attempt_stands():
 
         def call() -> float:
             calls["n"] += 1
-            slow = 4 <= calls["n"] <= 6  # the first attempt's second round (3 calls a round)
-            _time.sleep(0.004 if slow else 0.001)
-            return 0.004 if slow else 0.001
+            return 0.004 if 4 <= calls["n"] <= 6 else 0.001  # the first attempt's second round (3 calls a round)
 
         def factory(cell: Cell) -> Timer:
-            return Timer("torch", "cpu", "sleep", call, lambda: None)
+            return Timer("torch", "cpu", "scripted", call, lambda: None)
 
         settings = SweepSettings(warmup=0, warmup_seconds=0.0, iterations=9, seconds=0.0, repeats=3,
                                  threads=1, retries=retries, retry_pause=0.0)
         spec = SweepSpec((SweepModel("m", None, (None,)),), ("fp32",), (1,), ("torch",), settings)
-        return run_sweep(spec, factory, peak=MatmulPeak(threads=1))
+        quiet = Pace(budget=60.0, record=None, probe=lambda: 1e-4, sleep=lambda s: None, clock=lambda: 0.0)
+        result = run_sweep(spec, factory, peak=MatmulPeak(threads=1), pace=quiet)
+        return result.cells[0], calls["n"]
 
-    again = make(1).cells[0]
+    again, n = make(1)
     assert again.attempts == 2 and not again.noisy
+    assert n == 18  # two attempts of three rounds of three calls, none timed again
     assert again.latency is not None and again.latency.p90_ms == pytest.approx(1.0)
-    once = make(0).cells[0]
+    once, n = make(0)
+    assert n == 9
     assert once.attempts == 1 and once.noisy
+    assert once.latency is not None and once.latency.p50_ms == pytest.approx(1.0)
+    assert once.latency.p90_ms == pytest.approx(4.0)
 
 
 def test_sweep_result_round_trips_through_json(torch_sweep):
