@@ -28,6 +28,7 @@ from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
 from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model, resolve_calibration
 from .summary import summarize
+from .tensorrt_form import TensorRTForm, tensorrt_form
 
 PRECISION_KEY = META_PREFIX + "precision"
 # the output's size against the fp32 input's; int8/fp8 also hold ONNX Runtime's scratch copies meanwhile
@@ -210,7 +211,11 @@ def convert_precision(
     notes: list[str] = []
     calibration: dict[str, Any] | None = None
     islands: dict[str, Any] | None = None
-    settings: dict[str, Any] = {"to": to}
+    settings: dict[str, Any] = {"to": to, "target": target}
+    if target == "tensorrt":  # the attention form TensorRT builds in this precision (tensorrt_form.py)
+        model, form = written_for_tensorrt(model, to, in_path)
+        settings["tensorrt_form"] = form.to_dict()
+        notes += form.notes
     if to == "fp32":
         out_model = model
     elif to in ("fp16", "bf16"):
@@ -223,16 +228,18 @@ def convert_precision(
             library="onnxconverter-common convert_float_to_float16" + (" + bf16 retyping" if to == "bf16" else ""),
             io_types="fp32",
             keep_fp32={"ops": keep_ops, "nodes": keep_nodes},
-            target=target,
         )
     else:
         spec, note = input_spec_of(model, meta)
         if note:
             notes.append(note)
-        del model
         images, where = calibration_images(calib, spec, calib_size)
         with private_folder(out_path, ".scratch") as scratch:  # removed on every way out, Ctrl-C included
-            out_model, qsettings = quantize_model(in_path, to, images, method, keep_ops, keep_nodes, scratch)  # type: ignore[arg-type]
+            source = in_path
+            if target == "tensorrt":  # quantize the rewritten graph: ONNX Runtime's quantizer reads a file
+                source = save_onnx(model, scratch / in_path.name)
+            del model
+            out_model, qsettings = quantize_model(source, to, images, method, keep_ops, keep_nodes, scratch)  # type: ignore[arg-type]
         settings.update(qsettings, keep_fp32={"ops": keep_ops, "nodes": keep_nodes})
         calibration = {**where, "seed": 0, "batch": 32, "method": method, "calib_size": calib_size}
         if where["samples"] < calib_size:
@@ -268,6 +275,24 @@ def convert_precision(
 
     save_onnx(out_model, out_path, sidecar=sidecar)  # the graph and its sidecar are committed together
     return reports[0]
+
+
+def written_for_tensorrt(model: Any, to: str, in_path: Path) -> tuple[Any, TensorRTForm]:
+    """``model`` in the attention form TensorRT builds in ``to``, checked with ONNX Runtime against the
+    graph it came from (the rewrite is exact up to float rounding; fp32 tolerance)."""
+    rewritten, form = tensorrt_form(model, to)
+    if rewritten is model:
+        return model, form
+    from ..passes.check import compare_outputs, run_model, seeded_feeds
+
+    feeds = seeded_feeds(model)
+    check = compare_outputs(run_model(model, feeds), run_model(rewritten, feeds), "fp32")
+    if not check.passed:
+        raise UserError(
+            f"Writing {in_path.name} in TensorRT's {to} form changes its outputs on ONNX Runtime: {check.reason}.",
+            "Convert with --target onnxruntime, or report the graph that triggers this.",
+        )
+    return rewritten, form
 
 
 def _summarise_cast_warnings(caught: list[warnings.WarningMessage], to: str) -> list[str]:
