@@ -16,7 +16,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from exporter.engine import env
-from exporter.engine.build import BuildRequest, _cached, check_gpu_matches, prepare_build
+from exporter.engine.build import BuildRequest, _cached, prepare_build
+from exporter.engine.env import check_gpu_matches
 from exporter.engine.plan import (
     cache_key,
     engine_paths,

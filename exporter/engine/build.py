@@ -2,13 +2,18 @@
 
 docs/architecture.md, The stages. The order matters: every check that can fail on bad input (profile,
 ONNX file, precision, input shapes) and the environment check (TensorRT, GPU) run before anything
-is written; the engine is then built into a temporary file and renamed into place, and its sidecar
-is written last, so a crash leaves no half-written engine and never a sidecar without its engine.
+is written; the engine is then built, in a child process bounded in time and memory (:mod:`.child`),
+into a temporary file and renamed into place, and its sidecar is written last, so a crash leaves no
+half-written engine and never a sidecar without its engine.
+
+Where no GPU is visible, TensorRT-RTX builds ahead of time for the profile's compute capability
+(:func:`exporter.engine.env.build_target`); the sidecar's ``build`` entry says so, and that the engine
+has not been executed.
 
 Output layout: ``DIR/engines/<profile>/<model-stem>.<precision>.plan`` with the sidecar
 ``<model-stem>.<precision>.plan.json`` next to it, and the profile's timing cache (by default
 ``DIR/timing-cache/<profile>.cache``). An identical request (same cache key: ONNX sha256, profile
-build hash, TensorRT version, GPU name) reuses the engine unless ``force``.
+build hash, TensorRT flavour and version, target) reuses the engine unless ``force``.
 """
 
 from __future__ import annotations
@@ -18,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import CannotRunHere
 from ..io import atomic_path, sha256_file, write_json
-from ..profiles import Profile, list_profiles, load_profile
+from ..profiles import Profile, load_profile
 from ..versions import tool_versions
 from . import env
 from .plan import (
@@ -69,9 +73,10 @@ class BuildResult:
     profile: str
     precision: str
     tensorrt: str
-    gpu: str
+    target: str  # the compute capability compiled for (TensorRT-RTX), or the GPU tuned on (full TensorRT)
+    ahead_of_time: bool  # built without a GPU: never deserialized or executed here
     build_seconds: float
-    layers: int
+    layers: int  # layers of the parsed network
     engine_bytes: int
     warnings: list[str] = field(default_factory=list)
 
@@ -84,32 +89,13 @@ class BuildResult:
             "profile": self.profile,
             "precision": self.precision,
             "tensorrt": self.tensorrt,
-            "gpu": self.gpu,
+            "target": self.target,
+            "ahead_of_time": self.ahead_of_time,
             "build_seconds": round(self.build_seconds, 3),
             "layers": self.layers,
             "engine_bytes": self.engine_bytes,
             "warnings": self.warnings,
         }
-
-
-def check_gpu_matches(profile: Profile, gpu: env.GpuInfo, choice: env.TensorRTChoice) -> None:
-    """Full TensorRT tunes an engine for the GPU it builds on: building an sm_90 profile on an sm_89
-    GPU would give an L4 engine labelled H100. Allowed when the profile asks for hardware
-    compatibility; TensorRT-RTX compiles for the profile's compute capability instead."""
-    want, have = profile.compute_capability, gpu.compute_capability
-    if choice.backend == "tensorrt-rtx" or want is None or have is None or want == have:
-        return
-    if profile.compatibility.hardware != "none":
-        return
-    matching = [
-        r.name for r in list_profiles() if r.profile is not None and r.profile.compute_capability == have
-    ]
-    use = f"use --profile {' or --profile '.join(matching)}, " if matching else ""
-    raise CannotRunHere(
-        f"Profile {profile.name} targets {profile.sm} ({profile.gpu or 'its GPU'}), but this GPU is "
-        f"{gpu.name} ({gpu.sm}): TensorRT would tune the engine for the GPU it builds on.",
-        f"Build on a {profile.sm} GPU, {use}or set compatibility.hardware = \"ampere_plus\" in {profile.path}.",
-    )
 
 
 def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
@@ -123,33 +109,37 @@ def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
 
 def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress | None = None) -> BuildResult:
     """Build (or reuse) the engine of a prepared request (:func:`prepare_build`); see the module
-    docstring. Raises :class:`UserError`, before writing anything, without TensorRT or a GPU, and
-    :class:`exporter.check.CheckFailed` (exit 1) for a graph TensorRT's ONNX parser would refuse,
-    before TensorRT is looked for."""
+    docstring. Raises :class:`CannotRunHere`, before writing anything, where no TensorRT here can
+    build for the profile (:func:`exporter.engine.env.build_target`); :class:`exporter.check.CheckFailed`
+    (exit 1) for a graph TensorRT's parser would refuse, before TensorRT is looked for; and
+    :class:`~.child.BuildFailed` (exit 1) when the builder refuses the graph, crashes or exceeds its
+    time or memory bound (the build runs in a child process: :mod:`.child`)."""
     from ..check import CheckFailed, check_graph
+    from .child import BuildLimits, build_in_child
 
     prof = req.profile
     if not (readiness := check_graph(req.onnx.path, prof)).passed:
         raise CheckFailed(readiness)
-    choice, gpu = env.require_build_environment(prof.backend)
-    check_gpu_matches(prof, gpu, choice)
+    target = env.build_target(prof)
+    choice = target.choice
     plugin = load_plugin(req.onnx.path, choice.backend)  # None without plugin nodes; UserError if it cannot load
     plan = make_build_plan(prof, req.onnx, req.precision, req.out_dir, backend=choice.backend)
 
     onnx_sha = sha256_file(plan.onnx)
-    key = cache_key(onnx_sha, prof.build_hash, choice.label, gpu.name)
+    key = cache_key(onnx_sha, prof.build_hash, choice.label, target.label)
     if not force and (meta := _cached(plan, key)) is not None:
         return BuildResult(
-            plan.engine, plan.sidecar, True, key, prof.name, req.precision, choice.label, gpu.name,
-            float(meta.get("build_seconds", 0.0)), int(meta.get("layers", 0)), int(meta.get("engine_bytes", 0)),
-            list(meta.get("warnings", [])),
+            plan.engine, plan.sidecar, True, key, prof.name, req.precision, choice.label, target.label,
+            bool(meta.get("build", {}).get("ahead_of_time", False)), float(meta.get("build_seconds", 0.0)),
+            int(meta.get("layers", 0)), int(meta.get("engine_bytes", 0)), list(meta.get("warnings", [])),
         )
 
-    from .trt import build_engine_file  # the only TensorRT-facing import
-
+    limits = BuildLimits(prof.builder.timeout_s, prof.builder.host_memory_bytes)
     with atomic_path(plan.engine) as tmp:
-        built = build_engine_file(plan, tmp, progress)
+        built = build_in_child(plan, tmp, progress, limits)
     engine_sha = sha256_file(plan.engine)
+    where = ("ahead of time on a machine without a GPU: not deserialized or executed by this build"
+             if target.ahead_of_time else f"on {target.gpu.name if target.gpu else 'this GPU'}: not executed by this build")
     sidecar = {
         "kind": "tensorrt-engine",
         "engine": plan.engine.name,
@@ -158,19 +148,20 @@ def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress
             "onnx_sha256": onnx_sha,
             "profile_hash": prof.build_hash,
             "tensorrt_version": choice.label,
-            "gpu": gpu.name,
+            "target": target.label,
         },
+        "build": {**target.to_dict(), "executed": False, "note": f"built for {target.label} {where}"},
         "onnx": {"path": str(plan.onnx.resolve()), "sha256": onnx_sha, "metadata": req.onnx.metadata},
         "input": {"name": req.onnx.input_name, "shape": list(req.onnx.input_shape)},
         "precision": req.precision,
         "profile": {"name": prof.name, "path": str(prof.path.resolve()), "hash": prof.build_hash,
                     "settings": prof.build_settings()},
         "tensorrt": {"backend": choice.backend, "module": choice.module, "version": choice.version},
-        "gpu": gpu.to_dict(),
+        "gpu": target.gpu.to_dict() if target.gpu else None,
         "plan": plan.to_dict(),
         "plugin": plugin.to_dict() if plugin else None,
         "build_seconds": round(built.seconds, 3),
-        "layers": built.layers,
+        "layers": built.network_layers,
         "engine_bytes": built.engine_bytes,
         "engine_sha256": engine_sha,
         "warnings": built.warnings,
@@ -179,6 +170,6 @@ def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress
     }
     write_json(plan.sidecar, sidecar)
     return BuildResult(
-        plan.engine, plan.sidecar, False, key, prof.name, req.precision, choice.label, gpu.name,
-        built.seconds, built.layers, built.engine_bytes, built.warnings,
+        plan.engine, plan.sidecar, False, key, prof.name, req.precision, choice.label, target.label,
+        target.ahead_of_time, built.seconds, built.network_layers, built.engine_bytes, built.warnings,
     )

@@ -1,5 +1,12 @@
 """What this machine offers for engine builds: TensorRT / TensorRT-RTX, and the GPU.
 
+Two ways to build (:func:`build_target`): full TensorRT tunes an engine on the GPU it runs on, so it
+needs that GPU here; TensorRT-RTX compiles for the compute capabilities it is given, and does so
+ahead of time on a machine without any GPU (TensorRT-RTX documentation, "CPU-only AOT": the default
+when compute capabilities are set), for the targets in its ``ComputeCapability`` enum (1.7: SM75,
+SM80, SM86, SM89, SM120, SM121; no Hopper SM90, no Orin SM87). Deserializing or running an engine
+always needs a GPU.
+
 docs/architecture.md, The backend axis. Detection never imports TensorRT's libraries just to see whether they
 exist: a package is "installed" when its module is a real package (a type-stub folder such as the
 one ``tensorrt-stubs`` leaves behind is not). TensorRT-RTX is selected through Polygraphy's
@@ -14,11 +21,16 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import CannotRunHere
+
+if TYPE_CHECKING:
+    from ..profiles import Profile
 
 TENSORRT_MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 RTX_SWITCH = "POLYGRAPHY_USE_TENSORRT_RTX"
@@ -170,6 +182,129 @@ def detect_gpu() -> GpuInfo | None:
             mem = int(float(r[3])) if r[3].replace(".", "", 1).isdigit() else None
             return GpuInfo(r[1], cc, mem, r[4], "nvidia-smi")
     return None
+
+
+def rtx_compute_capabilities(module: str = TENSORRT_MODULES["tensorrt-rtx"]) -> tuple[tuple[int, int], ...]:
+    """The compute capabilities the installed TensorRT-RTX compiles for (its ``ComputeCapability``
+    members ``SM<major><minor>``); () when it is not installed or does not import."""
+    if not module_status(module).installed:
+        return ()
+    enum = getattr(importlib.import_module(module), "ComputeCapability", None)
+    names = [n for n in dir(enum) if re.fullmatch(r"SM\d{2,3}", n)] if enum is not None else []
+    return tuple(sorted((int(n[2:-1]), int(n[-1])) for n in names))
+
+
+def sm(cc: tuple[int, int] | None) -> str:
+    return f"sm_{cc[0]}{cc[1]}" if cc else "sm_?"
+
+
+@dataclass(frozen=True)
+class BuildTarget:
+    """Where and for what an engine is built: the TensorRT flavour, the GPU here (None: built ahead of
+    time on a machine without one) and the compute capability the engine is for."""
+
+    choice: TensorRTChoice
+    gpu: GpuInfo | None
+    compute_capability: tuple[int, int] | None
+
+    @property
+    def ahead_of_time(self) -> bool:
+        return self.gpu is None
+
+    @property
+    def label(self) -> str:
+        """What the engine is specific to, for its cache key: the compute capability it was compiled for
+        (TensorRT-RTX), or the GPU it was tuned on (full TensorRT)."""
+        if self.choice.backend == "tensorrt-rtx" or self.gpu is None:
+            return sm(self.compute_capability)
+        return self.gpu.name
+
+    def to_dict(self) -> dict[str, object]:
+        cc = self.compute_capability
+        return {"tensorrt": self.choice.label, "target": self.label, "ahead_of_time": self.ahead_of_time,
+                "compute_capability": f"{cc[0]}.{cc[1]}" if cc else None,
+                "gpu": self.gpu.to_dict() if self.gpu else None}
+
+
+def build_target(profile: Profile, action: str = "build a TensorRT engine") -> BuildTarget:
+    """How this machine builds ``profile``'s engines (see the module docstring), or
+    :class:`CannotRunHere` naming every reason and what to install or where to build.
+
+    Order: a ``tensorrt-rtx`` profile takes TensorRT-RTX only; a ``tensorrt`` profile takes full
+    TensorRT where it and a GPU of the profile's compute capability (or hardware compatibility) are
+    here, else TensorRT-RTX where it compiles for that compute capability (ahead of time without a
+    GPU); ``POLYGRAPHY_USE_TENSORRT_RTX=1`` puts TensorRT-RTX first."""
+    cc = profile.compute_capability
+    gpu = detect_gpu()
+    order = ["tensorrt-rtx"] if profile.backend == "tensorrt-rtx" else (
+        ["tensorrt-rtx", "tensorrt"] if rtx_requested() else ["tensorrt", "tensorrt-rtx"])
+    reasons: list[str] = []
+    hints: list[str] = []
+    for flavour in order:
+        st = module_status(TENSORRT_MODULES[flavour])
+        name = "TensorRT-RTX" if flavour == "tensorrt-rtx" else "full TensorRT"
+        if not st.installed:
+            reasons.append(f"{name} is not installed ({st.note})")
+            continue
+        choice = TensorRTChoice(flavour, st.name, st.version or "unknown")
+        if flavour == "tensorrt":
+            if gpu is None:
+                reasons.append(f"{name} {st.version} builds on the GPU it tunes for, and no CUDA GPU is visible")
+                hints.append(INSTALL_GPU)
+                continue
+            try:
+                check_gpu_matches(profile, gpu, choice)
+            except CannotRunHere as e:
+                reasons.append(e.message.rstrip("."))
+                continue
+            return BuildTarget(choice, gpu, cc or gpu.compute_capability)
+        targets = rtx_compute_capabilities(st.name)
+        want = cc or (gpu.compute_capability if gpu else None)
+        if want is None:
+            reasons.append(f"{name} needs a compute capability to compile for, and profile {profile.name} names none")
+            hints.append(f"Set compute_capability in {profile.path}.")
+            continue
+        if want not in targets:
+            reasons.append(f"{name} {st.version} compiles for {', '.join(sm(t) for t in targets)} only, not "
+                           f"{sm(want)}{_ARCHITECTURE.get(want, '')}")
+            where = ("JetPack's TensorRT on the Jetson" if want == (8, 7) else "pip install tensorrt-cu13 there")
+            hints.append(f"Engines for {sm(want)} need full TensorRT on a machine with that GPU "
+                         f"({profile.gpu or 'the profile GPU'}): {where}. Here, "
+                         f"`lookupvit run --profile {profile.name} --prepare-only -o DIR` makes and checks the graphs "
+                         "to build there.")
+            continue
+        return BuildTarget(choice, gpu, want)
+    if not any(module_status(m).installed for m in TENSORRT_MODULES.values()):
+        hints.insert(0, INSTALL_TENSORRT)
+    raise CannotRunHere(
+        f"Cannot {action} here: " + "; ".join(reasons) + ".",
+        " ".join(dict.fromkeys(hints)) + " `lookupvit doctor` shows what this machine has.",
+    )
+
+
+def check_gpu_matches(profile: Profile, gpu: GpuInfo, choice: TensorRTChoice) -> None:
+    """Full TensorRT tunes an engine for the GPU it builds on: building an sm_90 profile on an sm_89
+    GPU would give an L4 engine labelled H100. Allowed when the profile asks for hardware
+    compatibility; TensorRT-RTX compiles for the profile's compute capability instead."""
+    from ..profiles import list_profiles
+
+    want, have = profile.compute_capability, gpu.compute_capability
+    if choice.backend == "tensorrt-rtx" or want is None or have is None or want == have:
+        return
+    if profile.compatibility.hardware != "none":
+        return
+    matching = [
+        r.name for r in list_profiles() if r.profile is not None and r.profile.compute_capability == have
+    ]
+    use = f"use --profile {' or --profile '.join(matching)}, " if matching else ""
+    raise CannotRunHere(
+        f"Profile {profile.name} targets {profile.sm} ({profile.gpu or 'its GPU'}), but this GPU is "
+        f"{gpu.name} ({gpu.sm}): TensorRT would tune the engine for the GPU it builds on.",
+        f"Build on a {profile.sm} GPU, {use}or set compatibility.hardware = \"ampere_plus\" in {profile.path}.",
+    )
+
+
+_ARCHITECTURE = {(9, 0): " (Hopper)", (8, 7): " (Jetson Orin)", (10, 0): " (Blackwell data centre)"}
 
 
 def tensorrt_usable() -> bool:

@@ -19,8 +19,9 @@ Rules relied upon:
   batch; TensorRT's ``IExecutionContext.setOptimizationProfileAsync``, Polygraphy's
   ``TrtRunner(optimization_profile=...)`` and ``TrtRunner.set_profile``).
 - An engine is only valid for the GPU and TensorRT version it was built with (unless built
-  hardware/version compatible), so the cache key is (ONNX sha256, profile hash, TensorRT version,
-  GPU name), docs/architecture.md, The backend axis.
+  hardware/version compatible), so the cache key is (ONNX sha256, profile hash, TensorRT flavour and
+  version, target): the target is the GPU full TensorRT tuned on, or the compute capability
+  TensorRT-RTX compiled for (docs/architecture.md, The backend axis).
 """
 
 from __future__ import annotations
@@ -235,6 +236,28 @@ class BuildPlan:
         """The optimisation profile serving ``batch`` (at ``grid`` for a dynamic-grid model)."""
         return select_profile(self.profile_entries(), batch, grid, self.engine.name)
 
+    def to_doc(self) -> dict[str, Any]:
+        """Every field as JSON (paths as text): what a build in a child process is handed."""
+        doc = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        for f in ("onnx", "engine", "sidecar", "timing_cache"):
+            doc[f] = str(doc[f]) if doc[f] is not None else None
+        doc["shapes"] = [{f: getattr(s, f) for f in s.__dataclass_fields__} for s in self.shapes]
+        doc["compute_capabilities"] = [list(c) for c in self.compute_capabilities]
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> BuildPlan:
+        """The plan :meth:`to_doc` wrote (a document this process's parent wrote, not a user's file)."""
+        def tup(v: Any) -> tuple[int, ...] | None:
+            return tuple(int(x) for x in v) if v is not None else None
+
+        shapes = tuple(ShapeProfile(s["input"], tup(s["min"]) or (), tup(s["opt"]) or (), tup(s["max"]) or (),
+                                    s.get("grid_input"), tup(s.get("grid"))) for s in doc["shapes"])
+        paths = {f: Path(doc[f]) if doc[f] is not None else None for f in ("onnx", "engine", "sidecar", "timing_cache")}
+        caps = tuple((int(a), int(b)) for a, b in doc["compute_capabilities"])
+        rest = {f: doc[f] for f in cls.__dataclass_fields__ if f not in {*paths, "shapes", "compute_capabilities"}}
+        return cls(**paths, **rest, shapes=shapes, compute_capabilities=caps)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True)
 class ProfileEntry:
@@ -441,10 +464,11 @@ def make_build_plan(
     )
 
 
-def cache_key(onnx_sha256: str, profile_hash: str, tensorrt_version: str, gpu_name: str) -> str:
+def cache_key(onnx_sha256: str, profile_hash: str, tensorrt_version: str, target: str) -> str:
     """sha256 of the four things an engine depends on: the graph, the profile's build settings, the
-    TensorRT version (and flavour) and the GPU."""
-    parts = {"onnx_sha256": onnx_sha256, "profile_hash": profile_hash, "tensorrt": tensorrt_version, "gpu": gpu_name}
+    TensorRT flavour and version, and what the engine is for (the compute capability TensorRT-RTX
+    compiled it for, or the GPU full TensorRT tuned it on: :attr:`exporter.engine.env.BuildTarget.label`)."""
+    parts = {"onnx_sha256": onnx_sha256, "profile_hash": profile_hash, "tensorrt": tensorrt_version, "target": target}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

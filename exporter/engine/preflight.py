@@ -7,9 +7,13 @@ cannot be built here. The realistic alternative is named in the error: ``run --p
 exports, optimises and converts the graphs the profile will build (and checks them against the
 TensorRT parser's rules), so that only the build and the measurements run on the target machine.
 
-A TensorRT engine is specific to the GPU it is built on (TensorRT developer guide, "Engine
-compatibility"): the GPU found here must match the profile's compute capability unless the profile
-asks for hardware compatibility (:func:`exporter.engine.build.check_gpu_matches`).
+A TensorRT engine is specific to the GPU it is built for (TensorRT developer guide, "Engine
+compatibility"): full TensorRT needs a GPU of the profile's compute capability here unless the profile
+asks for hardware compatibility (:func:`exporter.engine.env.check_gpu_matches`); TensorRT-RTX compiles
+ahead of time for the profile's compute capability, with or without a GPU, where its
+``ComputeCapability`` list has it (:func:`exporter.engine.env.build_target`). A machine that can
+build but has no GPU passes the preflight: the stages that run an engine (validation, timing) are
+then reported as not run here.
 
 An OpenVINO profile needs the ``openvino`` package (an optional extra): without it the run stops
 here, before any export, naming the install command.
@@ -39,12 +43,10 @@ def preflight(profile: Profile, verb: str) -> None:
         return
     if not profile.is_tensorrt:
         return
-    from . import env
-    from .build import check_gpu_matches
+    from .env import build_target
 
     try:
-        choice, gpu = env.require_build_environment(profile.backend, f"run profile {profile.name} ({verb})")
-        check_gpu_matches(profile, gpu, choice)
+        build_target(profile, f"run profile {profile.name} ({verb})")
     except CannotRunHere as e:
         raise CannotRunHere(
             e.message,

@@ -1,5 +1,5 @@
-"""The only module that talks to TensorRT: a strongly typed engine build through Polygraphy, and a
-Polygraphy ``TrtRunner`` over a built engine.
+"""The module that talks to TensorRT: a strongly typed engine build through Polygraphy (run in a
+child process by :mod:`.child`), and a Polygraphy ``TrtRunner`` over a built engine.
 
 Rules relied upon:
 - TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags; networks are parsed strongly typed
@@ -201,10 +201,13 @@ def _failure(plan: BuildPlan, err: Exception, log: BuildLog) -> UserError:
 
 
 def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | None = None) -> BuiltEngine:
-    """Build ``plan`` and write the serialized engine to ``dest`` (a temporary path: the caller
-    renames it into place). TensorRT and a GPU must be present (see :mod:`.env`)."""
+    """Build ``plan`` and write the serialized engine to ``dest``, in this process: run it through
+    :func:`exporter.engine.child.build_in_child`, which isolates the builder's crashes. The engine is
+    built to bytes and never deserialized here (Polygraphy's ``EngineBytesFromNetwork``): a
+    TensorRT-RTX build ahead of time needs no GPU, and deserializing would. ``layers`` counts the
+    parsed network's layers (the engine's own layers are known only once it is deserialized)."""
     load_tensorrt(plan.backend)
-    from polygraphy.backend.trt import EngineFromNetwork, NetworkFromOnnxPath
+    from polygraphy.backend.trt import EngineBytesFromNetwork, NetworkFromOnnxPath
     from polygraphy.exception import PolygraphyException
 
     if plan.timing_cache is not None:
@@ -212,17 +215,16 @@ def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | Non
     with captured_polygraphy_log() as log:
         try:
             config = _create_config(plan, progress)
-            network = NetworkFromOnnxPath(**plan.network_args())
+            builder, network, parser = NetworkFromOnnxPath(**plan.network_args())()
+            layers = int(network.num_layers)
             start = time.perf_counter()
-            engine: trt.ICudaEngine = EngineFromNetwork(network, config, **plan.engine_args())()
+            blob = EngineBytesFromNetwork((builder, network, parser), config, **plan.engine_args())()
             seconds = time.perf_counter() - start
         except PolygraphyException as e:
             raise _failure(plan, e, log) from None
-        layers = engine.num_layers
-        blob = engine.serialize()
         data = bytes(blob)
         dest.write_bytes(data)
-        del blob, engine
+        del blob
     return BuiltEngine(seconds, layers, len(data), list(dict.fromkeys(log.warnings)))
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import site
@@ -123,6 +124,8 @@ class BuilderSettings:
     optimization_level: int = 3  # 0..5, TensorRT's default is 3
     workspace_bytes: int = 4 << 30  # MemoryPoolType.WORKSPACE limit
     timing_cache: str | None = None  # relative paths resolve against the build output folder
+    timeout_s: float = 1800.0  # one build's time bound (the builder runs in a child process)
+    host_memory_bytes: int | None = None  # one build's memory bound on this machine; None: 3/4 of its memory
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,10 @@ def _is_nonneg_int(v: object) -> bool:
     return _is_int(v) and cast(int, v) >= 0
 
 
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _is_str(v: object) -> bool:
     return isinstance(v, str)
 
@@ -441,7 +448,7 @@ LIMITS = {  # [benchmark] key -> (largest value, what it counts)
 }
 GRIDS_KEYS = ("accuracy", "latency")
 BATCH_KEYS = ("min", "opt", "max")
-BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache")
+BUILDER_KEYS = ("optimization_level", "workspace", "timing_cache", "timeout_s", "host_memory")
 COMPAT_KEYS = ("hardware", "version_compatible", "exclude_lean_runtime")
 BENCH_KEYS = ("warmup", "warmup_seconds", "iterations", "seconds", "repeats", "noise_threshold", "threads", "cuda_graphs",
               "hint", "retries", "pace_wait")
@@ -566,7 +573,13 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
     if workspace > MAX_GPU_MEMORY:
         raise UserError(f"{src}: builder.workspace = {bu.data['workspace']!r} is larger than any GPU's memory.",
                         "Use e.g. workspace = \"16GiB\".")
-    builder = BuilderSettings(level, workspace, tc_raw or None)
+    timeout_s = bu.get("timeout_s", 1800, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 7 * 86400,
+                       "seconds, more than 0 and at most a week")
+    host_memory = parse_size(bu.data["host_memory"], f"{src}: builder.host_memory") if "host_memory" in bu.data else None
+    if host_memory is not None and host_memory < 256 << 20:
+        raise UserError(f"{src}: builder.host_memory = {bu.data['host_memory']!r} is too small for a TensorRT build.",
+                        "Give the builder at least \"1GiB\" (the default is three quarters of this machine's memory).")
+    builder = BuilderSettings(level, workspace, tc_raw or None, float(timeout_s), host_memory)
 
     hardware = ct.get("hardware", "none", lambda v: v in HARDWARE_LEVELS, f"one of {', '.join(HARDWARE_LEVELS)}")
     if hardware == "ampere_plus" and cc is not None and cc < (8, 0):

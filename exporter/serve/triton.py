@@ -268,8 +268,8 @@ def _engine_slots(profiles: list[Any], sel: Selection, source: Path, folder: Pat
     """One engine per TensorRT profile: copied from the run (float input only: the run's engines take
     the float graph), else built here when TensorRT and the profile's GPU are present, else missing
     with the command that makes it."""
-    from ..engine.build import build_engine, check_gpu_matches, prepare_build
-    from ..engine.env import require_build_environment
+    from ..engine.build import build_engine, prepare_build
+    from ..engine.env import build_target
 
     slots = []
     for prof in profiles:
@@ -283,8 +283,10 @@ def _engine_slots(profiles: list[Any], sel: Selection, source: Path, folder: Pat
             slots.append(EngineSlot(prof.name, cc, fn, True, f"copied from the run: {run_engine}"))
             continue
         try:
-            choice, gpu = require_build_environment(prof.backend, f"build the engine for profile {prof.name}")
-            check_gpu_matches(prof, gpu, choice)
+            target_here = build_target(prof, f"build the engine for profile {prof.name}")
+            if target_here.choice.backend == "tensorrt-rtx":
+                raise UserError(f"only {target_here.choice.label} builds here, and Triton's TensorRT backend "
+                                "deserializes engines of full TensorRT")
         except UserError as e:
             build = (f"lookupvit build {{REPO}}/{folder.name}/source/model.onnx --profile {prof.name} -o /tmp/build && "
                      f"cp /tmp/build/engines/{prof.name}/model.{sel.precision}.plan {{REPO}}/{folder.name}/1/{fn}")
@@ -294,7 +296,8 @@ def _engine_slots(profiles: list[Any], sel: Selection, source: Path, folder: Pat
         say(f"build {folder.name} for {prof.name}")
         r = build_engine(req)
         shutil.copyfile(r.engine, target)
-        slots.append(EngineSlot(prof.name, cc, fn, True, f"built here on {gpu.name} ({r.engine.name})"))
+        gpu_name = target_here.gpu.name if target_here.gpu else target_here.label
+        slots.append(EngineSlot(prof.name, cc, fn, True, f"built here on {gpu_name} ({r.engine.name})"))
     shutil.rmtree(folder / ".build", ignore_errors=True)
     return slots
 
