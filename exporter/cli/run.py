@@ -182,10 +182,21 @@ def print_prepared(summary: dict[str, Any]) -> None:
         size = "-" if g["bytes"] is None else f"{g['bytes'] / 1e6:.1f} MB"
         att = (check or {}).get("attention")
         fused = "-" if not att else f"{att['fused']}/{att['total']}" + (f" ({att['unknown']} unknown)" if att["unknown"] else "")
-        rows.append([g["model"], g["grid"], g["precision"], g["path"] or "not made", size, verdict, fused])
+        e = g.get("engine")
+        engine = "-" if e is None else (
+            f"{(e['engine_bytes'] or 0) / 2**20:.1f} MiB, {e['build_seconds'] or 0:.1f} s" + (" (reused)" if e["reused"] else "")
+            if e["status"] == "built" else f"{e['status']}: {e['note']}")
+        rows.append([g["model"], g["grid"], g["precision"], g["path"] or "not made", size, verdict, fused, engine])
     prof = summary["profile"]
-    print_table(f"ready to build for profile {prof['name']} ({prof['backend']}{', ' + prof['gpu'] if prof['gpu'] else ''})",
-                ["model", "grid", "prec", "graph", "size", "TensorRT check", "fused attention"], rows)
+    built = summary.get("builds_here")
+    title = "prepared" + (" and built" if built else "") + f" for profile {prof['name']}"
+    print_table(f"{title} ({prof['backend']}{', ' + prof['gpu'] if prof['gpu'] else ''})",
+                ["model", "grid", "prec", "graph", "size", "TensorRT check", "fused attention", "engine"], rows)
+    engines = [e for e in summary.get("engines", []) if e["status"] == "built"]
+    if engines:
+        e = engines[0]
+        aot = " ahead of time (no GPU here): not executed" if e.get("ahead_of_time") else ""
+        click.echo(f"engines: {len(engines)} built with {e['tensorrt']} for {e['target']}{aot}")
     reasons = sorted({r for g in summary["graphs"] for r in ((g["check"] or {}).get("attention") or {}).get("not_fused", [])})
     for r in reasons:
         click.echo(f"not fused: {r}")
@@ -217,6 +228,17 @@ def print_summary(summary: dict[str, Any]) -> None:
         ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
         rows,
     )
+    engines = summary.get("engines") or []
+    if engines:
+        print_table(
+            f"TensorRT engines ({len([e for e in engines if e['status'] == 'built'])} of {len(engines)} built)",
+            ["model", "grid", "prec", "build", "MiB", "build s", "TensorRT", "target", "ahead of time"],
+            [[e["model"], e["grid"] or "-", e["precision"], e["status"] + (" (reused)" if e.get("reused") else ""),
+              "-" if not e.get("engine_bytes") else f"{e['engine_bytes'] / 2**20:.1f}",
+              "-" if e.get("build_seconds") is None else f"{e['build_seconds']:.1f}", e.get("tensorrt") or "-",
+              e.get("target") or "-", {True: "yes (not executed)", False: "no"}.get(e.get("ahead_of_time"), "-")]
+             for e in engines],
+        )
 
 
 def _fleet_progress() -> Any:

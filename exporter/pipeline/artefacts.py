@@ -5,7 +5,7 @@ Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
 
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.onnx            export (+ .json sidecar)
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.onnx        optimize (graph-surgeon passes)
-    DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (fp32 is the .opt graph)
+    DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (for ONNX Runtime, fp32 is the .opt graph)
     DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
 
 A dynamic-grid graph (README, "Dynamic-grid models") is one cell whose grid is a
@@ -77,6 +77,7 @@ class Artefacts:
         self.shared: dict[str, GridSet] = {}  # variant -> the grids its one dynamic-grid graph serves
         self._stems: dict[str, tuple[str, GridSet]] = {}  # a dynamic-grid file's stem -> its cell
         self._modules: dict[str, Any] = {}
+        self._target: Any = None  # exporter.engine.env.BuildTarget, once asked
 
     # --- dynamic-grid graphs ---------------------------------------------------------------------
 
@@ -131,12 +132,23 @@ class Artefacts:
             return self.imported[model]
         return self.folder(model, grid) / "onnx" / f"{self._source(model, grid).file_stem()}.onnx"
 
-    def precision_path(self, model: str, grid: CellGrid, precision: str) -> Path:
-        """Where the graph the backend runs in ``precision`` is (or will be); makes nothing."""
+    @property
+    def for_tensorrt(self) -> bool:
+        """The chain writes graphs for TensorRT (a TensorRT profile): every precision, fp32 included,
+        goes through the precision stage, which writes the attention form TensorRT builds
+        (exporter/precision/tensorrt_form.py)."""
+        return self.settings.profile is not None
+
+    def optimized_path(self, model: str, grid: CellGrid) -> Path:
+        """Where the optimised fp32 graph is (or will be; the exported one when optimizing is off); makes nothing."""
         model, grid = self._cell(model, grid)
         src = self.export_path(model, grid)
-        base = self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx") if self.optimizing else src
-        if precision == "fp32":
+        return self.folder(model, grid) / "onnx" / (src.name.removesuffix(".onnx") + ".opt.onnx") if self.optimizing else src
+
+    def precision_path(self, model: str, grid: CellGrid, precision: str) -> Path:
+        """Where the graph the backend runs in ``precision`` is (or will be); makes nothing."""
+        base = self.optimized_path(model, grid)
+        if precision == "fp32" and not self.for_tensorrt:
             return base
         return base.with_name(f"{base.name.removesuffix('.onnx')}.{precision}.onnx")
 
@@ -174,7 +186,7 @@ class Artefacts:
             why = "switched off (--no-optimize)" if self.settings.optimize is False else "exporter.passes is not installed"
             self.manifest.note(self._id("optimize", model, grid), "optimize", "unavailable", why)
             return src
-        out_path = self.precision_path(model, grid, "fp32")
+        out_path = self.optimized_path(model, grid)
 
         def run() -> tuple[Any, list[Path]]:
             if not src.is_file():  # dropped by `run --keep final`: export it again first
@@ -191,36 +203,51 @@ class Artefacts:
         return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def converted(self, model: str, grid: CellGrid, precision: str) -> Path:
-        """The graph in ``precision`` (the precision stage; fp32 is the optimised graph itself)."""
+        """The graph in ``precision`` (the precision stage; for ONNX Runtime, fp32 is the optimised graph
+        itself)."""
         model, grid = self._cell(model, grid)
         base = self.optimized(model, grid)
-        if precision == "fp32":
+        if precision == "fp32" and not self.for_tensorrt:
             return base
         from ..precision import DEFAULT_CALIB_SIZE, convert_precision
 
         out_path = self.precision_path(model, grid, precision)
         size = self.settings.calib_size or DEFAULT_CALIB_SIZE
-        settings = {"to": precision, "calib": self.settings.calib, "calib_size": size}
+        settings = {"to": precision, "calib": self.settings.calib, "calib_size": size,
+                    "target": "tensorrt" if self.for_tensorrt else "onnxruntime"}
 
         def run() -> tuple[Any, list[Path]]:
             self.say(f"precision {model} {self._grid_text(grid)} -> {precision}")
             r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size, force=True,
-                                  target="tensorrt" if self.settings.profile is not None else "onnxruntime")
+                                  target="tensorrt" if self.for_tensorrt else "onnxruntime")
             return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
 
         self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
         return out_path  # in this folder (the recorded path may be a copied folder's)
 
+    def build_target(self) -> Any:
+        """How this machine builds the profile's engines (:func:`exporter.engine.env.build_target`),
+        asked once; raises :class:`CannotRunHere` where it cannot."""
+        if self._target is None:
+            prof = self.settings.profile
+            if prof is None:
+                raise CannotRunHere("A TensorRT engine needs a GPU profile.",
+                                    "Pass --profile NAME (`lookupvit profiles` lists them).")
+            from ..engine.env import build_target
+
+            self._target = build_target(prof, f"build the engines of profile {prof.name}")
+        return self._target
+
     def engine(self, model: str, grid: CellGrid, precision: str) -> Path:
-        """A TensorRT engine of the graph in ``precision`` for the run's profile (raises UserError
-        when TensorRT or a GPU is missing); a dynamic-grid graph's engine holds one optimisation
-        profile per (grid, batch) (exporter/engine/plan.py)."""
+        """A TensorRT engine of the graph in ``precision`` for the run's profile (raises
+        :class:`CannotRunHere` where no TensorRT here builds for it; ahead of time with TensorRT-RTX
+        where no GPU is visible); a dynamic-grid graph's engine holds one optimisation profile per
+        (grid, batch) (exporter/engine/plan.py). The stage's key includes the TensorRT flavour and
+        version and the target, so a folder moved to a machine that builds differently builds again,
+        and one that builds the same way reuses the engine."""
+        target = self.build_target()
         prof = self.settings.profile
-        if prof is None:
-            raise CannotRunHere(
-                "A TensorRT engine needs a GPU profile.",
-                "Pass --profile NAME (`lookupvit profiles` lists them).",
-            )
+        assert prof is not None  # build_target() refused otherwise
         from ..engine.build import build_engine, prepare_build
 
         model, grid = self._cell(model, grid)
@@ -228,11 +255,13 @@ class Artefacts:
         out_dir = self.folder(model, grid)
 
         def run() -> tuple[Any, list[Path]]:
-            self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name})")
+            how = "ahead of time, no GPU here" if target.ahead_of_time else target.label
+            self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name}, {target.choice.label}, {how})")
             r = build_engine(prepare_build(onnx_path, prof, precision, out_dir), force=True)
             return r.to_dict(), [r.engine, r.sidecar]
 
-        settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision}
+        settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision,
+                    "tensorrt": target.choice.label, "target": target.label}
         out = self.manifest.stage(self._id("build", model, grid, precision), "build", settings, {"model": onnx_path}, run)
         # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
         return self.root / out.outputs[0] if out.outputs else Path(out.result["engine"])

@@ -75,10 +75,11 @@ class StageError(Exception):
     """A stage raised; ``reason`` says why. Raised again, without rerunning, for later requests of the
     same stage (same key) in this process, so a failing conversion is not retried by every consumer."""
 
-    def __init__(self, stage_id: str, reason: str):
+    def __init__(self, stage_id: str, reason: str, cannot_run: bool = False):
         super().__init__(f"{stage_id}: {reason}")
         self.stage_id = stage_id
         self.reason = reason
+        self.cannot_run = cannot_run  # not run on this machine (CannotRunHere), rather than failed
 
 
 def error_text(e: BaseException) -> str:
@@ -97,7 +98,7 @@ def error_text(e: BaseException) -> str:
 class StageOutcome:
     id: str
     kind: str
-    status: str  # "ran", "skipped", "failed", "unavailable"
+    status: str  # "ran", "skipped", "failed", "not run" (cannot run on this machine), "unavailable"
     seconds: float
     result: Any = None
     note: str = ""
@@ -118,7 +119,7 @@ class Manifest:
         self.path = self.root / MANIFEST
         self.entries: dict[str, dict[str, Any]] = {}
         self.outcomes: list[StageOutcome] = []
-        self.failures: dict[str, tuple[str, str]] = {}  # stage id -> (key, reason), this process only
+        self.failures: dict[str, tuple[str, str, bool]] = {}  # stage id -> (key, reason, cannot run), this process only
         self._done: dict[str, tuple[str, StageOutcome]] = {}  # stage id -> (key, outcome), this process only
         try:
             data = json.loads(self.path.read_text())
@@ -191,15 +192,18 @@ class Manifest:
             return outcome
         failed = self.failures.get(stage_id)
         if failed is not None and failed[0] == key:
-            raise StageError(stage_id, failed[1])
+            raise StageError(stage_id, failed[1], failed[2])
         t0 = time.perf_counter()
         try:
             result, outputs = run()
         except Exception as e:
+            from ..errors import CannotRunHere
+
             reason = error_text(e)
-            self.failures[stage_id] = (key, reason)
-            self.note(stage_id, kind, "failed", reason, time.perf_counter() - t0)
-            raise StageError(stage_id, reason) from e
+            cannot = isinstance(e, CannotRunHere)  # work this machine cannot do: not run, rather than failed
+            self.failures[stage_id] = (key, reason, cannot)
+            self.note(stage_id, kind, "not run" if cannot else "failed", reason, time.perf_counter() - t0)
+            raise StageError(stage_id, reason, cannot) from e
         seconds = time.perf_counter() - t0
         files = {self._rel(p): file_hash(p) for p in outputs}
         self.entries[stage_id] = {

@@ -282,7 +282,7 @@ class _TrtBackend:
     name = "trt"
     target = "tensorrt"  # the runtime the converted graphs are written for
 
-    def __init__(self, profile: str | None, out_dir: Path) -> None:
+    def __init__(self, profile: str | Path | Profile | None, out_dir: Path) -> None:
         from ..engine.env import require_build_environment
         from ..engine.preflight import preflight
         from ..profiles import list_profiles, load_profile
@@ -291,7 +291,7 @@ class _TrtBackend:
         self.unavailable: str | None = None
         self.description = "tensorrt"
         # a named profile is checked first, so a typo is an error even where TensorRT is missing
-        self.profile: Profile | None = load_profile(profile) if profile is not None else None
+        self.profile: Profile | None = load_profile(profile) if isinstance(profile, (str, Path)) else profile
         if self.profile is not None:  # preflight: fail within seconds, before any export, writing nothing
             preflight(self.profile, "lookupvit compare --backend trt")
         choice, gpu = require_build_environment("tensorrt", action="compare on TensorRT engines (--backend trt)")
@@ -510,7 +510,7 @@ def compare_precisions(
     out_dir: str | Path | None = None,
     calib: str = "auto",
     calib_size: int = DEFAULT_CALIB_SIZE,
-    profile: str | None = None,
+    profile: str | Path | Profile | None = None,
     progress: Progress | None = None,
     factory: str | None = None,
     allow_meaningless: bool = False,
@@ -567,7 +567,7 @@ def compare_precisions(
             say(f"grid {g.label}: export and optimize")
             artefacts.optimized(g.model, g.grid)
     # the fp32 graph the chain runs (the optimised one; `run --keep final` may have dropped the export)
-    first_graph = plan[0].given or artefacts.precision_path(plan[0].model, plan[0].grid, "fp32")
+    first_graph = plan[0].given or artefacts.optimized_path(plan[0].model, plan[0].grid)
 
     loaded_first = load_source(plan[0].source)
     spec = loaded_first.input_spec()

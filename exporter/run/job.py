@@ -337,11 +337,14 @@ def _prepare(
     manifest: Manifest, ui: RunProgress, t0: float, opts: RunOptions,
 ) -> RunResult:
     """``--prepare-only``: every graph the profile builds, exported, optimised and converted here, and
-    (TensorRT profiles) checked against the parser's rules, ready to be built on the target machine."""
+    (TensorRT profiles) checked against the parser's rules and, where this machine builds the profile's
+    engines without running them (TensorRT-RTX ahead of time), built: everything that needs no GPU."""
     from ..io import write_json
+    from .report import engine_rows
 
     work = list(dict.fromkeys((variant, artefacts.cell_grid(variant, grid), p) for _, variant, grids in models
                               for grid in grids for p in prof.precisions))
+    builds = prof.is_tensorrt and _builds_here(artefacts)
     ui.start(len(work))
     graphs: list[dict[str, Any]] = []
     state = RunState(math.inf)
@@ -349,15 +352,18 @@ def _prepare(
         label = f"{variant} {_g(grid)} {p}"
         ui.step(f"prepare {label}")
         checked = len(state.checks)
-        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True):
+        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True,
+                               build=builds):
             _run_step(st, manifest, ui, advance=False)
         path = artefacts.precision_path(variant, grid, p)
         check = state.checks[-1] if len(state.checks) > checked else None
+        engine = next((e for e in engine_rows(manifest.outcomes, out) if e["model"] == variant
+                       and e["grid"] == _g(grid).removeprefix("g") and e["precision"] == p), None)
         graphs.append({
             "model": variant, "grid": _g(grid).removeprefix("g"), "precision": p,
             "path": str(path.relative_to(out)) if path.is_file() else None,
             "bytes": path.stat().st_size if path.is_file() else None,
-            "check": check,
+            "check": check, "engine": engine,
         })
         ui.done(label)
     failed_checks = tuple(f"check {g['model']} g{g['grid']} {g['precision']}: {g['check']['errors']} finding(s) "
@@ -365,14 +371,33 @@ def _prepare(
     base = run_verdict(manifest.outcomes, state)
     verdict = RunVerdict(failed_checks, base.failed_stages, base.not_run)
     seconds = round(time.perf_counter() - t0, 2)
+    if not prof.is_tensorrt:
+        then = f"lookupvit run --profile {prof.name} -o {out}"
+    elif builds:
+        then = (f"on a machine with {prof.gpu or 'the profile GPU'} and the same TensorRT: lookupvit run --profile "
+                f"{prof.name} -o {out} (reuses these graphs and engines; validates and times them)")
+    else:
+        then = f"on a machine with {prof.gpu}: lookupvit run --profile {prof.name} -o {out} (reuses these graphs)"
     summary = {
         "kind": "lookupvit-prepared", "profile": {"name": prof.name, "backend": prof.backend, "gpu": prof.gpu},
-        "graphs": graphs, "verdict": verdict.to_dict(), "seconds": seconds,
-        "next": (f"on a machine with {prof.gpu}: lookupvit run --profile {prof.name} -o {out} (reuses these graphs)"
-                 if prof.is_tensorrt else f"lookupvit run --profile {prof.name} -o {out}"),
+        "graphs": graphs, "engines": engine_rows(manifest.outcomes, out),
+        "builds_here": builds if prof.is_tensorrt else None, "verdict": verdict.to_dict(), "seconds": seconds,
+        "next": then,
     }
     path = write_json(out / PREPARED_JSON, summary)
     return RunResult(out, summary, None, path, list(manifest.outcomes), seconds, verdict)
+
+
+def _builds_here(artefacts: Artefacts) -> bool:
+    """Whether this machine builds the profile's engines (full TensorRT on its GPU, or TensorRT-RTX
+    ahead of time): ``--prepare-only`` then builds them too."""
+    from ..errors import CannotRunHere
+
+    try:
+        artefacts.build_target()
+    except CannotRunHere:
+        return False
+    return True
 
 
 def _record_check(
@@ -415,7 +440,8 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
         if is_environment_error(e.__cause__):  # a full disk or unwritable folder stops the run (exit 2)
             raise e.__cause__ from None
         if e.stage_id != s.stage_id:
-            manifest.note(s.stage_id, s.stage, "not run", f"needs {e.stage_id}, which failed")
+            why = "which cannot run here" if e.cannot_run else "which failed"
+            manifest.note(s.stage_id, s.stage, "not run", f"needs {e.stage_id}, {why}")
     except Exception as e:  # one failing step never stops the run: it is reported
         if is_environment_error(e):
             raise
@@ -563,26 +589,26 @@ def _g(grid: CellGrid) -> str:
 
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, backend: str,
-    opts: RunOptions, state: RunState, data: str = "random", prepare_only: bool = False,
+    opts: RunOptions, state: RunState, data: str = "random", prepare_only: bool = False, build: bool = False,
 ) -> list[Step]:
     """The stages that make and check one model in one precision (export and optimize once per grid).
     ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
     were calibrated for), or seeded random images for the latency models. ``prepare_only``: stop
-    before the build (the chain of ``run --prepare-only``)."""
+    before validation (the chain of ``run --prepare-only``), and before the build unless ``build``."""
     p = precision
     unit = Unit(variant, grid, p)
     steps = [  # asked for by every precision; the first one makes them, the others find them
         Step(Unit(variant, grid), "export", partial(artefacts.exported, variant, grid)),
         Step(Unit(variant, grid), "optimize", partial(artefacts.optimized, variant, grid)),
     ]
-    if p != "fp32":
+    if p != "fp32" or artefacts.for_tensorrt:
         steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
     if backend == "trt":  # the parser's rules and the fusion estimate first, then the build (which checks too)
         steps.append(Step(unit, "check", partial(_record_check, artefacts, manifest, variant, grid, p, state)))
+    if backend == "trt" and (build or not prepare_only):
+        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
     if prepare_only:
         return steps
-    if backend == "trt":
-        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
     steps.append(Step(unit, "validate",
                       partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))
     return steps
@@ -647,7 +673,7 @@ def _compare_step(
                 grids=grid_label(grid) if isinstance(grid, tuple) else _accuracy_grids(prof, variant),
                 data=ACCURACY_DATA, backend=backend, out_dir=folder, calib=artefacts.settings.calib,
                 calib_size=artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
-                profile=prof.name if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
+                profile=prof if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
             )
             d = r.to_dict()
             keep = ("grid", "precision", "status", "reason", "top1", "top1_delta", "agreement", "max_rel", "cosine", "samples")

@@ -16,6 +16,7 @@ disk against K per-grid graphs holding the same weights, and the file each (grid
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 from pathlib import Path
@@ -166,6 +167,52 @@ def shared_graphs(prof: Profile, out: Path, outcomes: list[StageOutcome]) -> lis
     return entries
 
 
+def engine_rows(outcomes: list[StageOutcome], out: Path) -> list[dict[str, Any]]:
+    """One row per engine build stage of a run (its latest outcome): the cell, the status, and for a
+    built engine its file, size, build time, TensorRT flavour and target, and whether it was built
+    ahead of time (no GPU here: never executed)."""
+    latest: dict[str, StageOutcome] = {}
+    for o in outcomes:
+        if o.kind == "build":
+            latest[o.id] = o
+    rows = []
+    for o in latest.values():
+        _, model, grid, precision = [*o.id.split(":"), "", "", ""][:4]
+        r = o.result if isinstance(o.result, dict) else {}
+        engine = r.get("engine")
+        rel = None
+        if isinstance(engine, str):
+            with contextlib.suppress(ValueError):
+                rel = str(Path(engine).resolve().relative_to(out.resolve()))
+        rows.append({
+            "model": model, "grid": grid.removeprefix("g"), "precision": precision,
+            "status": {"ran": "built", "skipped": "built"}.get(o.status, o.status),
+            "reused": o.status == "skipped" or bool(r.get("cached")), "engine": rel,
+            "engine_bytes": r.get("engine_bytes"), "build_seconds": r.get("build_seconds"),
+            "tensorrt": r.get("tensorrt"), "target": r.get("target"), "ahead_of_time": r.get("ahead_of_time"),
+            "note": o.note,
+        })
+    return rows
+
+
+def engines_html(engines: list[dict[str, Any]]) -> str:
+    """The engines of a run (:func:`engine_rows`) as a report section."""
+    aot = any(e.get("ahead_of_time") for e in engines)
+    text = ("<h2>TensorRT engines</h2><p class='sub'>One engine per graph and precision, built by the TensorRT named "
+            "for the target named (a compute capability: compiled for it; a GPU: tuned on it).")
+    if aot:
+        text += (" Engines built ahead of time were compiled on a machine without a GPU: they have not been "
+                 "deserialized or executed, and their validation and timing are reported as not run here.")
+    rows = [[e["model"], e["grid"] or "-", e["precision"], e["status"] + (" (reused)" if e.get("reused") else ""),
+             _f(e["engine_bytes"] / 2**20 if e.get("engine_bytes") else None, ".1f"), _f(e.get("build_seconds"), ".1f"),
+             e.get("tensorrt") or "-", e.get("target") or "-",
+             "yes" if e.get("ahead_of_time") else ("no" if e.get("ahead_of_time") is False else "-"),
+             e.get("engine") or e.get("note") or "-"] for e in engines]
+    classes = ["" if e["status"] == "built" else "bad" for e in engines]
+    return text + "</p>" + _table(["model", "grid", "precision", "build", "MiB", "build s", "TensorRT", "target",
+                                   "ahead of time", "engine (or why not)"], rows, left=3, classes=classes)
+
+
 def build_summary(
     prof: Profile, out: Path, outcomes: list[StageOutcome], state: RunState, started: str, seconds: float
 ) -> dict[str, Any]:
@@ -202,6 +249,7 @@ def build_summary(
         "summary": summary_rows(sweep, acc),
         "validation": [v for v in state.validation if v],
         "checks": state.checks,
+        "engines": engine_rows(outcomes, out),
         "accuracy": acc,
         "latency": latency,
         "plots": [str(Path(p).relative_to(out)) for p in state.plots],
@@ -433,6 +481,8 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
                          "; ".join(att.get("not_fused", [])) or "-"])
         parts.append(_table(["model", "grid", "precision", "check", "fused attention", "unknown", "why not fused"],
                             rows, left=3))
+    if summary.get("engines"):
+        parts.append(engines_html(summary["engines"]))
     parts.append("<h2>Stages</h2>")
     st = summary["stages"]
     parts.append(_table(
