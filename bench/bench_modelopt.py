@@ -116,8 +116,8 @@ MODELS = {
 class QdqCensus:
     quantize_linear: int
     dequantize_linear: int
-    dq_weights: int  # DequantizeLinear of a stored (initializer/Constant) tensor
-    dq_activations: int  # DequantizeLinear of a QuantizeLinear's output
+    dq_weights: int  # DequantizeLinear of a stored tensor (quantized weight, or Q of a float weight)
+    dq_activations: int  # DequantizeLinear of a QuantizeLinear of a computed tensor
     feeds: dict[str, int]  # DequantizeLinear output -> consumer edges, per consumer op type
     quantized_nodes: dict[str, int]  # nodes with at least one dequantized input, per op type
     float_compute: dict[str, int]  # MatMul/Gemm/Conv/Attention nodes with no dequantized input
@@ -388,8 +388,8 @@ def census(path: Path) -> QdqCensus:
         if n.op_type != "DequantizeLinear":
             continue
         src = producer.get(n.input[0])
-        if n.input[0] in stored or (src is not None and src.op_type == "Constant"):
-            weights += 1
+        if n.input[0] in stored or (src is not None and src.op_type == "QuantizeLinear" and src.input[0] in stored):
+            weights += 1  # ours stores weights quantized (DQ only); Model Optimizer keeps Q -> DQ on float weights
         elif src is not None and src.op_type == "QuantizeLinear":
             activations += 1
         for c in consumers.get(n.output[0], []):
@@ -576,25 +576,37 @@ def short(counts: dict[str, int] | None) -> str:
 
 
 def print_table(cells: list[Cell]) -> None:
-    head = (f"{'model':<7} {'prec':<5} {'tool':<9} {'Q':>4} {'DQ':>4} {'acc %':>7} {'agree %':>7} {'cosine':>8} "
-            f"{'build':<18} {'via':<9} {'MiB':>6} {'build s':>7}  DQ feeds (edges) | left in float")
+    head = (f"{'model':<7} {'prec':<5} {'tool':<9} {'Q':>4} {'DQ':>4} {'DQ w/a':>7} {'acc %':>7} {'agree %':>7} "
+            f"{'cosine':>8} {'build':<18} {'via':<8} {'MiB':>6} {'build s':>7}  nodes with Q/DQ inputs | left in float")
     print(head)
     print("-" * len(head))
     for c in cells:
         q = c.census
         acc = c.accuracy
         b = c.build
-        feeds = f"{short(q.feeds)} | {short(q.float_compute)}" if q else (c.error or "-")
+        feeds = f"{short(q.quantized_nodes)} | {short(q.float_compute)}" if q else (c.error or "-")
         print(f"{c.model:<7} {c.precision:<5} {c.tool:<9} "
               f"{(q.quantize_linear if q else '-')!s:>4} {(q.dequantize_linear if q else '-')!s:>4} "
+              f"{(f'{q.dq_weights}/{q.dq_activations}' if q else '-'):>7} "
               f"{(f'{acc.value:.2f}' if acc else '-'):>7} {(f'{acc.agreement:.2f}' if acc else '-'):>7} "
               f"{(f'{acc.cosine:.5f}' if acc else '-'):>8} {(b.status if b else '-'):<18} "
-              f"{('cli' if b and b.via == 'lookupvit build' else 'fallback' if b else '-'):<9} "
+              f"{('cli' if b and b.via == 'lookupvit build' else 'fallback' if b else '-'):<8} "
               f"{(f'{b.engine_bytes / 2**20:.1f}' if b and b.engine_bytes else '-'):>6} "
               f"{(f'{b.build_seconds:.1f}' if b and b.build_seconds is not None else '-'):>7}  {feeds}")
         if c.error and q:
             print(f"        error: {c.error}")
-    print("acc %: digits top-1 on the held-out split; b16 top-1 agreement with the fp32 graph (64 held-out crops)")
+    print("acc %: digits top-1 on the held-out split; b16 top-1 agreement with the fp32 graph (64 held-out crops). "
+          "agree %: top-1 agreement with the fp32 graph; cosine: of the logits against it. DQ w/a: DequantizeLinear "
+          "of weights / of activations. via cli: `lookupvit build --profile l4`; fallback: raw TensorRT-RTX build.")
+    for c in cells:
+        if c.census and c.census.feeds:
+            print(f"  {c.model} {c.precision} {c.tool}: DequantizeLinear outputs feed {short(c.census.feeds)}")
+    for c in cells:
+        if c.build and c.build.message and not c.build.built:
+            print(f"  {c.model} {c.precision} {c.tool}: {c.build.status} via {c.build.via}: "
+                  f"{' '.join(c.build.message.split())[:400]}")
+        if c.build and c.build.cli_refusal:
+            print(f"  {c.model} {c.precision} {c.tool}: `lookupvit build` did not build here ({c.build.cli_refusal[:200]})")
 
 
 def machine(load: tuple[float, float, float]) -> dict[str, Any]:

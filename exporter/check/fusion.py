@@ -14,8 +14,11 @@ builder pattern-matches. What decides fusion, and where it is stated:
   Attention node may set ``TRT_decomposable`` to allow a multi-kernel fallback).
 - TensorRT 10.6 release notes: FP8 MHA fusion on Ada (sm_89) for sequence lengths up to 3072 and head
   sizes up to 64.
-- Precision: the fused kernels run FP16, BF16 (sm_80+), FP8 (sm_89+) and INT8; an FP32 attention runs
-  as separate MatMul and Softmax kernels (no fused MHA in FP32).
+- Precision: the fused kernels run FP16, BF16 (sm_80+), FP8 (sm_89+) and INT8 for the MatMul-Softmax-
+  MatMul pattern; an FP32 chain runs as separate MatMul and Softmax kernels. An ONNX ``Attention`` node
+  (IAttention) has dedicated kernels in FP16 and BF16 only: in FP32, or fed by Q/DQ, the builder
+  refuses it unless it is marked ``TRT_decomposable`` (measured with TensorRT-RTX 1.7.1; the refusal
+  is a finding of :func:`exporter.check.rules.attention_kernel`).
 - Head size: this project assumes a multiple of 8 and at most 256 (tensor-core alignment of the fused
   kernels); the documents above give no number, so a head size outside it is reported as "unknown",
   not as unfused.
@@ -46,7 +49,7 @@ HEAD_SIZE_ALIGN, HEAD_SIZE_MAX = 8, 256
 FP8_ADA = {"max_seq": 3072, "max_head": 64}
 
 
-def _precision(g: GraphView, tensor: str) -> str | None:
+def compute_precision(g: GraphView, tensor: str) -> str | None:
     """The precision an attention input computes in: a dequantized input counts as its quantized type."""
     name, depth = tensor, 0
     while depth < 8 and name in g.producers and g.producers[name].op_type in LAYOUT:
@@ -111,7 +114,14 @@ def _attention(node: onnx.NodeProto, g: GraphView, profile: Profile | None) -> F
         h = sq[2] // hq if isinstance(sq[2], int) and isinstance(hq, int) and hq else None
     else:
         reasons.append("Q/K rank unknown")
-    precision = _precision(g, q)
+    precision = compute_precision(g, q)
+    if precision in ("fp32", "int8", "fp8"):  # IAttention kernels: fp16/bf16 only (measured; rules.attention_kernel)
+        decomposable = precision == "fp32" and int(attr(node, "TRT_decomposable", 0) or 0) == 1
+        reasons.append(f"{precision}: IAttention has no {precision} kernel" + (
+            "; marked TRT_decomposable, so it runs decomposed (MatMul + Softmax + MatMul), not fused" if decomposable
+            else "; the builder refuses this node (lookupvit precision --target tensorrt writes MatMul-Softmax-MatMul)"))
+        return FusionEstimate(node_label(node), "Attention", precision, hq, hkv, h, seq_q, seq_kv, False,  # type: ignore[arg-type]
+                              tuple(reasons), DOC)
     fused = _decide(precision, hq, hkv, h, seq_q, seq_kv, profile, reasons)  # type: ignore[arg-type]
     return FusionEstimate(node_label(node), "Attention", precision or "?", hq, hkv, h, seq_q, seq_kv, fused,  # type: ignore[arg-type]
                           tuple(reasons), DOC)
@@ -148,7 +158,7 @@ def _mha(softmax: onnx.NodeProto, g: GraphView, profile: Profile | None) -> Fusi
     if four_d:  # A [B, N, S_q, H] @ Bt [B, N, H, S_kv]
         hq, seq_q, h = sa[1], sa[2], sa[3]  # type: ignore[index]
         hkv, seq_kv = sb[1], sb[3]  # type: ignore[index]
-    precision = _precision(g, a)
+    precision = compute_precision(g, a)
     fused = _decide(precision, hq, hkv, h, seq_q, seq_kv, profile, reasons)
     if not four_d:
         reasons.append("operands are not 4-D [B, N, S, H]: not the fused pattern")

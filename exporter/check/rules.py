@@ -36,6 +36,11 @@ from .operators import (
 )
 
 CHANGELOG_10_7 = "onnx-tensorrt docs/Changelog.md, 10.7 GA: plugins are preferred over local functions"
+RELEASE_11_5 = "onnx-tensorrt release/11.5-GA notes: 'Added support for ONNX opset 25'"
+MAX_OPSET_11 = 25
+BUILDER_MEASURED = ("measured with the TensorRT-RTX 1.7.1.116 builder, strongly typed, SM80/SM89 "
+                    "(exporter/precision/tensorrt_form.py; reproducers in tests/test_tensorrt_builds.py)")
+LAYOUT_OR_CAST = frozenset({"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten", "Cast"})
 FUSED_ATTENTION_DOC = "TensorRT developer guide, Working with Transformers: Fused Attention (IAttention)"
 DEFAULT_DOMAINS = ("", "ai.onnx")
 DATA_MOVEMENT = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Concat", "Slice",
@@ -89,11 +94,18 @@ def _input(node: onnx.NodeProto, i: int) -> str:
 
 @graph_rule
 def opset_range(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
-    if not MIN_OPSET <= g.opset <= MAX_OPSET:
+    if not MIN_OPSET <= g.opset <= MAX_OPSET_11:
         yield found(
             None, "opset", f"The graph imports ONNX opset {g.opset}; TensorRT's parser takes opsets "
-            f"{MIN_OPSET} to {MAX_OPSET}.", OPERATORS_DOC + " (opening paragraph)",
+            f"{MIN_OPSET} to {MAX_OPSET} (10.15) or {MAX_OPSET_11} (11.5 and newer).",
+            OPERATORS_DOC + " (opening paragraph); " + RELEASE_11_5,
             "Re-export with `lookupvit export --opset 23` (or convert with onnx.version_converter).",
+        )
+    elif g.opset > MAX_OPSET:
+        yield found(
+            None, "opset", f"The graph imports ONNX opset {g.opset}, which TensorRT's parser reads from 11.5 on; "
+            f"10.x reads up to opset {MAX_OPSET}.", RELEASE_11_5,
+            "Build with TensorRT 11.5 or newer, or re-export with `lookupvit export --opset 23`.", severity="warning",
         )
 
 
@@ -248,6 +260,65 @@ def attention_attributes(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) 
             "Convert for TensorRT: `lookupvit precision --to fp16|bf16 --target tensorrt` leaves the attribute "
             "out (or delete it from the node).",
         )
+
+
+@node_rule("Attention")
+def attention_kernel(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
+    """IAttention is not decomposable unless the node sets ``TRT_decomposable=1``; the builder then needs
+    a dedicated kernel, which exists in fp16 and bf16 only (measured: fp32 refused; Q/DQ-fed int8/fp8
+    refused, and in a LookupViT graph a builder crash)."""
+    from .fusion import compute_precision
+
+    precision = compute_precision(g, _input(node, 0))
+    if precision in ("int8", "fp8"):
+        yield found(
+            node, "attention.quantized", f"Attention reads {precision} Q/DQ inputs: TensorRT has no dedicated kernel "
+            "for a quantized Attention node, so the builder refuses it (a LookupViT graph of them crashed the "
+            "TensorRT-RTX 1.7.1 builder).", FUSED_ATTENTION_DOC + "; " + BUILDER_MEASURED,
+            f"Convert for TensorRT: `lookupvit precision --to {precision} --target tensorrt` writes each attention "
+            "as MatMul-Softmax-MatMul with Q/DQ on both MatMuls (NVIDIA's MHA placement).",
+        )
+    elif precision == "fp32" and int(attr(node, "TRT_decomposable", 0) or 0) != 1:
+        yield found(
+            node, "attention.fp32", "Attention computes in fp32: TensorRT's IAttention has no fp32 kernel and this "
+            "node is not marked TRT_decomposable, so the builder refuses it ('Attention operation was not supported "
+            "by a dedicated kernel').", FUSED_ATTENTION_DOC + "; " + BUILDER_MEASURED,
+            "Convert for TensorRT: `lookupvit precision --to fp32 --target tensorrt` writes it as "
+            "MatMul-Softmax-MatMul (what TensorRT runs an fp32 attention as); or set TRT_decomposable=1 on the node.",
+        )
+
+
+def layout_root(g: GraphView, tensor: str) -> str:
+    """The tensor ``tensor`` is a layout or cast of (through Transpose, Reshape, ..., Cast): the
+    builder merges equal layouts of one tensor, so two readers of them read one tensor."""
+    for _ in range(16):
+        node = g.producers.get(tensor)
+        if node is None or node.op_type not in LAYOUT_OR_CAST or not node.input:
+            break
+        tensor = node.input[0]
+    return tensor
+
+
+@graph_rule
+def attention_shared_inputs(g: GraphView, ctx: CheckContext) -> Iterator[Finding]:
+    """Two Attention nodes that read one tensor crash the TensorRT-RTX 1.7.1 builder (SIGSEGV)."""
+    readers: dict[str, str] = {}
+    for node in g.model.graph.node:
+        if node.op_type != "Attention" or node.domain not in DEFAULT_DOMAINS:
+            continue
+        label = node_label(node)
+        for role, name in zip(("query", "key", "value"), node.input[:3]):
+            root = layout_root(g, name)
+            first = readers.setdefault(root, label)
+            if first != label:
+                yield found(
+                    node, "attention.shared-input", f"Attention's {role} reads {root!r}, which Attention {first} also "
+                    "reads (directly or through layouts the builder merges): two Attention nodes reading one tensor "
+                    "crash the TensorRT-RTX 1.7.1 builder (SIGSEGV while building; seen in bf16, int8, fp8 and "
+                    "decomposable fp32 LookupViT graphs; an fp16 one happened to build).", BUILDER_MEASURED,
+                    "Convert for TensorRT: `lookupvit precision --target tensorrt` makes the second reader read "
+                    "the tensor times 2 with its scale adjusted (exact).",
+                )
 
 
 @node_rule("Attention")

@@ -173,3 +173,55 @@ def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress
         plan.engine, plan.sidecar, False, key, prof.name, req.precision, choice.label, target.label,
         target.ahead_of_time, built.seconds, built.network_layers, built.engine_bytes, built.warnings,
     )
+
+
+@dataclass(frozen=True)
+class TrialBuild:
+    """What the real builder did with a graph (``lookupvit check --build``): built, refused (the
+    builder's messages), crashed (the signal), timeout or memory; the engine itself is not kept."""
+
+    status: str  # built | refused | crashed | timeout | memory
+    tensorrt: str
+    target: str
+    ahead_of_time: bool
+    seconds: float
+    engine_bytes: int | None
+    message: str
+
+    @property
+    def built(self) -> bool:
+        return self.status == "built"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "tensorrt": self.tensorrt, "target": self.target,
+                "ahead_of_time": self.ahead_of_time, "seconds": round(self.seconds, 3),
+                "engine_bytes": self.engine_bytes, "message": self.message}
+
+
+def trial_build(onnx_path: str | Path, profile: str | Path | Profile) -> TrialBuild:
+    """Parse and build ``onnx_path`` for ``profile`` with the real builder (in a child process, into a
+    private folder next to the graph that is removed afterwards), whatever the static check says.
+    Raises :class:`UserError` for bad input and :class:`CannotRunHere` where no TensorRT here builds
+    for the profile."""
+    import time
+
+    from ..io import private_folder
+    from .child import BuildFailed, BuildLimits, build_in_child
+
+    prof = profile if isinstance(profile, Profile) else load_profile(profile)
+    check_tensorrt_profile(prof)
+    info = read_onnx(onnx_path)
+    precision = resolve_precision(info, None, prof)
+    target = env.build_target(prof)
+    t0 = time.perf_counter()
+    with private_folder(Path(onnx_path), ".trial") as scratch:
+        plan = make_build_plan(prof, info, precision, scratch, backend=target.choice.backend)
+        plan.engine.parent.mkdir(parents=True, exist_ok=True)
+        limits = BuildLimits(prof.builder.timeout_s, prof.builder.host_memory_bytes)
+        try:
+            built = build_in_child(plan, plan.engine, None, limits)
+        except BuildFailed as e:
+            return TrialBuild(e.kind, target.choice.label, target.label, target.ahead_of_time,
+                              time.perf_counter() - t0, None, e.message)
+    return TrialBuild("built", target.choice.label, target.label, target.ahead_of_time, built.seconds,
+                      built.engine_bytes, f"{built.engine_bytes / 2**20:.1f} MiB in {built.seconds:.1f} s")

@@ -2,9 +2,13 @@
 child process by :mod:`.child`), and a Polygraphy ``TrtRunner`` over a built engine.
 
 Rules relied upon:
-- TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags; networks are parsed strongly typed
-  (``NetworkFromOnnxPath(path, strongly_typed=True)``) and take the precision their graph declares,
-  so :class:`~.plan.BuildPlan` carries no precision flags and none are set here (docs/architecture.md, Precisions).
+- TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags, implicit quantization and
+  ``EXPLICIT_BATCH``; networks are parsed strongly typed (``NetworkFromOnnxPath(path,
+  strongly_typed=True)`` on 10.x; on 11.x every network is, :func:`network_args`) and take the
+  precision their graph declares, so :class:`~.plan.BuildPlan` carries no precision flags and none are
+  set here (docs/architecture.md, Precisions). Polygraphy (0.53.6 and newer) sets ``EXPLICIT_BATCH``
+  only for TensorRT before 10 (TensorRT-RTX before 1.5). Nothing on this path uses an API that 11.x
+  removed; only full TensorRT 10.x/11.x and TensorRT-RTX run it (type-checked against tensorrt-stubs).
 - Polygraphy selects TensorRT-RTX instead of TensorRT when ``POLYGRAPHY_USE_TENSORRT_RTX`` is set:
   ``polygraphy.config.USE_TENSORRT_RTX`` is read from it when ``polygraphy`` is first imported, and
   each ``polygraphy.backend.trt`` module binds ``tensorrt`` or ``tensorrt_rtx`` when it is imported.
@@ -200,6 +204,16 @@ def _failure(plan: BuildPlan, err: Exception, log: BuildLog) -> UserError:
     )
 
 
+def network_args(plan: BuildPlan) -> dict[str, Any]:
+    """``NetworkFromOnnxPath``'s arguments for this TensorRT: strongly typed through the creation flag
+    where it exists (TensorRT 10.x, TensorRT-RTX); TensorRT 11 builds every network strongly typed and
+    may not carry the flag (its migration guide: weak typing removed), so it is not asked for there."""
+    args = plan.network_args()
+    if args.get("strongly_typed") and not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        args["strongly_typed"] = False  # strongly typed regardless
+    return args
+
+
 def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | None = None) -> BuiltEngine:
     """Build ``plan`` and write the serialized engine to ``dest``, in this process: run it through
     :func:`exporter.engine.child.build_in_child`, which isolates the builder's crashes. The engine is
@@ -215,7 +229,7 @@ def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | Non
     with captured_polygraphy_log() as log:
         try:
             config = _create_config(plan, progress)
-            builder, network, parser = NetworkFromOnnxPath(**plan.network_args())()
+            builder, network, parser = NetworkFromOnnxPath(**network_args(plan))()
             layers = int(network.num_layers)
             start = time.perf_counter()
             blob = EngineBytesFromNetwork((builder, network, parser), config, **plan.engine_args())()
