@@ -15,7 +15,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[test,plugins,triton,openvino,ray]'  # plugins: triton (no torch dependency), for the kernel tests; triton: tritonclient (config schema, HTTP client); openvino: the OpenVINO backend's tests; ray: the cluster tests (a local two-node Ray cluster)
+	$(PIP) install -q -e '.[test,plugins,triton,openvino,ray,tensorrt-rtx]'  # plugins: triton (no torch dependency), for the kernel tests; triton: tritonclient (config schema, HTTP client); openvino: the OpenVINO backend's tests; ray: the cluster tests (a local two-node Ray cluster); tensorrt-rtx: real engine builds ahead of time without a GPU (tests/test_tensorrt_builds.py)
 	$(PIP) install -q --no-deps tensorrt-stubs==10.13.0.35.1  # type stubs only: its tensorrt dependency needs NVIDIA's index
 	touch $@
 

@@ -49,7 +49,8 @@ Method, per model (--models):
   and the MatMul/Gemm/Conv/Attention nodes left in float.
 - Build: `lookupvit build GRAPH --profile l4 --precision P -o DIR --json --force` (TensorRT-RTX ahead of time
   where no GPU is visible; one fresh folder per graph, so no timing cache is shared). Where that command cannot
-  build on this machine (it exits 2 before building), a raw TensorRT-RTX build in a child process instead:
+  build on this machine (it exits 2 before building), or its `lookupvit check` preflight refuses the graph before
+  the builder runs (a prediction, e.g. of a builder crash), a raw TensorRT-RTX build in a child process instead:
   strongly typed network, SM 8.9, one optimisation profile min=opt=1, max=8; a signal kills only that child
   and is reported as "crashed (SIGSEGV)". The table says which was used.
 
@@ -489,7 +490,8 @@ print(json.dumps({"status": "built", "engine_bytes": engine.nbytes, "build_secon
 
 def build(path: Path, precision: str, folder: Path, timeout: float) -> BuildResult:
     """Build ``path`` with `lookupvit build`; where that command cannot build on this machine (it exits 2
-    before building), with TensorRT-RTX directly in a child process (a crash ends only that child)."""
+    before building), or refuses the graph on its `check` preflight's prediction before the builder runs, with
+    TensorRT-RTX directly in a child process (a crash ends only that child), so each status is the builder's."""
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     cmd = [*cli(), "build", str(path), "--profile", BUILD_PROFILE, "--precision", precision, "-o", str(folder),
@@ -503,6 +505,8 @@ def build(path: Path, precision: str, folder: Path, timeout: float) -> BuildResu
         return BuildResult("built", "lookupvit build", size, report.get("build_seconds"), round(wall, 2),
                            details={k: report[k] for k in keep if k in report})
     message = report.get("error") or tail(folder / "build.log")
+    if rc == 1 and "would be refused" in message:  # our `check` preflight's prediction: ask the builder itself
+        return fallback_build(path, folder, timeout, f"refused by its check (exit 1): {message}")
     if rc == 1:  # the command built, and the build failed: a result
         crashed = re.search(r"crashed \(([A-Z0-9 ]+)\)", message)
         status = (f"crashed ({crashed.group(1)})" if crashed else
@@ -606,7 +610,8 @@ def print_table(cells: list[Cell]) -> None:
             print(f"  {c.model} {c.precision} {c.tool}: {c.build.status} via {c.build.via}: "
                   f"{' '.join(c.build.message.split())[:400]}")
         if c.build and c.build.cli_refusal:
-            print(f"  {c.model} {c.precision} {c.tool}: `lookupvit build` did not build here ({c.build.cli_refusal[:200]})")
+            print(f"  {c.model} {c.precision} {c.tool}: `lookupvit build` did not build it "
+                  f"({' '.join(c.build.cli_refusal.split())[:300]})")
 
 
 def machine(load: tuple[float, float, float]) -> dict[str, Any]:

@@ -274,9 +274,11 @@ def quantize_model(
             if to == "fp8" and method == "minmax":
                 extra["TensorQuantOverrides"] = _fp8_amax_overrides(in_path, reader, ops, exclude_nodes, Path(tmp))
                 # ONNX Runtime insists on its fp8 calibration pass even though every scale is
-                # given; one batch keeps that pass cheap.
+                # given; one batch keeps that pass cheap (and one grid of a dynamic-grid model: the
+                # pass stacks each tensor's values over batches, whose shapes differ between grids).
                 calib_method = CalibrationMethod.Distribution
-                reader = Reader(input_name, images[:CALIB_BATCH], CALIB_BATCH, static_batch)
+                one_grid = (grid[0], grid[1][:1]) if grid is not None else None
+                reader = Reader(input_name, images[:CALIB_BATCH], CALIB_BATCH, static_batch, one_grid)
             else:
                 calib_method = {
                     "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,

@@ -118,6 +118,17 @@ def separate_shared_inputs(graph: Any) -> int:
     return count
 
 
+def _typed(model: Any) -> Any:
+    """``model`` with inferred types on its tensors (the separating factors take their reader's type);
+    the model itself where inference fails."""
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception:  # inference is a convenience here: the ONNX Runtime check after the rewrite decides
+        return model
+
+
 def tensorrt_form(model: Any, precision: str) -> tuple[Any, TensorRTForm]:
     """``model`` (an fp32 ModelProto) rewritten into the form TensorRT builds in ``precision`` (see the
     module docstring); the model itself when it has no Attention node. Metadata is the caller's."""
@@ -126,7 +137,7 @@ def tensorrt_form(model: Any, precision: str) -> tuple[Any, TensorRTForm]:
     form = TensorRTForm(precision)
     if not any(n.op_type == "Attention" and n.domain in ("", "ai.onnx") for n in model.graph.node):
         return model, form
-    graph = gs.import_onnx(model)
+    graph = gs.import_onnx(_typed(model))
     if precision in UNFUSED:
         from ..passes.attention import unfuse_attention
         from ..passes.registry import PassContext
