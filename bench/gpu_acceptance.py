@@ -288,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         from exporter.profiles import parse_compute_capability
 
         cc = parse_compute_capability(args.assume_cc, "--assume-cc")
+    missing = env.missing()
+    if missing and not args.dry_run:  # before anything is written
+        print("GPU acceptance cannot run here:\n  - " + "\n  - ".join(missing), file=sys.stderr)
+        return 2
     steps, profiles = plan(env, args.out, cc, write=not args.dry_run, keep_fp32=args.keep_fp32)
     acc = Acceptance(str(args.out), args.dry_run, {
         "gpu": env.gpu, "compute_capability": f"{cc[0]}.{cc[1]}", "torch_cuda": env.torch_cuda,
@@ -302,10 +306,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"this machine could not run it: {m}", file=sys.stderr)
         return 0
 
-    missing = env.missing()
-    if missing:
-        print("GPU acceptance cannot run here:\n  - " + "\n  - ".join(missing), file=sys.stderr)
-        return 2
     for b, why in env.backends.items():
         if why:
             print(f"NOT RUN: every {b} step ({why})", file=sys.stderr)

@@ -317,7 +317,8 @@ def test_build_without_tensorrt_or_gpu_exits_2_and_writes_nothing(cli, model, tm
     text = result.output
     first = text.splitlines()[0]
     assert first.startswith("Error: Cannot build a TensorRT engine here: ")
-    assert ("nor TensorRT-RTX is installed" in first) == (missing != "gpu")
+    assert ("full TensorRT is not installed" in first) == (missing != "gpu")
+    assert "TensorRT-RTX is not installed" in first  # the way to build without a GPU, named either way
     assert ("no CUDA GPU is visible" in text) == (missing != "tensorrt")
     if missing != "gpu":
         assert "pip install 'lookupvit-deploy[tensorrt]'" in text and "pip install -e '.[tensorrt]'" in text
@@ -326,15 +327,20 @@ def test_build_without_tensorrt_or_gpu_exits_2_and_writes_nothing(cli, model, tm
 
 
 def test_build_on_this_machine(cli, model, tmp_path):
-    """Unpatched: exactly what this machine lacks is named (nothing to check where both exist)."""
-    has_trt = env.choose_tensorrt()[0] is not None
+    """Unpatched: an sm_90 profile where no full TensorRT and GPU are: exactly what is missing is named."""
+    has_full = env.module_status("tensorrt").installed
     has_gpu = env.detect_gpu() is not None
-    if has_trt and has_gpu:
-        pytest.skip("TensorRT and a GPU are present: the error path does not apply here")
+    if has_full and has_gpu:
+        pytest.skip("full TensorRT and a GPU are present: the error path does not apply here")
     result = cli("build", str(model), "--profile", "h100", "-o", str(tmp_path / "out"), "--json")
     assert result.exit_code == 2
-    assert ("TensorRT" in result.output) == (not has_trt)
-    assert ("no CUDA GPU" in result.output) == (not has_gpu)
+    error = json.loads(result.stdout)["error"]
+    assert error.startswith("Cannot build a TensorRT engine here")
+    assert ("full TensorRT is not installed" in error) == (not has_full)
+    if env.rtx_compute_capabilities():  # TensorRT-RTX is here but has no Hopper target
+        assert "not sm_90 (Hopper)" in error
+    else:
+        assert "TensorRT-RTX is not installed" in error
     assert not (tmp_path / "out").exists()
 
 

@@ -41,16 +41,19 @@ def pipeline(tmp_path_factory):
     graphs = {}
     for name, src in sources.items():
         exported = export_onnx(src, out / name, batch=1 if name == "lookupvit_digits" else "dynamic").path
-        graphs[(name, "export", "fp32")] = exported
+        graphs[(name, "export", "raw")] = exported
+        graphs[(name, "export", "fp32")] = convert_precision(exported, out / name / "m.export.fp32.onnx", "fp32",
+                                                             target="tensorrt").output  # run --no-optimize
         targets = ("attention", "trt-mha") if name in ("lookupvit_tiny32", "lookupvit_digits") else ("attention",)
         if name == "lookupvit_tiny32" and "plugin" in PASS_TARGETS:
-            optimize_model(exported, out / name / "m.plugin.onnx", target="plugin")
-            graphs[(name, "plugin", "fp32")] = out / name / "m.plugin.onnx"
+            targets = (*targets, "plugin")
         for target in targets:
             opt = out / name / f"m.{target}.onnx"
             optimize_model(exported, opt, target=target)
-            graphs[(name, target, "fp32")] = opt
-            for prec in PRECISIONS[1:] if name in ("lookupvit_tiny32", "lookupvit_digits") else ("fp16",):
+            graphs[(name, target, "raw")] = opt  # the optimised fp32 graph, before the TensorRT form
+            for prec in PRECISIONS if name in ("lookupvit_tiny32", "lookupvit_digits") else ("fp32", "fp16"):
+                if target == "plugin" and prec != "fp32":
+                    continue
                 graphs[(name, target, prec)] = convert_precision(opt, out / name / f"m.{target}.{prec}.onnx", prec,
                                                                  calib_size=16, target="tensorrt").output
     return graphs
@@ -60,6 +63,7 @@ CASES = [(v, t, p) for v in ("lookupvit_tiny32", "lookupvit_digits") for t in ("
          for p in (PRECISIONS if t != "export" else ("fp32",))]
 CASES += [(v, t, p) for v in ("lookupvit_tiny32_video", "lookupvit_tiny32_features") for t, p in
           (("export", "fp32"), ("attention", "fp32"), ("attention", "fp16"))]
+# every graph the pipeline writes for TensorRT passes; the graphs before the TensorRT form do not
 if "plugin" in PASS_TARGETS:  # the TensorRT plugin form: its nodes are warnings (a plugin this check cannot see)
     CASES.append(("lookupvit_tiny32", "plugin", "fp32"))
 
@@ -76,24 +80,32 @@ def test_pipeline_graph_passes(pipeline, variant, target, precision):
 def test_graphs_converted_for_onnxruntime_are_refused_for_softmax_precision(pipeline, tmp_path, precision):
     """`precision --target onnxruntime` (the default) keeps Attention's softmax in fp32 with softmax_precision,
     which TensorRT's parser refuses: the only finding, once per Attention node, naming the fix."""
-    ort_graph = convert_precision(pipeline[("lookupvit_tiny32", "attention", "fp32")], tmp_path / f"m.{precision}.onnx",
+    ort_graph = convert_precision(pipeline[("lookupvit_tiny32", "attention", "raw")], tmp_path / f"m.{precision}.onnx",
                                   precision).output
     report = check_graph(ort_graph, "h100")
-    assert report.errors and {f.rule for f in report.errors} == {"attention.softmax-precision"}
-    assert len(report.errors) == sum(n.op_type == "Attention" for n in onnx.load(ort_graph).graph.node)
-    assert "--target tensorrt" in report.errors[0].fix
+    # and the second reader of each shared tensor, which the TensorRT form separates
+    assert {f.rule for f in report.errors} == {"attention.softmax-precision", "attention.shared-input"}
+    refused = [f for f in report.errors if f.rule == "attention.softmax-precision"]
+    assert len(refused) == sum(n.op_type == "Attention" for n in onnx.load(ort_graph).graph.node)
+    assert all("--target tensorrt" in f.fix for f in report.errors)
 
 
 def test_fusion_estimates_follow_the_precision(pipeline):
+    raw = check_graph(pipeline[("lookupvit_tiny32", "attention", "raw")], "h100")
     fp32 = check_graph(pipeline[("lookupvit_tiny32", "attention", "fp32")], "h100").fusion
     fp16 = check_graph(pipeline[("lookupvit_tiny32", "attention", "fp16")], "h100").fusion
     mha = check_graph(pipeline[("lookupvit_tiny32", "trt-mha", "fp32")], "h100").fusion
     int8 = check_graph(pipeline[("lookupvit_tiny32", "attention", "int8")], "h100").fusion
-    assert len(fp32) == len(fp16) == len(mha) == 6  # gather, self-attention, scatter in two layers
-    assert all(e.form == "Attention" and e.fused is False and "fp32" in e.reasons[0] for e in fp32)
+    assert len(raw.fusion) == len(fp32) == len(fp16) == len(mha) == 6  # gather, self-attention, scatter in two layers
+    # an fp32 Attention node: no IAttention kernel, refused by the builder (not "runs as MatMul + Softmax")
+    assert all(e.form == "Attention" and e.fused is False and "no fp32 kernel" in e.reasons[0] and "refuses" in e.reasons[0]
+               for e in raw.fusion)
+    assert {f.rule for f in raw.errors} == {"attention.fp32", "attention.shared-input"}
+    # the TensorRT forms: fp32 and int8 as MatMul-Softmax-MatMul, fp16 as fused Attention
+    assert all(e.form == "trt-mha" and e.fused is False for e in fp32)
     assert all(e.precision == "fp16" and e.fused is True and e.head_size == 16 for e in fp16)
     assert all(e.form == "trt-mha" and e.fused is False for e in mha)
-    assert all(e.precision == "int8" and e.fused is None for e in int8)
+    assert all(e.form == "trt-mha" and e.precision == "int8" and e.fused is None for e in int8)
     # LookupViT's three attentions: compressed queries over lookup keys, and back
     assert {(e.seq_q, e.seq_kv) for e in fp16} == {(4, 64), (4, 4), (64, 4)}
 

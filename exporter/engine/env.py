@@ -244,7 +244,11 @@ def build_target(profile: Profile, action: str = "build a TensorRT engine") -> B
         st = module_status(TENSORRT_MODULES[flavour])
         name = "TensorRT-RTX" if flavour == "tensorrt-rtx" else "full TensorRT"
         if not st.installed:
-            reasons.append(f"{name} is not installed ({st.note})")
+            needs_gpu = flavour == "tensorrt" and gpu is None
+            reasons.append(f"{name} is not installed ({st.note})"
+                           + ("; it builds on the GPU it tunes for, and no CUDA GPU is visible" if needs_gpu else ""))
+            if needs_gpu:
+                hints.append(INSTALL_GPU)
             continue
         choice = TensorRTChoice(flavour, st.name, st.version or "unknown")
         if flavour == "tensorrt":
@@ -275,7 +279,8 @@ def build_target(profile: Profile, action: str = "build a TensorRT engine") -> B
             continue
         return BuildTarget(choice, gpu, want)
     if not any(module_status(m).installed for m in TENSORRT_MODULES.values()):
-        hints.insert(0, INSTALL_TENSORRT)
+        hints.insert(0, INSTALL_TENSORRT + " TensorRT-RTX builds ahead of time without a GPU, for "
+                     "sm_75, sm_80, sm_86, sm_89, sm_120 and sm_121.")
     raise CannotRunHere(
         f"Cannot {action} here: " + "; ".join(reasons) + ".",
         " ".join(dict.fromkeys(hints)) + " `lookupvit doctor` shows what this machine has.",
