@@ -89,16 +89,48 @@ def diagnose() -> list[Finding]:
         v = package_version(dist)
         findings.append(Finding(dist, v, "" if v else f"not installed; pip install {dist}"))
     findings += [_tensorrt("tensorrt", "TensorRT"), _tensorrt("tensorrt-rtx", "TensorRT-RTX"), _gpu()]
-    trt_ok = any(f.version for f in findings if f.component in ("TensorRT", "TensorRT-RTX"))
-    gpu_ok = findings[-1].version is not None
-    if trt_ok and gpu_ok:
-        builds = Finding("engine builds", "yes", "lookupvit build MODEL.onnx --profile NAME")
+    return [*findings, *_engines()]
+
+
+def _engines() -> list[Finding]:
+    """What this machine builds and runs, per the shipped TensorRT profiles: each profile's engines are
+    built here or not (and why: :func:`exporter.engine.env.build_target`, the function a build uses),
+    and engines run here only with a GPU."""
+    from .errors import CannotRunHere
+    from .profiles import list_profiles
+
+    builds: dict[str, list[str]] = {}
+    refused: dict[str, list[str]] = {}
+    for row in list_profiles():
+        prof = row.profile
+        if prof is None or not prof.is_tensorrt:
+            continue
+        try:
+            t = env.build_target(prof)
+        except CannotRunHere as e:
+            why = e.message.split(": ", 1)[-1].rstrip(".")
+            refused.setdefault(why, []).append(f"{prof.name} ({prof.sm})")
+            continue
+        how = "ahead of time, no GPU here" if t.ahead_of_time else f"on {t.gpu.name if t.gpu else 'this GPU'}"
+        builds.setdefault(f"{t.choice.label} for {t.label} ({how})", []).append(prof.name)
+    rtx = env.rtx_compute_capabilities()
+    out = []
+    if builds:
+        detail = "; ".join(f"{', '.join(names)}: {how}" for how, names in builds.items())
+        if rtx:
+            detail += f". TensorRT-RTX compiles for {', '.join(env.sm(c) for c in rtx)}"
+        out.append(Finding("engine builds", "yes", detail))
     else:
-        missing = [m for m, ok in (("TensorRT or TensorRT-RTX", trt_ok), ("a CUDA GPU", gpu_ok)) if not ok]
-        builds = Finding(
-            "engine builds", None, "need " + " and ".join(missing) + "; the cpu profile (ONNX Runtime) works", absent="no"
-        )
-    return [*findings, builds]
+        out.append(Finding("engine builds", None, "no shipped TensorRT profile builds here; the cpu profile (ONNX "
+                           "Runtime) works. pip install -e '.[tensorrt-rtx]' builds sm_75..sm_121 engines without a GPU",
+                           absent="no"))
+    out.append(Finding("not built here", None, " | ".join(f"{', '.join(names)}: {why}" for why, names in refused.items())
+                       or "every shipped TensorRT profile builds here", absent="-" if refused else "none"))
+    gpu = env.detect_gpu()
+    out.append(Finding("engine runs", "yes" if gpu else None,
+                       f"on {gpu.name}" if gpu else "validating or timing an engine needs a CUDA GPU; none is visible, "
+                       "so `run` reports those stages as not run here", absent="no"))
+    return out
 
 
 def to_dict(findings: list[Finding]) -> dict[str, Any]:

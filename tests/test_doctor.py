@@ -12,7 +12,7 @@ import torch
 from exporter.engine import env
 
 COMPONENTS = ["Python", "torch", "onnxruntime", "onnx", "onnxscript", "onnx-graphsurgeon", "polygraphy",
-              "TensorRT", "TensorRT-RTX", "GPU", "engine builds"]
+              "TensorRT", "TensorRT-RTX", "GPU", "engine builds", "not built here", "engine runs"]
 
 
 def test_doctor_json_reports_this_machine(cli):
@@ -32,8 +32,13 @@ def test_doctor_json_reports_this_machine(cli):
         assert doc[label]["status"] == ("ok" if st.installed else "missing")
     gpu = env.detect_gpu()
     assert doc["GPU"]["version"] == (gpu.name if gpu else None)
-    can_build = env.choose_tensorrt()[0] is not None and gpu is not None
+    full = env.module_status("tensorrt").installed and gpu is not None
+    can_build = full or bool(env.rtx_compute_capabilities())  # TensorRT-RTX builds without a GPU
     assert doc["engine builds"]["status"] == ("ok" if can_build else "missing")
+    if env.rtx_compute_capabilities() and gpu is None:
+        assert "l4" in doc["engine builds"]["detail"] and "ahead of time, no GPU here" in doc["engine builds"]["detail"]
+        assert "h100 (sm_90)" in doc["not built here"]["detail"] and "not sm_90 (Hopper)" in doc["not built here"]["detail"]
+    assert doc["engine runs"]["status"] == ("ok" if gpu else "missing")
 
 
 def test_doctor_table(cli, monkeypatch):
@@ -43,7 +48,8 @@ def test_doctor_table(cli, monkeypatch):
     for c in COMPONENTS:
         assert c in out
     assert "pip install -e '.[tensorrt]'" in out and "pip install -e '.[tensorrt-rtx]'" in out  # markup kept
-    assert "none visible" in out and "need TensorRT or TensorRT-RTX and a CUDA GPU" in out
+    assert "none visible" in out and "no shipped TensorRT profile builds here" in out
+    assert "validating or timing an engine needs a CUDA GPU" in out
 
 
 def test_doctor_when_engines_can_be_built(cli, monkeypatch):

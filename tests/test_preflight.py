@@ -92,3 +92,68 @@ def test_the_run_report_shows_tensorrt_readiness_per_graph(tmp_path):
               "versions": {}, "checks": state.checks})
     html = write_report(s, state, run_dir / "report.html").read_text()
     assert "TensorRT readiness (lookupvit check)" in html and "no fused attention kernels in FP32" in html
+
+
+# --- a machine that builds engines without a GPU (TensorRT-RTX ahead of time) ----------------------
+
+TINY_AOT = Path(__file__).parent / "profiles" / "tiny-aot.toml"
+
+
+def _builds_without_gpu() -> bool:
+    from exporter.engine.env import detect_gpu, rtx_compute_capabilities
+
+    return (8, 9) in rtx_compute_capabilities() and detect_gpu() is None
+
+
+needs_aot = pytest.mark.skipif(not _builds_without_gpu(),
+                               reason="needs TensorRT-RTX (pip install -e '.[tensorrt-rtx]') on a machine without a GPU")
+
+
+@needs_aot
+def test_prepare_then_run_builds_every_engine_ahead_of_time_and_reports_what_needs_a_gpu(cli, tmp_path):
+    """--prepare-only builds every engine of an sm_89 profile here (exit 0, prepared.json lists them); the
+    full run on the same folder reuses them, reports validation, comparison and timing as not run here
+    (exit 2, INCOMPLETE), and lists the engines in summary.json, the report and the terminal."""
+    out = tmp_path / "aot"
+    prep = cli("run", "--profile", str(TINY_AOT), "--prepare-only", "-o", str(out), "--json")
+    assert prep.exit_code == 0, prep.output
+    doc = json.loads(prep.stdout)
+    assert doc["builds_here"] is True and len(doc["engines"]) == 9
+    assert all(e["status"] == "built" and e["ahead_of_time"] and e["target"] == "sm_89" and e["engine_bytes"] > 0
+               and (out / e["engine"]).is_file() for e in doc["engines"])
+    assert all(g["engine"]["status"] == "built" for g in doc["graphs"])
+
+    run = cli("run", "--profile", str(TINY_AOT), "-o", str(out))
+    assert run.exit_code == 2 and run.stdout.strip().splitlines()[-1] == "INCOMPLETE", run.output
+    assert "TensorRT engines (9 of 9 built)" in run.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    stages = {s["id"]: s for s in summary["stages"]}
+    assert all(s["status"] == "skipped" for i, s in stages.items() if i.startswith("build:"))  # not built again
+    validate = [s for i, s in stages.items() if i.startswith("validate:")]
+    assert validate and all(s["status"] == "not run" and "Cannot run a TensorRT engine here" in s["note"] for s in validate)
+    assert stages["compare:lookupvit_digits:g2"]["status"] == "not run"
+    assert summary["verdict"]["failed_stages"] == [] and summary["verdict"]["exit_code"] == 2
+    assert len(summary["engines"]) == 9 and all(e["reused"] for e in summary["engines"])
+    assert "TensorRT engines" in (out / "report.html").read_text()
+
+
+@needs_aot
+def test_a_prepare_task_builds_the_engines_of_every_profile_sharing_its_graphs(tmp_path):
+    """What a cluster's prepare task does for two sm_89/sm_80 profiles sharing one graph set: the graphs
+    once, an engine per profile (each under its own stage id), no GPU needed."""
+    from exporter.cluster.scheduler import plan_graphs
+    from exporter.profiles import load_profile
+    from exporter.run.job import RunOptions, prepare_graph
+
+    other = tmp_path / "tiny-aot-a100.toml"
+    other.write_text(TINY_AOT.read_text().replace('compute_capability = "8.9"', 'compute_capability = "8.0"'))
+    sets = plan_graphs([load_profile(TINY_AOT), load_profile(other)])
+    digits = next(g for g in sets.values() if g.variant == "lookupvit_digits")
+    assert digits.profiles == ["tiny-aot", "tiny-aot-a100"]
+    out = tmp_path / "prep"
+    outcomes = prepare_graph(RunOptions(profile=TINY_AOT, out_dir=out), digits.variant, digits.grid, ("fp16",),
+                             build_profiles=(TINY_AOT, other))
+    builds = {o.id: o for o in outcomes if o.kind == "build"}
+    assert set(builds) == {"build:lookupvit_digits:g2:fp16:tiny-aot", "build:lookupvit_digits:g2:fp16:tiny-aot-a100"}
+    assert {o.result["target"] for o in builds.values()} == {"sm_89", "sm_80"}
+    assert sum(o.kind == "precision" and o.status == "ran" for o in outcomes) == 1  # the graph made once

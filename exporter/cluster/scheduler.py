@@ -4,7 +4,9 @@
    nodes (:mod:`.resources`): a profile no node can serve is reported at once, the others go on.
 2. One prepare task per distinct graph set across the profiles: the same (model, grid, target
    runtime) is exported and optimised once, and each of its precisions converted once, however many
-   profiles ask for it (1 CPU, any node).
+   profiles ask for it (1 CPU, any node); the TensorRT engines of those profiles are built there too
+   where the node builds them ahead of time (TensorRT-RTX needs no GPU), and the device task, on a
+   node with the same TensorRT, reuses them.
 3. One device task per profile, with the profile's CPUs, GPUs and resources, fed the prepared
    results it needs (Ray resolves them on the chosen node, once per node) and, on a rerun, the
    profile's folder as it stands, so its run skips what is done.
@@ -53,7 +55,8 @@ class GraphSet:
     def key(self, optimize: bool | None) -> str:
         grid = [list(g) for g in self.grid.grids] if isinstance(self.grid, GridSet) else list(self.grid or ()) or None
         doc = [self.variant, grid, self.target, sorted(self.precisions), optimize,
-               self.profile.name if self.target == "tensorrt" else None]
+               self.profile.name if self.target == "tensorrt" else None,
+               sorted(self.profiles) if self.target == "tensorrt" else None]  # whose engines it builds
         return hashlib.sha256(json.dumps(doc).encode()).hexdigest()[:20]
 
 
@@ -169,8 +172,10 @@ def run_on_cluster(
         prepare_refs: dict[tuple[str, Grid | None, str], Any] = {}
         texts = {p.name: p.path.read_text() for p in runnable}
         for k, g in graph_sets.items():
+            builds = tuple((name, texts[name]) for name in g.profiles if name in texts)  # their engines, where it can
             job = GraphJob(g.key(opts.optimize), key_of_run, __version__, g.profile.name, texts[g.profile.name],
-                           g.variant, g.grid, tuple(g.precisions), opts.optimize, shared)
+                           g.variant, g.grid, tuple(g.precisions), opts.optimize, shared,
+                           builds if g.target == "tensorrt" else ())
             ref = remote_prepare.options(num_cpus=1, max_retries=MAX_RETRIES, name=f"prepare {g.variant}").remote(job)
             prepare_refs[k] = ref
             pending[ref] = ("prepare", job.key)

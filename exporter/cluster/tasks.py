@@ -2,6 +2,8 @@
 
 - :func:`prepare_task`: one model at one grid, exported, optimised and converted into the
   precisions the profiles ask for (:func:`exporter.run.job.prepare_graph`), for one target runtime;
+  for TensorRT profiles also their engines where the node builds them without a GPU (TensorRT-RTX
+  ahead of time), so a prepare task needs no GPU resource and runs on any node;
   1 CPU, any node. Returns its files by content hash and the manifest entries of its stages.
 - :func:`device_task`: one profile's whole run (:func:`exporter.run.job.run_job`) on a node that
   offers the profile's ``[cluster]`` resources, in a node-local folder laid out like a local run
@@ -42,6 +44,7 @@ class GraphJob:
     precisions: tuple[str, ...]
     optimize: bool | None
     shared_dir: str | None = None  # --shared-dir: contents go there instead of the object store
+    build_profiles: tuple[tuple[str, str], ...] = ()  # (name, text) of every TensorRT profile using these graphs
 
 
 @dataclass(frozen=True)
@@ -146,9 +149,10 @@ def prepare_task(job: GraphJob) -> PreparedGraph | Refusal:
     run_dir = base / "run"
     opts = RunOptions(profile=_profile_file(base, job.profile_name, job.profile_text), out_dir=run_dir,
                       optimize=job.optimize)
+    builds = tuple(_profile_file(base, name, text) for name, text in job.build_profiles)
     t0 = time.perf_counter()
     try:
-        outcomes = prepare_graph(opts, job.variant, job.grid, job.precisions)
+        outcomes = prepare_graph(opts, job.variant, job.grid, job.precisions, build_profiles=builds)
     except UserError as e:
         return Refusal(e.message, e.hint, t.node)
     t.work_s = time.perf_counter() - t0

@@ -109,8 +109,8 @@ class Artefacts:
     def folder(self, model: str, grid: CellGrid) -> Path:
         return Unit(*self._cell(model, grid)).folder(self.root)
 
-    def _id(self, stage: str, model: str, grid: CellGrid, precision: str | None = None) -> str:
-        return Unit(*self._cell(model, grid), precision).stage_id(stage)
+    def _id(self, stage: str, model: str, grid: CellGrid, precision: str | None = None, *extra: str) -> str:
+        return Unit(*self._cell(model, grid), precision).stage_id(stage, *extra)
 
     def _source(self, model: str, grid: CellGrid, weights: str | None = None) -> Any:
         from ..export import dynamic_grid_source, resolve_variant_source
@@ -262,7 +262,9 @@ class Artefacts:
 
         settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision,
                     "tensorrt": target.choice.label, "target": target.label}
-        out = self.manifest.stage(self._id("build", model, grid, precision), "build", settings, {"model": onnx_path}, run)
+        # one id per profile: a folder shared by several profiles' builds (a cluster's prepare task) keeps each
+        out = self.manifest.stage(self._id("build", model, grid, precision, prof.name), "build", settings,
+                                  {"model": onnx_path}, run)
         # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
         return self.root / out.outputs[0] if out.outputs else Path(out.result["engine"])
 

@@ -69,6 +69,7 @@ class Step:
     unit: Unit
     stage: str  # export, optimize, precision, build, validate, compare, check
     run: Callable[[], Any]
+    extra: tuple[str, ...] = ()  # a build's profile: its stage id names it
 
     @property
     def label(self) -> str:
@@ -76,7 +77,7 @@ class Step:
 
     @property
     def stage_id(self) -> str:
-        return self.unit.stage_id(self.stage)
+        return self.unit.stage_id(self.stage, *self.extra)
 
 
 @dataclass(frozen=True)
@@ -606,7 +607,8 @@ def _chain_steps(
     if backend == "trt":  # the parser's rules and the fusion estimate first, then the build (which checks too)
         steps.append(Step(unit, "check", partial(_record_check, artefacts, manifest, variant, grid, p, state)))
     if backend == "trt" and (build or not prepare_only):
-        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p)))
+        prof = artefacts.settings.profile
+        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p), (prof.name,) if prof else ()))
     if prepare_only:
         return steps
     steps.append(Step(unit, "validate",
@@ -797,11 +799,14 @@ def _profile_step(
 
 def prepare_graph(
     opts: RunOptions, variant: str, grid: CellGrid, precisions: tuple[str, ...], progress: RunProgress | None = None,
+    build_profiles: tuple[Path, ...] = (),
 ) -> list[StageOutcome]:
     """Export, optimise and convert one model at one grid into each of ``precisions`` (and, on a
-    TensorRT profile, check it) in ``opts.out_dir``, through the run's own chain (``prepare_only``),
+    TensorRT profile, check it, and build its engines where this node builds them without a GPU:
+    TensorRT-RTX ahead of time) in ``opts.out_dir``, through the run's own chain (``prepare_only``),
     with the settings ``run_job`` uses: the GPU-independent unit a cluster schedules on any node
-    (docs/architecture.md, Distribution). Returns the manifest's outcomes."""
+    (docs/architecture.md, Distribution). ``build_profiles``: the other TensorRT profiles sharing these
+    graphs, whose engines are built here too where this node builds them. Returns the manifest's outcomes."""
     from ..profiles import load_profile
 
     prof = load_profile(opts.profile)
@@ -814,7 +819,20 @@ def prepare_graph(
     for v, grid_set in dynamic_grid_sets(prof, plan_models(prof)).items():  # as run_job serves them
         artefacts.share(v, grid_set)
     state = RunState(math.inf)
+    builds = prof.is_tensorrt and _builds_here(artefacts)  # TensorRT-RTX ahead of time: no GPU needed
     for p in precisions:
-        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True):
+        for st in _chain_steps(artefacts, manifest, variant, grid, p, _backend_of(prof), opts, state, prepare_only=True,
+                               build=builds):
             _run_step(st, manifest, ui)
+    for other in (load_profile(path) for path in build_profiles):  # the same graphs, built for each profile
+        if other.name == prof.name or not other.is_tensorrt:
+            continue
+        theirs = Artefacts(out, ChainSettings(optimize=opts.optimize, profile=other), manifest, ui.note)
+        for v, grid_set in dynamic_grid_sets(other, plan_models(other)).items():
+            theirs.share(v, grid_set)
+        if not _builds_here(theirs):
+            continue
+        for p in (p for p in precisions if p in other.precisions):
+            _run_step(Step(Unit(variant, grid, p), "build", partial(theirs.engine, variant, grid, p), (other.name,)),
+                      manifest, ui)
     return list(manifest.outcomes)

@@ -147,7 +147,7 @@ def shared_graphs(prof: Profile, out: Path, outcomes: list[StageOutcome]) -> lis
         files: list[dict[str, Any]] = []
         for p in prof.precisions:
             unit = Unit(variant, grid_set, p)
-            ids = [unit.stage_id("build")] if prof.is_tensorrt else []
+            ids = [unit.stage_id("build", prof.name)] if prof.is_tensorrt else []
             ids += [unit.stage_id("precision")] if p != "fp32" else [unit.at(None).stage_id(k) for k in ("optimize", "export")]
             found = next((rel for i in ids for rel in (latest[i].outputs if i in latest else [])
                           if rel.endswith(suffix) and (out / rel).is_file()), None)
@@ -177,7 +177,7 @@ def engine_rows(outcomes: list[StageOutcome], out: Path) -> list[dict[str, Any]]
             latest[o.id] = o
     rows = []
     for o in latest.values():
-        _, model, grid, precision = [*o.id.split(":"), "", "", ""][:4]
+        _, model, grid, precision, profile = [*o.id.split(":"), "", "", "", ""][:5]
         r = o.result if isinstance(o.result, dict) else {}
         engine = r.get("engine")
         rel = None
@@ -185,7 +185,7 @@ def engine_rows(outcomes: list[StageOutcome], out: Path) -> list[dict[str, Any]]
             with contextlib.suppress(ValueError):
                 rel = str(Path(engine).resolve().relative_to(out.resolve()))
         rows.append({
-            "model": model, "grid": grid.removeprefix("g"), "precision": precision,
+            "model": model, "grid": grid.removeprefix("g"), "precision": precision, "profile": profile,
             "status": {"ran": "built", "skipped": "built"}.get(o.status, o.status),
             "reused": o.status == "skipped" or bool(r.get("cached")), "engine": rel,
             "engine_bytes": r.get("engine_bytes"), "build_seconds": r.get("build_seconds"),
