@@ -5,8 +5,9 @@ without a GPU (exporter/engine/env.py). Skipped, with the reason, where TensorRT
 - The matrix: graph form (attention, trt-mha, plugin with its local functions) x precision (the five)
   x model (lookupvit_digits at one grid, and as one dynamic-grid graph) x compute capability (SM80,
   SM89), each graph written as the pipeline writes it for TensorRT (``precision --target tensorrt``).
-  Each cell is built, or refused by us before the builder with the reason (fp8 on SM80); and
-  ``lookupvit check`` agrees with the builder on every cell.
+  Each cell is built, or refused by us before the builder with the reason (fp8 on SM80; the plugin
+  form by ``build``, as TensorRT-RTX has no plugins: the builder itself builds its local functions,
+  which the matrix also shows); and ``lookupvit check`` agrees with the builder on every cell.
 - One lookupvit_b16 build (224 px, grid 3, fp16).
 - Minimal reproducers of what the builder does with the forms we no longer write: an fp32 Attention
   node is refused unless decomposable; two Attention nodes reading one tensor crash it (SIGSEGV),
@@ -104,7 +105,14 @@ def test_every_graph_form_and_precision_builds_and_check_agrees(graph, folder, m
         assert not check_graph(path, profile).passed
         return
     report = check_graph(path, profile)
-    trial = trial_build(path, profile)
+    if form == "plugin":  # refused by us: TensorRT-RTX has no plugins and would build the local functions silently
+        from exporter.engine.build import build_engine
+
+        with pytest.raises(UserError) as e:
+            build_engine(prepare_build(path, profile, None, folder / "refused"))
+        assert "TensorRT-RTX has no plugin support" in e.value.message and "--target attention" in e.value.hint
+        assert not (folder / "refused").exists()
+    trial = trial_build(path, profile)  # the builder itself: for the plugin form, the local functions' bodies
     assert trial.built, trial.message
     assert trial.ahead_of_time == (env.detect_gpu() is None) and trial.target == f"sm_{cc.replace('.', '')}"
     assert report.passed, [f.line() for f in report.errors]  # the rules and the builder agree

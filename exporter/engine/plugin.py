@@ -49,6 +49,11 @@ def load_plugin(onnx_path: str | Path, backend: str) -> PluginUse | None:
     found = ", ".join(f"{n} {op}" for op, n in nodes.items())
     fix = ("Install the plugin's build dependencies (pip install 'lookupvit-deploy[plugins]' and a TensorRT "
            "with tensorrt.plugin.aot_impl), or optimize the model with --target attention instead.")
+    if backend == "tensorrt-rtx":
+        raise UserError(f"{onnx_path} has LookupViT plugin nodes ({found}), and TensorRT-RTX has no plugin support: its "
+                        "parser would build the nodes' ONNX local functions (the reference subgraphs) instead.",
+                        "Optimize with --target attention for TensorRT-RTX (the same math, and fused attention in "
+                        "fp16/bf16), or build the plugin form with full TensorRT.")
     if backend != "tensorrt":
         raise UserError(f"{onnx_path} has LookupViT plugin nodes ({found}); the plugin is written for TensorRT, "
                         f"not {backend}.", "Build with a TensorRT profile, or optimize with --target attention.")
