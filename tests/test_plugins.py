@@ -348,7 +348,7 @@ def test_build_refuses_a_plugin_graph_when_the_plugin_cannot_load(tmp_path):
         assert "Error" in (register_if_available() or "")  # validate ENGINE.plan goes on without it
     else:
         pytest.skip("tensorrt.plugin is importable here: the refusal path cannot be reached")
-    with pytest.raises(UserError, match="written for TensorRT"):
+    with pytest.raises(UserError, match="TensorRT-RTX has no plugin support"):
         load_plugin(path, "tensorrt-rtx")
     plain = tmp_path / "plain.onnx"
     model = pair_model(1, 2, 4, 16, 32, 0.25, False)
