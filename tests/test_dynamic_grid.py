@@ -519,7 +519,7 @@ def test_a_variant_in_both_roles_is_validated_once_and_compared_at_the_grids_ask
 
     out = tmp_path / "run"
     first = CliRunner().invoke(main, ["run", "--profile", str(_both_roles_profile(tmp_path / "a.toml", "2")),
-                                      "-o", str(out)], catch_exceptions=False)  # the default CPU budget: planned
+                                      "-o", str(out), "--budget", "60"], catch_exceptions=False)  # a budget: planned
     assert first.exit_code == 0, first.output
     summary = json.loads((out / "summary.json").read_text())
     ids = [s["id"] for s in summary["stages"]]

@@ -220,3 +220,17 @@ def test_work_over_the_time_budget_is_reported_not_run(first_run, tmp_path):
     assert {c["status"] for c in cells if c["model"] != "lookupvit_digits"} == {"not run"}
     assert any(c["status"] == "ok" for c in cells if c["model"] == "lookupvit_digits")  # accuracy models always run
     assert result.summary["budget_s"] == pytest.approx(1e-6)
+
+
+def test_the_sweep_holds_only_the_cells_the_profile_asks_for():
+    """The cpu profile times lookupvit_b16 in fp32 at batch 1 only ([models] latency_precisions and
+    latency_batches): those are the only b16 cells of the sweep (no "not run" rows for the others),
+    while the accuracy model is timed at every precision and batch."""
+    from exporter.profiles import load_profile
+    from exporter.run.job import plan_models, sweep_spec
+
+    prof = load_profile("cpu")
+    spec = sweep_spec(prof, "ort", plan_models(prof))
+    cells = [(c.model, c.precision, c.batch) for g in spec.groups() for c in [*g.cells, *([g.baseline] if g.baseline else [])]]
+    assert {(p, b) for m, p, b in cells if m in ("lookupvit_b16", "vit_b16")} == {("fp32", 1)}
+    assert {(p, b) for m, p, b in cells if m == "lookupvit_digits"} == {(p, b) for p in prof.precisions for b in prof.batch_sizes}

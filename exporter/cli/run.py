@@ -88,12 +88,11 @@ def _plain_progress() -> Any:
               "[default: the profile's benchmark.repeats].")
 @click.option("--budget", "budget_min", type=float, default=None,
               help="Time budget in minutes for the latency models: work that would not fit is reported as "
-              "not run, and a rerun continues it. 0: no budget. [default: 6 on an ONNX Runtime (CPU) profile, "
-              "none on TensorRT profiles]")
+              "not run, and a rerun continues it. [default: none: every cell the profile asks for is timed]")
 @click.option("--prepare-only", is_flag=True,
-              help="Only export, optimize and convert the graphs the profile builds (and check them against TensorRT's "
-              "parser rules on TensorRT profiles), so they can be built on the target machine; writes "
-              "DIR/prepared.json. Needs no GPU or TensorRT.")
+              help="Only what needs no GPU: export, optimize and convert the graphs the profile builds, check them "
+              "against TensorRT's rules, and build the engines where this machine builds them without a GPU "
+              "(TensorRT-RTX ahead of time); writes DIR/prepared.json. Needs no GPU or TensorRT.")
 @click.option("--keep", type=click.Choice(KEEP_POLICIES), default=DEFAULT_KEEP, show_default=True,
               help="final: delete each exported graph once its optimised graph is made (a rerun still skips it); "
               "all: keep every intermediate file.")
@@ -104,14 +103,16 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
     profiles) -> validate -> compare -> profile, then write DIR/report.html and DIR/summary.json.
 
     The profile's [models] say what runs: accuracy models (top-1 per precision and grid), latency
-    models timed per grid x precision x batch next to the baseline ViT, in priority order (first
-    precision, smallest batch, grids as listed) within the time budget. A rerun skips every stage whose
-    inputs did not change (DIR/stages.json); failing stages are reported, not fatal.
+    models timed per grid x precision x batch next to the baseline ViT (the cells the profile's
+    latency_precisions and latency_batches name; with --budget, in priority order within it). A rerun
+    skips every stage whose inputs did not change (DIR/stages.json); failing stages are reported, not
+    fatal.
 
-    A TensorRT profile on a machine without TensorRT or the profile's GPU stops at once (exit 2) and
-    writes nothing; --prepare-only does the part that runs anywhere. Exit status: 0 everything asked for
-    ran and passed; 1 a validation or comparison FAILED, or a stage failed; 2 bad input, work that
-    cannot run here, or cells over the time budget (a rerun continues them).
+    A TensorRT profile on a machine that cannot build its engines stops at once (exit 2) and writes
+    nothing; where TensorRT-RTX builds them without a GPU they are built, and validation and timing are
+    reported as not run here. --prepare-only does the part that needs no GPU. Exit status: 0 everything
+    asked for ran and passed; 1 a validation or comparison FAILED, or a stage failed; 2 bad input, work
+    that cannot run here, or cells over --budget (a rerun continues them).
 
     Several profiles (--profile h100,l4,cpu) run one after the other here, or with --cluster ADDRESS on a
     Ray cluster (README, Running on a cluster), each into DIR/<profile>/; DIR/report.html and DIR/fleet.json

@@ -72,6 +72,8 @@ class SweepModel:
     grids: tuple[Grid | None, ...] = (None,)
     baseline: str | None = None  # name of the SweepModel timed next to this one
     is_baseline: bool = False
+    precisions: tuple[str, ...] | None = None  # this model's precisions (None: the spec's); a baseline follows its pair
+    batches: tuple[int, ...] | None = None  # this model's batches (None: the spec's)
 
 
 @dataclass(frozen=True)
@@ -144,8 +146,8 @@ class SweepSpec:
                 continue
             base = self.model(m.baseline) if m.baseline else None
             for backend in self.backends:
-                for precision in self.precisions:
-                    for batch in self.batches:
+                for precision in m.precisions or self.precisions:
+                    for batch in m.batches or self.batches:
                         cells = [Cell(m.name, m.variant, g, precision, batch, backend) for g in m.grids]
                         bcell = Cell(base.name, base.variant, None, precision, batch, backend, m.name) if base else None
                         out.append(Group(cells, bcell))

@@ -17,10 +17,11 @@ Every stage is recorded in ``DIR/stages.json`` (:mod:`exporter.pipeline.manifest
 inputs did not change. A stage that fails (a precision a backend cannot run, no TensorRT here) is
 reported with its reason and the run goes on; the report says what ran, what was skipped and why.
 
-The accuracy models always run completely. The latency models' cells are admitted in priority
-order within a time budget (:class:`_BudgetPlanner`; 6 minutes on an ONNX Runtime profile, the
-quick start, none on TensorRT profiles): what does not fit is reported as not run, and a rerun,
-skipping what is done, continues with it.
+The accuracy models always run completely, and so do the latency models' cells (the profile's
+scope: ``[models] latency_precisions`` and ``latency_batches`` name them; no other cell exists in the
+sweep or the report). With ``--budget MIN`` they are admitted in priority order within that time
+(:class:`_BudgetPlanner`): what does not fit is reported as not run, and a rerun, skipping what is
+done, continues with it.
 """
 
 from __future__ import annotations
@@ -254,8 +255,8 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                                            _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
     latency = [m for m in spec.models if m.baseline]  # the latency models (each paired with the baseline)
-    lat_precisions = [p for p in prof.precisions if p in (prof.models.latency_precisions or prof.precisions)]
-    lat_batches = [b for b in spec.batches if b in (prof.models.latency_batches or spec.batches)]
+    lat_precisions = list(latency[0].precisions or spec.precisions) if latency else []
+    lat_batches = list(latency[0].batches or spec.batches) if latency else []
     n_units = sum(len(m.grids) + 1 for m in latency) * len(lat_precisions)
 
     ui.start(len(accuracy_steps) + n_units + 3)
@@ -451,15 +452,10 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
         ui.done(s.label)
 
 
-CPU_BUDGET_S = 6 * 60.0
-
-
 def default_budget(profile: Profile) -> float:
-    """The latency models' time budget when none is given: 6 minutes on an ONNX Runtime (CPU)
-    profile, whose run is the quick start; none on a TensorRT profile, a deployment run."""
-    return math.inf if profile.is_tensorrt else CPU_BUDGET_S
-
-
+    """The latency models' time budget when none is given: none. A run times every cell its profile
+    asks for ([models] latency_precisions and latency_batches say which); ``--budget MIN`` bounds it."""
+    return math.inf
 
 
 def _params(variant: str) -> int:
@@ -710,11 +706,16 @@ def sweep_spec(prof: Profile, backend: str, models: list[tuple[str, str, tuple[G
 
     base = prof.models.baseline.variant if prof.models.baseline else None
     entries = []
+    scope = prof.models
     for role, variant, grids in models:
         if role == "baseline":
             entries.append(SweepModel(variant, variant, (None,), is_baseline=True))
+        elif role == "latency":  # the profile's scope for its latency models: only those cells exist
+            precisions = tuple(p for p in prof.precisions if p in (scope.latency_precisions or prof.precisions))
+            batches = tuple(b for b in prof.batch_sizes if b in (scope.latency_batches or prof.batch_sizes))
+            entries.append(SweepModel(variant, variant, grids, base, precisions=precisions, batches=batches))
         else:
-            entries.append(SweepModel(variant, variant, grids, base if role == "latency" else None))
+            entries.append(SweepModel(variant, variant, grids, None))
     b = prof.benchmark
     settings = SweepSettings(warmup=b.warmup, iterations=b.iterations, seconds=b.seconds, repeats=repeats or b.repeats,
                              threads=b.threads, warmup_seconds=b.warmup_seconds, noise_threshold=b.noise_threshold,
