@@ -37,7 +37,7 @@ def test_every_family_exports_and_validates(exported):
         assert batch_dim.dim_param  # dynamic batch by default
         report = validate_onnx(result.path)
         assert report.passed, (variant, grid, [o.to_dict() for o in report.outputs])
-        assert result.path.with_suffix(".validate.json").is_file()
+        assert not result.path.with_suffix(".validate.json").exists()  # nothing written beside a model
 
 
 def test_file_names_metadata_and_sidecar(exported):
@@ -111,6 +111,20 @@ def test_cli_validate_digits(tmp_path, cli):
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert doc["samples"] == 360 and doc["outputs"][0]["top1_agreement"] == 1.0
+    # the default: the data the model declares (as `run` validates it), said in the report; nothing written
+    auto = json.loads(cli("validate", str(tmp_path / "lookupvit_digits_g3.onnx"), "--json").stdout)
+    assert auto["samples"] == 360 and "digits" in auto["data"]
+    assert not list(tmp_path.glob("*.validate.json"))
+    out = tmp_path / "reports" / "v.json"
+    (tmp_path / "reports").mkdir()
+    assert cli("validate", str(tmp_path / "lookupvit_digits_g3.onnx"), "-o", str(out)).exit_code == 0
+    assert json.loads(out.read_text())["status"] == "PASSED"
+
+
+def test_a_model_without_a_declared_dataset_is_validated_on_random_images(tmp_path, cli):
+    assert cli("export", "lookupvit_tiny32", "--grid", "2", "-o", str(tmp_path)).exit_code == 0
+    doc = json.loads(cli("validate", str(tmp_path / "lookupvit_tiny32_g2.onnx"), "--json").stdout)
+    assert doc["data"].startswith("random normal")
 
 
 @pytest.mark.parametrize(

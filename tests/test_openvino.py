@@ -82,7 +82,7 @@ def test_validate_on_openvino(cli, exported):
     from exporter.validate import validate_onnx
 
     _, path = exported
-    report = validate_onnx(path, backend="openvino", write=False)
+    report = validate_onnx(path, backend="openvino", data="random")
     assert report.passed and "openvino" in report.candidate
     result = cli("validate", str(path), "--backend", "openvino", "--iters", "1")
     assert result.exit_code == 0, result.output

@@ -234,3 +234,26 @@ def test_the_sweep_holds_only_the_cells_the_profile_asks_for():
     cells = [(c.model, c.precision, c.batch) for g in spec.groups() for c in [*g.cells, *([g.baseline] if g.baseline else [])]]
     assert {(p, b) for m, p, b in cells if m in ("lookupvit_b16", "vit_b16")} == {("fp32", 1)}
     assert {(p, b) for m, p, b in cells if m == "lookupvit_digits"} == {(p, b) for p in prof.precisions for b in prof.batch_sizes}
+
+
+def test_validate_on_a_runs_graph_agrees_with_the_run_and_leaves_its_folder_untouched(first_run, cli):
+    """`lookupvit validate` on the run's int8 graph, with its defaults: the verdict and the inputs of the
+    run's own validation, and every file of the run folder byte-identical afterwards."""
+    import hashlib
+
+    out, _, _ = first_run
+    rows = [v for v in json.loads((out / "summary.json").read_text())["validation"] if v["precision"] == "int8"]
+    row = next(v for v in rows if v["model"] == "lookupvit_digits")
+    graph = out / row["file"].removesuffix(".validate.json")
+    graph = graph.with_name(graph.name + ".onnx")
+
+    def digests() -> dict[str, str]:
+        return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.rglob("*"))
+                if p.is_file()}
+
+    before = digests()
+    result = cli("validate", str(graph), "--json")
+    doc = json.loads(result.stdout)
+    assert doc["status"] == row["status"] and doc["data"] == row["data"] and doc["samples"] == row["samples"]
+    assert result.exit_code == (0 if row["status"] == "PASSED" else 1)
+    assert digests() == before

@@ -69,12 +69,13 @@ def validate_engine(
     variant: str | None = None,
     factory: str | None = None,
     weights: str | None = None,
-    data: str = "random",
+    data: str = "auto",
     iterations: int | None = None,
     precision: str | None = None,
-    write: bool = True,
+    out: str | Path | None = None,
 ) -> Any:
-    """TensorRT on ``engine_path`` against the PyTorch reference; writes ``<engine>.validate.json``.
+    """TensorRT on ``engine_path`` against the PyTorch reference on ``data`` (``"auto"``: the data the
+    model declares, else random; exporter.validate.validate); writes the report to ``out`` when given.
     Returns :class:`exporter.validate.ValidationReport`."""
     from .trt import trt_runner
 
@@ -84,6 +85,7 @@ def validate_engine(
 
     from ..export import load_source, read_model_metadata
     from ..validate import reference_source, run_validation
+    from ..validate.validate import resolve_data
 
     onnx_meta = read_model_metadata(onnx_path)
     src = reference_source(onnx_path, variant, factory, weights)
@@ -91,8 +93,9 @@ def validate_engine(
     precision = precision or str(meta.get("precision", "fp32"))
     trt_info = meta.get("tensorrt", {})
     desc = f"tensorrt ({trt_info.get('backend', 'tensorrt')} {trt_info.get('version', '?')}, profile {meta.get('profile', {}).get('name', '?')})"
+    data = resolve_data(data, onnx_path)
     report = run_validation(candidate, desc, engine, loaded, src, data, iterations, precision, _batch(meta, data),
                             onnx_meta.grid_input, onnx_meta.grids)
-    if write:
-        write_json(engine.with_name(engine.name + ".validate.json"), report.to_dict())
+    if out is not None:
+        write_json(out, report.to_dict())
     return report

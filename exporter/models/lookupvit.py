@@ -212,6 +212,7 @@ def lookupvit_tiny32() -> LookupViTConfig:
     "image",
     "LookupViT trained on scikit-learn's handwritten digits (32 px grey, 8x8 lookup grid)",
     weights="lookupvit_digits.safetensors",
+    dataset="digits",
 )
 def lookupvit_digits() -> LookupViTConfig:
     return LookupViTConfig(

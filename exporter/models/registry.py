@@ -27,13 +27,14 @@ class Variant:
     config: ModelConfig
     description: str
     weights: Path | None = None  # weights shipped with the package (loaded by default)
+    dataset: str | None = None  # the labelled data its shipped weights were trained on (validation's default data)
 
 
 _VARIANTS: dict[str, Variant] = {}
 
 
 def register_variant(
-    family: str, description: str, weights: str | None = None
+    family: str, description: str, weights: str | None = None, dataset: str | None = None
 ) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
     """Register ``fn`` (returning a config) under its function name."""
 
@@ -42,7 +43,7 @@ def register_variant(
         if name in _VARIANTS:
             raise RuntimeError(f"variant {name} registered twice")
         path = WEIGHTS_DIR / weights if weights else None
-        _VARIANTS[name] = Variant(name, family, fn(), description, path)
+        _VARIANTS[name] = Variant(name, family, fn(), description, path, dataset)
         return fn
 
     return wrap

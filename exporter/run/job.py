@@ -49,7 +49,7 @@ from .state import LatencyCell, RunState
 
 SUMMARY_JSON = "summary.json"
 REPORT_HTML = "report.html"
-ACCURACY_DATA = "digits"  # the labelled data of the accuracy models: comparisons, calibration, validation
+ACCURACY_DATA = "digits"  # the labelled data of the accuracy models' comparisons
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class RunOptions:
     profile: str | Path = "cpu"
     out_dir: Path = Path("runs/run")
     optimize: bool | None = None  # None: when exporter.passes is available
-    validate_iterations: int = 2  # random batches per validation
+    validate_iterations: int | None = None  # batches per validation (None: what `lookupvit validate` takes by default)
     repeats: int | None = None  # interleaved rounds of the latency sweep (None: the profile's benchmark.repeats)
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
     budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
@@ -249,8 +249,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
         if role == "accuracy":
             for grid in dict.fromkeys(artefacts.cell_grid(variant, g) for g in grids):  # a shared graph: once
                 for p in prof.precisions:
-                    accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state,
-                                                   data=ACCURACY_DATA)
+                    accuracy_steps += _chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state)
                 accuracy_steps.append(Step(Unit(variant, grid), "compare",
                                            _compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
@@ -586,12 +585,13 @@ def _g(grid: CellGrid) -> str:
 
 def _chain_steps(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, backend: str,
-    opts: RunOptions, state: RunState, data: str = "random", prepare_only: bool = False, build: bool = False,
+    opts: RunOptions, state: RunState, prepare_only: bool = False, build: bool = False,
 ) -> list[Step]:
     """The stages that make and check one model in one precision (export and optimize once per grid).
-    ``data``: what validation feeds: the accuracy models' dataset (the inputs their int8/fp8 graphs
-    were calibrated for), or seeded random images for the latency models. ``prepare_only``: stop
-    before validation (the chain of ``run --prepare-only``), and before the build unless ``build``."""
+    Validation feeds what ``lookupvit validate`` feeds by default: the labelled data the model declares
+    (the accuracy models' dataset: the inputs their int8/fp8 graphs were calibrated for), else seeded
+    random images. ``prepare_only``: stop before validation (the chain of ``run --prepare-only``), and
+    before the build unless ``build``."""
     p = precision
     unit = Unit(variant, grid, p)
     steps = [  # asked for by every precision; the first one makes them, the others find them
@@ -608,15 +608,19 @@ def _chain_steps(
     if prepare_only:
         return steps
     steps.append(Step(unit, "validate",
-                      partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state, data)))
+                      partial(_validate, artefacts, manifest, variant, grid, p, backend, opts, state)))
     return steps
 
 
 def _validate(
     artefacts: Artefacts, manifest: Manifest, variant: str, grid: CellGrid, precision: str, backend: str,
-    opts: RunOptions, state: RunState, data: str,
+    opts: RunOptions, state: RunState,
 ) -> None:
-    """The model as the backend runs it, against the PyTorch fp32 reference, on ``data``."""
+    """The model as the backend runs it, against the PyTorch fp32 reference, on the data
+    ``lookupvit validate`` would feed it (exporter.validate.validate, ``auto``)."""
+    from ..validate.validate import resolve_data
+
+    data = resolve_data("auto", artefacts.converted(variant, grid, precision))
     if backend == "trt":
         from ..engine.validate import validate_engine
 
@@ -624,7 +628,8 @@ def _validate(
         report_path = target.with_name(target.name + ".validate.json")
 
         def validate() -> Any:
-            return validate_engine(target, None, None, None, data, opts.validate_iterations, precision)
+            return validate_engine(target, None, None, None, data, opts.validate_iterations, precision,
+                                   out=report_path)
     else:  # the graph the chain wrote for ONNX Runtime, on ONNX Runtime or OpenVINO
         from ..validate import validate_onnx
 
@@ -633,7 +638,7 @@ def _validate(
 
         def validate() -> Any:
             return validate_onnx(target, data=data, iterations=opts.validate_iterations, precision=precision,
-                                 backend=backend)
+                                 backend=backend, out=report_path)
 
     def run() -> tuple[Any, list[Path]]:
         r = validate()
@@ -644,6 +649,7 @@ def _validate(
             "max_rel": first.max_rel if first else None, "cosine": first.cosine if first else None,
             "top1_agreement": first.top1_agreement if first else None,
             "tolerance": first.tolerance if first else None, "file": str(report_path.relative_to(artefacts.root)),
+            "data": r.data,
         }
         return row, [report_path] if report_path.is_file() else []
 

@@ -456,12 +456,16 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
         ))
 
     if summary["validation"]:
-        parts.append("<h2>Validation against PyTorch (random inputs)</h2>")
+        parts.append("<h2>Validation against PyTorch</h2><p class='sub'>Each graph (or engine) as its backend runs it "
+                     "against the PyTorch fp32 model, on the inputs <code>lookupvit validate</code> uses by default: the "
+                     "labelled data a model declares (lookupvit_digits: the digits held-out split, what its int8/fp8 "
+                     "graphs were calibrated on), else seeded random images (column 'inputs').</p>")
         val = summary["validation"]
         parts.append(_table(
-            ["model", "grid", "precision", "backend", "status", "samples", "max rel error", "cosine", "top-1 agreement",
-             "tolerance (rel / cos)", "file"],
-            [[v["model"], v["grid"], v["precision"], v["backend"], v["status"], v["samples"], _f(v["max_rel"], ".3g"),
+            ["model", "grid", "precision", "backend", "status", "inputs", "samples", "max rel error", "cosine",
+             "top-1 agreement", "tolerance (rel / cos)", "file"],
+            [[v["model"], v["grid"], v["precision"], v["backend"], v["status"], v.get("data") or "-", v["samples"],
+              _f(v["max_rel"], ".3g"),
               _f(v["cosine"], ".6f"), _f(None if v["top1_agreement"] is None else 100 * v["top1_agreement"], ".1f", "%"),
               f"{v['tolerance']['max_error']:g} / {v['tolerance']['min_cosine']}" if v.get("tolerance") else "-", v["file"]]
              for v in val],

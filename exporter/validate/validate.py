@@ -4,6 +4,12 @@ The reference is rebuilt from the model's ONNX metadata (variant or factory, gri
 head, weights) unless given explicitly. Inputs are seeded random images, the digits held-out split,
 or a labelled dataset. The result goes to ``<model>.validate.json`` next to the model.
 
+Inputs by default (``data="auto"``, the same in ``validate`` and ``run``): the labelled data a model
+declares (its variant's ``dataset``, when the model carries trained weights, e.g. ``lookupvit_digits``
+on the digits held-out split: the inputs its int8/fp8 graphs were calibrated for), else seeded random
+images; the report says which. The result is written only where the caller says (``out``):
+``validate -o FILE``, or the run's own record; never next to the model, which may be a run's file.
+
 A dynamic-grid model (``lookupvit.grids`` in its metadata) is validated at every allowed grid: the
 reference is set to the grid and the candidate is fed the grid input of that shape; each output is
 reported per grid (``logits @ 3x3``) and the model passes when every grid passes.
@@ -31,6 +37,25 @@ from .comparison import OutputComparison, compare_runners
 from .tolerances import tolerance_for
 
 RANDOM_BATCH = 4
+AUTO_DATA = "auto"
+
+
+def resolve_data(data: str, model_path: str | Path) -> str:
+    """``data`` as given, or for ``"auto"`` the dataset the model's variant declares (when the model
+    carries trained weights, not a seeded initialisation), else ``"random"``."""
+    if data != AUTO_DATA:
+        return data
+    from ..models import get_variant
+
+    meta = read_model_metadata(model_path)
+    variant = meta.source.variant if meta.source is not None else None
+    if variant is None or (meta.weights_id or "").startswith("seed:"):
+        return "random"
+    try:
+        declared = get_variant(variant).dataset
+    except UserError:  # a variant this installation does not know
+        return "random"
+    return declared or "random"
 
 
 @dataclass
@@ -39,7 +64,7 @@ class ValidationReport:
     reference: dict[str, object]
     candidate: str  # backend description
     precision: str
-    data: str
+    data: str  # where the inputs came from (the dataset, or "random normal (seed 0), 4 x 4")
     samples: int
     outputs: list[OutputComparison] = field(default_factory=list)
     seconds: float = 0.0
@@ -175,14 +200,15 @@ def validate_onnx(
     variant: str | None = None,
     factory: str | None = None,
     weights: str | None = None,
-    data: str = "random",
+    data: str = AUTO_DATA,
     iterations: int | None = None,
     precision: str | None = None,
-    write: bool = True,
+    out: str | Path | None = None,
     backend: str = "ort",
 ) -> ValidationReport:
     """ONNX Runtime (``backend="ort"``) or OpenVINO's CPU plugin (``"openvino"``, fp32; the openvino
-    extra) on ``model_path`` against the PyTorch reference; writes ``<model>.validate.json``."""
+    extra) on ``model_path`` against the PyTorch reference on ``data`` (see the module docstring);
+    writes the report to ``out`` when given."""
     if backend not in ("ort", "openvino"):
         raise UserError(f"Unknown backend {backend!r} for an ONNX model.", "Use --backend ort or --backend openvino.")
     model_path = Path(model_path)
@@ -206,9 +232,9 @@ def validate_onnx(
             raise UserError(f"ONNX Runtime cannot load {model_path}: {e}") from None
         description = f"onnxruntime ({providers[0]})"
     report = run_validation(
-        candidate, description, model_path, loaded, src, data, iterations, precision,
+        candidate, description, model_path, loaded, src, resolve_data(data, model_path), iterations, precision,
         onnx_static_batch(model_path), grid_input, meta.grids,
     )
-    if write:
-        write_json(model_path.with_suffix(".validate.json"), report.to_dict())
+    if out is not None:
+        write_json(out, report.to_dict())
     return report
