@@ -257,3 +257,26 @@ def test_validate_on_a_runs_graph_agrees_with_the_run_and_leaves_its_folder_unto
     assert doc["status"] == row["status"] and doc["data"] == row["data"] and doc["samples"] == row["samples"]
     assert result.exit_code == (0 if row["status"] == "PASSED" else 1)
     assert digests() == before
+
+
+def test_the_report_and_the_terminal_lead_with_the_answer(first_run):
+    """The verdict and why, pick's choice for the profile's [pick] budget (or why none), and the deploy
+    model's speed over its ViT: first in report.html, and printed last by `run`."""
+    from exporter.run.report import answer
+
+    out, result, _ = first_run
+    summary = json.loads((out / "summary.json").read_text())
+    html = (out / "report.html").read_text()
+    assert html.index("class='answer'") < html.index("<h2>Summary</h2>")
+    assert "Recommended setting" in html and "Deploy model" in html
+    a = answer(summary, out)
+    assert a.status == summary["verdict"]["status"]
+    assert a.deploy and a.deploy[0].startswith("lookupvit_tiny32 fp32 batch 1") and "speedup over vit_tiny32" in a.deploy[0]
+    assert "no [pick] latency_ms" in a.recommendation  # the tiny profile names no budget
+    summary["profile"]["pick"] = {"latency_ms": 1e6, "min_top1": None, "percentile": "p50"}
+    chosen = answer(summary, out).recommendation
+    assert chosen.startswith("lookupvit_digits grid 2 ") and "lookupvit pick" in chosen
+    summary["profile"]["pick"]["latency_ms"] = 1e-6
+    assert answer(summary, out).recommendation.startswith("none within the profile's budget")
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == summary["verdict"]["status"] and any(ln.startswith("recommended: ") for ln in lines[-6:])

@@ -168,8 +168,14 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
 
             stderr.print(pace_text(PaceSummary.from_dict(lat["pace"]), lat.get("slow") or 0))
         stderr.print(f"wrote {result.report} and {result.summary_path}")
-    for line in result.verdict.lines():
-        stderr.print(line, markup=False, highlight=False)
+    if not as_json and not prepare_only:
+        from ..run.report import answer
+
+        for line in answer(result.summary, result.out_dir).lines():  # what the report leads with
+            click.echo(line)
+    elif not as_json:
+        for line in result.verdict.lines():
+            stderr.print(line, markup=False, highlight=False)
     if not as_json:
         click.echo(result.verdict.status)
     sys.exit(result.verdict.exit_code)
@@ -224,11 +230,16 @@ def print_summary(summary: dict[str, Any]) -> None:
                      f(r["throughput"], ".1f"), f(r["gmacs"], ".4g"), eff, speed])
     batch = summary["summary"][0]["batch"] if summary["summary"] else "-"
     backend = summary["summary"][0]["backend"] if summary["summary"] else "-"
+    others = sorted({c["batch"] for c in (summary.get("latency") or {}).get("cells") or [] if c.get("status") == "ok"}
+                    - {batch})
     print_table(
         f"lookupvit run --profile {summary['profile']['name']}: {backend}, batch {batch}",
         ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
         rows,
     )
+    if others:
+        click.echo(f"batch {', '.join(map(str, others))}: every cell in report.html (Latency per cell) and summary.json "
+                   "(latency.cells)")
     engines = summary.get("engines") or []
     if engines:
         print_table(

@@ -129,6 +129,16 @@ class BuilderSettings:
 
 
 @dataclass(frozen=True)
+class PickSettings:
+    """``[pick]``: the latency budget the run's report recommends a setting for (what
+    ``lookupvit pick RUN --latency-ms L [--min-top1 T] [--percentile P]`` chooses)."""
+
+    latency_ms: float | None = None  # None: the report shows the Pareto front, no single choice
+    min_top1: float | None = None
+    percentile: str = "p50"
+
+
+@dataclass(frozen=True)
 class Compatibility:
     """``[compatibility]``: whether the engine must run on other GPUs or TensorRT versions."""
 
@@ -205,6 +215,7 @@ class Profile:
     compatibility: Compatibility = field(default_factory=Compatibility)
     benchmark: BenchmarkSettings = field(default_factory=BenchmarkSettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    pick: PickSettings = field(default_factory=PickSettings)
 
     @property
     def is_tensorrt(self) -> bool:
@@ -274,6 +285,7 @@ class Profile:
             "compatibility": asdict(self.compatibility),
             "benchmark": {k: v for k, v in asdict(self.benchmark).items() if k != "hint" or self.backend == "openvino"},
             "cluster": {**asdict(self.cluster), "resources": dict(self.cluster.resources)},
+            "pick": asdict(self.pick),
             "build_hash": self.build_hash,
         }
 
@@ -429,7 +441,8 @@ def _is_nonneg_number(v: object) -> bool:
 
 
 TOP_KEYS = ("description", "gpu", "gpu_memory", "backend", "compute_capability", "precisions",
-            "models", "grids", "batch", "builder", "compatibility", "benchmark", "cluster")
+            "models", "grids", "batch", "builder", "compatibility", "benchmark", "cluster", "pick")
+PICK_KEYS = ("latency_ms", "min_top1", "percentile")
 MODELS_KEYS = ("accuracy", "latency", "baseline", "latency_precisions", "latency_batches", "dynamic_grid")
 CLUSTER_KEYS = ("accelerator", "gpus", "cpus", "resources")
 # Ray's accelerator types for NVIDIA GPUs (ray.util.accelerators); other hardware uses custom resources
@@ -632,6 +645,13 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         )
 
     cluster = _parse_cluster(top, src, is_trt)
+    pt = top.table("pick", PICK_KEYS)
+    pick = PickSettings(
+        pt.get("latency_ms", None, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 3_600_000,
+               "a latency in milliseconds, more than 0"),
+        pt.get("min_top1", None, lambda v: _is_number(v) and 0 <= float(cast(float, v)) <= 100, "a top-1 in percent, 0..100"),
+        pt.get("percentile", "p50", lambda v: v in ("p50", "p99"), "\"p50\" or \"p99\""),
+    )
 
     return Profile(
         name=name,
@@ -648,6 +668,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         compatibility=compat,
         benchmark=bench,
         cluster=cluster,
+        pick=pick,
     )
 
 

@@ -319,12 +319,12 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     seconds = time.perf_counter() - t0
     summary = build_summary(prof, out, manifest.outcomes, state, started, seconds)
     summary_path = out / SUMMARY_JSON
+    verdict = run_verdict(manifest.outcomes, state)
+    summary["verdict"] = verdict.to_dict()  # the report leads with it
     report_path = write_report(summary, state, out / REPORT_HTML)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     from ..io import write_json
 
-    verdict = run_verdict(manifest.outcomes, state)
-    summary["verdict"] = verdict.to_dict()
     write_json(summary_path, summary)
     ui.done("report")
     return RunResult(out, summary, report_path, summary_path, list(manifest.outcomes), summary["seconds"], verdict)

@@ -19,6 +19,7 @@ import base64
 import contextlib
 import html
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,80 @@ def engine_rows(outcomes: list[StageOutcome], out: Path) -> list[dict[str, Any]]
     return rows
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a run's report leads with: the verdict and why, the recommended setting, the deploy model's
+    speed over its ViT, and what was not run."""
+
+    status: str  # PASSED / FAILED / INCOMPLETE
+    why: tuple[str, ...]  # the verdict's reasons (failed verdicts, failed stages, not run)
+    recommendation: str  # pick's choice for the profile's [pick] budget, or why there is none
+    deploy: tuple[str, ...]  # per latency model: its p50 and speedup over the ViT per grid
+    not_run: int
+
+    def lines(self) -> list[str]:
+        out = [f"{self.status}" + (f": {self.why[0]}" if self.why else ": everything the profile asks for ran and passed")]
+        out += [f"  {w}" for w in self.why[1:5]]
+        if len(self.why) > 5:
+            out.append(f"  ... and {len(self.why) - 5} more (the Stages table of the report, stages.json)")
+        out.append(f"recommended: {self.recommendation}")
+        out += [f"deploy model: {d}" for d in self.deploy]
+        return out
+
+
+def answer(summary: dict[str, Any], out: Path) -> Answer:
+    """The answer block of a run (see :class:`Answer`), from its summary (``verdict`` set)."""
+    from ..errors import UserError
+    from ..serve.measurements import run_measurements
+    from ..serve.pick import PickRequest, pick
+
+    verdict = summary.get("verdict") or {}
+    why = [*verdict.get("failed_verdicts", []), *verdict.get("failed_stages", []), *verdict.get("not_run", [])]
+    settings = (summary["profile"].get("pick") or {})
+    budget = settings.get("latency_ms")
+    if budget is None:
+        fronts = summary.get("pareto") or []
+        rec = ("no [pick] latency_ms in the profile: see the Pareto front below, or run "
+               "`lookupvit pick RUN --latency-ms L`") if fronts else "nothing to recommend: no model has both accuracy and latency"
+    else:
+        try:
+            d = pick(run_measurements(summary, out), PickRequest(float(budget), None, settings.get("min_top1"),
+                                                                 settings.get("percentile") or "p50"))
+            c = d.chosen
+            rec = (f"{c.model} grid {c.grid} {c.precision} at batch {c.batch}: p50 {c.p50_ms:.3g} ms "
+                   f"(budget {budget:g} ms at {d.percentile}), top-1 {c.top1:.2f}%"
+                   + (f", its compare verdict {c.accuracy_status}" if c.accuracy_status not in (None, "PASSED") else "")
+                   + (" (NOISY latency)" if c.noisy else "") + f" [lookupvit pick {out} --latency-ms {budget:g}]")
+        except UserError as e:
+            rec = f"none within the profile's budget of {budget:g} ms: {e.message}"
+    deploy = []
+    cells = (summary.get("latency") or {}).get("cells") or []
+    for m in (summary["profile"].get("models") or {}).get("latency") or []:
+        mine = [c for c in cells if c.get("model") == m["variant"] and c.get("status") == "ok" and c.get("role") != "baseline"]
+        if not mine:
+            deploy.append(f"{m['variant']}: not timed")
+            continue
+        first = min(mine, key=lambda c: (c["batch"], c["precision"] != mine[0]["precision"]))
+        at = [c for c in mine if c["batch"] == first["batch"] and c["precision"] == first["precision"]]
+        parts = [f"g{c['grid']} {c['latency']['p50_ms']:.3g} ms" + (f" ({c['speedup']:.2f}x)" if c.get("speedup") else "")
+                 for c in at]
+        deploy.append(f"{m['variant']} {first['precision']} batch {first['batch']} on {first['backend']}, p50 per grid "
+                      f"(speedup over {at[0].get('baseline') or 'the ViT'}): " + ", ".join(parts)
+                      + "; its accuracy is not measured by this profile")
+    return Answer(str(verdict.get("status") or "?"), tuple(why), rec, tuple(deploy), len(verdict.get("not_run", [])))
+
+
+def answer_html(a: Answer) -> str:
+    cls = {"PASSED": "ok", "FAILED": "fail"}.get(a.status, "warn")
+    why = "".join(f"<li>{html.escape(w)}</li>" for w in a.why[:12])
+    more = f"<li>... and {len(a.why) - 12} more (see Stages)</li>" if len(a.why) > 12 else ""
+    deploy = "".join(f"<li>{html.escape(d)}</li>" for d in a.deploy)
+    return (f"<div class='answer'><p class='verdict {cls}'>{html.escape(a.status)}</p>"
+            + (f"<ul>{why}{more}</ul>" if why else "<p>Everything the profile asks for ran and passed.</p>")
+            + f"<p><b>Recommended setting:</b> {html.escape(a.recommendation)}</p>"
+            + (f"<p><b>Deploy model:</b></p><ul>{deploy}</ul>" if deploy else "") + "</div>")
+
+
 def engines_html(engines: list[dict[str, Any]]) -> str:
     """The engines of a run (:func:`engine_rows`) as a report section."""
     aot = any(e.get("ahead_of_time") for e in engines)
@@ -280,7 +355,9 @@ figure { margin: 0 0 8px; max-width: 100%; } figure img { max-width: 100%; borde
 figcaption { color: #57606a; font-size: 12.5px; max-width: 560px; margin-top: 4px; }
 tr.noisy td { background: #fff8c5; }
 pre { background: #f6f8fa; padding: 8px; font-size: 12px; overflow-x: auto; }
-.ok { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; }
+.ok { color: #1a7f37; font-weight: 600; } .fail { color: #cf222e; font-weight: 600; } .warn { color: #9a6700; font-weight: 600; }
+div.answer { border: 2px solid #d0d7de; border-radius: 6px; padding: 4px 16px; margin: 12px 0 20px; background: #f6f8fa; }
+p.verdict { font-size: 20px; margin: 8px 0; }
 """
 
 
@@ -340,6 +417,7 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
         f" &middot; started {html.escape(summary['started'])} &middot; {summary['seconds']:.0f} s"
         f" &middot; lookupvit-deploy {html.escape(summary['tool_version'])}</p>",
     ]
+    parts.append(answer_html(answer(summary, Path(summary["run_dir"]))))
     counts = ", ".join(f"{n} {k}" for k, n in sorted(summary["stage_counts"].items()))
     budget = summary.get("budget_s")
     budget_text = f"time budget for the latency models {budget / 60:.0f} min" if budget else "no time budget"

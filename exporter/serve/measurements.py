@@ -153,6 +153,12 @@ def load_run(run_dir: str | Path) -> RunMeasurements:
     if summary.get("kind") != "lookupvit-run":
         raise UserError(f"{run_dir / SUMMARY_JSON} is not the summary of a `lookupvit run` (kind {summary.get('kind')!r}).",
                         "Give the folder of a finished `lookupvit run`.")
+    return run_measurements(summary, run_dir)
+
+
+def run_measurements(summary: dict[str, Any], run_dir: Path) -> RunMeasurements:
+    """What ``pick`` needs from a run's summary (as ``summary.json`` holds it), e.g. while the run
+    writes its report."""
     prof = summary.get("profile") or {}
     models = prof.get("models") or {}
     cands, acc = candidates_from(summary, run_dir)
