@@ -298,3 +298,10 @@ def test_a_crashing_build_is_a_failed_build_and_leaves_nothing(cli, folder, tmp_
     doc = json.loads(check_off.stdout)
     assert check_off.exit_code == 1 and doc["builder"]["status"] == "crashed" and doc["builder"]["agrees"] is True
     assert not any(out.rglob("*.plan"))
+
+
+def test_build_prints_its_table(cli, graph, tmp_path):
+    """The human-readable output (not only --json): the engine, its target and that it ran nowhere."""
+    result = cli("build", str(graph("digits", "attention", "fp16")), "--profile", "l4", "-o", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "sm_89" in result.stdout and ".fp16.plan" in result.stdout

@@ -155,10 +155,13 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
 
     One optimisation profile per latency-critical batch of the profile; builder optimisation level,
     workspace, timing cache and compatibility from the profile. Engines are cached by (ONNX sha256,
-    profile hash, TensorRT version, GPU name) and described by a .plan.json sidecar. Needs TensorRT
-    (pip install -e '.[tensorrt]') or TensorRT-RTX (pip install -e '.[tensorrt-rtx]') and a GPU.
-    First runs `lookupvit check` on MODEL: a graph TensorRT's ONNX parser would refuse is refused
-    here (exit 1, the same findings) before TensorRT is looked for.
+    profile hash, TensorRT flavour and version, target) and described by a .plan.json sidecar. Needs
+    full TensorRT (pip install -e '.[tensorrt]') and the profile's GPU, or TensorRT-RTX (pip install
+    -e '.[tensorrt-rtx]'), which builds ahead of time without a GPU for sm_75 to sm_121 (not sm_90 or
+    sm_87). The build runs in a child process bounded by [builder] timeout_s and host_memory: a
+    builder crash is a FAILED build (exit 1). First runs `lookupvit check` on MODEL: a graph
+    TensorRT's parser would refuse is refused here (exit 1, the same findings) before TensorRT is
+    looked for. See docs/tensorrt.md.
     """
     from ..engine.build import build_engine, prepare_build
 
@@ -175,9 +178,10 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
         stderr.print(f"[yellow]builder warning:[/] {w}", markup=True, highlight=False)
     print_table(
         f"Engine {result.engine.name}",
-        ["engine", "profile", "precision", "TensorRT", "GPU", "layers", "size (MiB)", "build s", "cached"],
+        ["engine", "profile", "precision", "TensorRT", "target", "layers", "size (MiB)", "build s", "cached"],
         [[
-            str(result.engine), result.profile, result.precision, result.tensorrt, result.gpu, result.layers,
+            str(result.engine), result.profile, result.precision, result.tensorrt,
+            result.target + (" (ahead of time, not executed)" if result.ahead_of_time else ""), result.layers,
             f"{result.engine_bytes / (1 << 20):.1f}", f"{result.build_seconds:.1f}", "yes" if result.cached else "no",
         ]],
     )

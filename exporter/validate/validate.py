@@ -2,7 +2,7 @@
 
 The reference is rebuilt from the model's ONNX metadata (variant or factory, grid, image size,
 head, weights) unless given explicitly. Inputs are seeded random images, the digits held-out split,
-or a labelled dataset. The result goes to ``<model>.validate.json`` next to the model.
+or a labelled dataset.
 
 Inputs by default (``data="auto"``, the same in ``validate`` and ``run``): the labelled data a model
 declares (its variant's ``dataset``, when the model carries trained weights, e.g. ``lookupvit_digits``
