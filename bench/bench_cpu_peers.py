@@ -5,7 +5,7 @@ cpu-openvino` times) and on the `--target cpu` graph (when that graph holds only
 operators, as the default cpu order, merge-projections, writes); PyTorch eager. LookupViT-B/16 at
 grids 3 and 7 and ViT-B/16, batch 1 and 8.
 
-    python bench/bench_cpu_peers.py                       # the README's table (tens of minutes on 2 cores)
+    python bench/bench_cpu_peers.py                       # docs/benchmarks.md's table (tens of minutes on 2 cores)
     python bench/bench_cpu_peers.py --rounds 3 --batches 1
     python bench/bench_cpu_peers.py --models lookupvit_tiny32:2,vit_tiny32 --rounds 5   # a quick check
 
@@ -29,7 +29,7 @@ is the paired ratio (the median over rounds of their per-round ratio, both timed
      as fast as OpenVINO on the plain export, per model and batch;
   3. each LookupViT's speedup over the ViT on the project's best ONNX Runtime paths at least 0.95 of
      the analytic MAC ratio, per batch (the issue names LookupViT-B/16 g7 and ViT-B/16 at batch 1 and 8).
-Then the README's rule for the embedded default: SWITCH to `cpu-openvino` where OpenVINO is installed
+Then docs/openvino.md's rule for the embedded default: SWITCH to `cpu-openvino` where OpenVINO is installed
 when, for every model and batch, OpenVINO on the attention graph takes at least 5% less time than the
 project's best ONNX Runtime path (paired ratio of that path to it >= 1.05) on a quiet machine; KEEP
 ONNX Runtime otherwise (a loaded run is never a SWITCH).
@@ -233,7 +233,7 @@ def best_against(by: dict, names: list[str], batches: list[int], other: str) -> 
 
 
 def default_rule(rows: list[dict], names: list[str], batches: list[int], loaded: bool) -> dict[str, Any]:
-    """The README's rule for the embedded default (see the module docstring): SWITCH, KEEP or NOT MEASURED."""
+    """docs/openvino.md's rule for the embedded default (see the module docstring): SWITCH, KEEP or NOT MEASURED."""
     by = {(r["model"], r["batch"], r["engine"]): r for r in rows}
     checks, missing = [], []
     for n, b, engine, r in best_against(by, names, batches, "openvino-attention"):

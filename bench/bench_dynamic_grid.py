@@ -1,4 +1,4 @@
-"""One dynamic-grid ONNX model against one static model per grid (README, "Dynamic-grid models").
+"""One dynamic-grid ONNX model against one static model per grid (docs/dynamic-grid.md).
 
 LookupViT (arXiv 2407.12753) chooses its compressed grid at inference; a dynamic-grid export keeps
 that choice in one file. This script measures what that costs and saves, per variant, with every

@@ -65,7 +65,7 @@ def test_lookupvit_b16_cheaper_than_vit_b16_at_small_grids():
 
 
 def test_design_formula_with_rc4():
-    """The README's per-layer formula, with rl = 1, rc = 4."""
+    """docs/paper.md's per-layer formula (Cost model), with rl = 1, rc = 4."""
     cfg = get_variant("lookupvit_b16").config
     n, m, d, rl, rc = 196, 49, 768, 1, 4
     per_layer = (3 + 2 * rl) * n * d * d + (7 + 2 * rc) * m * d * d + 3 * n * m * d + 2 * m * m * d

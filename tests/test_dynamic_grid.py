@@ -1,5 +1,5 @@
 """Dynamic-grid models: one ONNX graph whose compressed grid (arXiv 2407.12753) is chosen per call by
-the shape of its `grid` input (README, "Dynamic-grid models")."""
+the shape of its `grid` input (docs/dynamic-grid.md)."""
 
 from __future__ import annotations
 

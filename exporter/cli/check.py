@@ -34,7 +34,7 @@ def _fused(v: bool | None) -> str:
 def check(model: str, target: str, profile_name: str | None, real_build: bool, as_json: bool) -> None:
     """Check every node of MODEL (an ONNX file) against what TensorRT's ONNX parser accepts.
 
-    Rules from the parser's own operator table and source (onnx-tensorrt, see the README): operator
+    Rules from the parser's own operator table and source (onnx-tensorrt; docs/tensorrt.md): operator
     and opset coverage, attribute and input constraints (Attention, Resize, Q/DQ, Cast, ...), element
     types and the profile GPU's types. Each finding names the node, the rule and the fix. Also
     estimates, per attention, whether TensorRT's fused attention kernels apply.

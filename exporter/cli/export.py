@@ -24,7 +24,7 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
               "images (B, C, H, W) to logits (B, K); called with grid=(gh, gw) if it takes `grid`.")
 @click.option("--dynamic-grid", is_flag=True,
               help="One ONNX file serving every grid of --grids: the grid is chosen per call by a second input "
-              "'grid' whose shape is the grid (see the README's 'Dynamic-grid models').")
+              "'grid' whose shape is the grid (see docs/dynamic-grid.md).")
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--force", is_flag=True, help="Export again even if an identical export exists.")
 @json_option

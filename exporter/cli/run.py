@@ -115,7 +115,7 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
     that cannot run here, or cells over --budget (a rerun continues them).
 
     Several profiles (--profile h100,l4,cpu) run one after the other here, or with --cluster ADDRESS on a
-    Ray cluster (README, Running on a cluster), each into DIR/<profile>/; DIR/report.html and DIR/fleet.json
+    Ray cluster (docs/cluster.md), each into DIR/<profile>/; DIR/report.html and DIR/fleet.json
     set them side by side. Exit status: 1 when a profile FAILED, else 2 when one did not run or is
     INCOMPLETE, else 0.
     """

@@ -17,7 +17,7 @@ from ..errors import UserError
 
 INSTALL_HINT = "Install the extra on this machine and on every node: pip install 'lookupvit-deploy[ray]' (or pip install -e '.[ray]')."
 START_HINT = ("Start a cluster with `ray start --head --port 6379 --resources '{...}'` on the head node and "
-              "`ray start --address HEAD:6379 ...` on the others (README, Running on a cluster), then pass "
+              "`ray start --address HEAD:6379 ...` on the others (docs/cluster.md), then pass "
               "--cluster HEAD:6379, or --cluster auto on a node of it.")
 
 

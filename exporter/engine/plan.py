@@ -8,7 +8,7 @@ Rules relied upon:
 - A TensorRT optimisation profile gives min/opt/max shapes per dynamic input; the LookupViT graph
   has one input whose batch (axis 0) is the only dynamic axis, so each latency-critical batch of
   the profile becomes one ``polygraphy.backend.trt.Profile`` ``(min, opt, max)`` over that axis.
-- A dynamic-grid model (README, "Dynamic-grid models") has a second input, ``grid``, whose shape is
+- A dynamic-grid model (docs/dynamic-grid.md) has a second input, ``grid``, whose shape is
   the compressed grid. Each (grid, latency-critical batch) pair becomes one optimisation profile
   with the grid input's min = opt = max = that grid, so every grid gets kernels tuned to its sequence
   lengths while the weights are stored once; a grid outside the profiles is refused by TensorRT's

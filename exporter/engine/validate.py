@@ -6,7 +6,7 @@ reference is found through the engine's sidecar: sidecar -> the ONNX model it wa
 that model's ``lookupvit.*`` metadata (variant or factory, grid, weights). TensorRT and the GPU are
 checked before the reference model is loaded, so a machine without them fails fast.
 
-A dynamic-grid engine (README, "Dynamic-grid models") is validated at every grid of its model, as
+A dynamic-grid engine (docs/dynamic-grid.md) is validated at every grid of its model, as
 its ONNX graph is: the reference set to the grid, the engine fed the grid input of that shape, and
 the runner selecting the optimisation profile of that grid and batch from the sidecar
 (:class:`.plan.ProfileSelector`).

@@ -5,7 +5,7 @@ LookupViT (arXiv 2407.12753) chooses the compressed grid at inference: no parame
 A dynamic-grid ONNX model keeps that choice: its second input ``grid`` is a float32 tensor of shape
 ``(gh, gw)`` (video: ``(gt, gh, gw)``) whose SHAPE is the grid; its values are never read. The
 resize size is taken from that shape (``Shape -> Resize(sizes)``), so ``torch.export`` traces the one
-model code path with a bounded symbolic ``Dim`` per grid axis (README, "Dynamic-grid models").
+model code path with a bounded symbolic ``Dim`` per grid axis (docs/dynamic-grid.md).
 
 ONNX has no assert operator and Dim bounds are not enforced by ONNX Runtime, so the export adds a
 check in the graph (ONNX ``Gather`` rule: an index outside ``[-n, n-1]`` is an error).

@@ -10,7 +10,7 @@ never runs code and never sizes an allocation from an unchecked value:
   model it describes is bounded in size (:data:`MAX_PARAMS`) before anything is instantiated;
 - a dynamic-grid model's ``grids`` (at most :data:`MAX_GRIDS`, each a bounded grid of one rank)
   and ``grid_input`` (name, dtype float32, one size or symbolic name per grid axis) are checked the
-  same way (README, "Dynamic-grid models");
+  same way (docs/dynamic-grid.md);
 - a recorded factory (``pkg.module:factory``, from ``export --model``) is reported, never imported:
   importing it would execute the module's code. The PyTorch reference of such a model is rebuilt
   only when the user names the factory on the command line with ``--model``.

@@ -41,7 +41,7 @@ class ModelSource:
     image_size: int | None = None  # None: the model's own
     head: str = "logits"  # logits | features
     overrides: dict[str, object] = field(default_factory=dict)
-    # a dynamic-grid export: the grids the `grid` input may take (README, "Dynamic-grid models");
+    # a dynamic-grid export: the grids the `grid` input may take (docs/dynamic-grid.md);
     # () for a model with one grid fixed in the graph
     grids: tuple[Grid, ...] = ()
 

@@ -10,7 +10,7 @@ strongly typed builds follow: :func:`exporter.engine.plan.read_onnx`), its varia
 ``lookupvit.*`` metadata. It is timed as given, never optimised or converted again; asking for
 another precision of it is an error before any work.
 
-A dynamic-grid file (README, "Dynamic-grid models") is swept at its grids (all it serves, or those of
+A dynamic-grid file (docs/dynamic-grid.md) is swept at its grids (all it serves, or those of
 ``--grids``; others are refused with the list) without exporting again: each cell is one session of
 that file fed the grid input of its grid. ``profile VARIANT --dynamic-grid`` exports the variant once
 as such a graph through the pipeline (:meth:`exporter.pipeline.artefacts.Artefacts.share`) and sweeps it

@@ -2,7 +2,7 @@
 
 On a shared virtual machine the same code runs up to twice as slowly for seconds at a time, while
 the load average inside the machine stays where it was: another guest is busy on the host's core.
-Measured on a 2-core KVM guest (AMD EPYC; README, `lookupvit profile`, "The machine's pace" and
+Measured on a 2-core KVM guest (AMD EPYC; docs/latency.md, "The machine's pace" and
 "How stable, measured"): during such phases a pure-Python loop took 62-68 us instead of
 31-36 us, LookupViT-digits on ONNX Runtime 0.45-0.50 ms instead of 0.32-0.34 ms and on PyTorch up to
 1.7x its quiet time, while a 256x256 matrix multiply slowed by 5% at most. The phases come in

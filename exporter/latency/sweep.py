@@ -33,7 +33,7 @@ smallest count whose median is within :data:`THREAD_TOLERANCE` of the fastest. O
 the threads of one call spend more time meeting each other than computing, and on a virtual machine
 that meeting point is where other guests' work shows (measured on the 2-core development VM: the
 digits model on two ONNX Runtime threads ran 1.5x slower in phases of seconds, on one thread not,
-README, `lookupvit profile`, "Threads: tried per cell"); a large model still gets every core. The count
+docs/latency.md, "Threads: tried per cell"); a large model still gets every core. The count
 and the trial's medians are in each cell's result.
 
 Around every chunk the machine's pace is probed (:mod:`.pace`): a shared virtual machine has phases

@@ -1,4 +1,4 @@
-"""The model families (the README's "The model, and our reading of the paper"): LookupViT image/video/feature variants and ViT baselines.
+"""The model families (docs/paper.md): LookupViT image/video/feature variants and ViT baselines.
 
 Importing this package registers every variant.
 """

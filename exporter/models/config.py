@@ -1,7 +1,7 @@
 """Configuration dataclasses for the model families, and compressed-grid handling.
 
 The LookupViT paper (Koner et al., arXiv 2407.12753, ECCV 2024) leaves some points open; each one
-is an explicit field here with a documented default (see the README's "Our reading of the paper").
+is an explicit field here with a documented default (see docs/paper.md).
 """
 
 from __future__ import annotations

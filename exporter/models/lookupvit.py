@@ -16,7 +16,7 @@ The grid is given either as sizes ``(gh, gw)`` / ``(gt, gh, gw)`` or as a tensor
 grid (its values are never read). The second form is what a dynamic-grid ONNX export traces: the
 resize size comes from an input's shape, which ``torch.export`` keeps symbolic (a bounded ``Dim``
 per axis) and ONNX writes as ``Shape -> Resize(sizes)``; a static export is the same code path with
-the sizes fixed (README, "Dynamic-grid models").
+the sizes fixed (docs/dynamic-grid.md).
 """
 
 from __future__ import annotations

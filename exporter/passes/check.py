@@ -35,8 +35,7 @@ class CheckResult:
 def seeded_feeds(model, seed: int = 0, batch: int = DEFAULT_BATCH) -> dict[str, np.ndarray]:
     """One seeded random feed per graph input: standard normal floats, zeros for other types; every
     symbolic dimension (e.g. ``batch``) is ``batch``. A dynamic-grid model's grid input gets the
-    largest of its allowed grids (a shape outside them fails the graph's own check; README,
-    "Dynamic-grid models")."""
+    largest of its allowed grids (a shape outside them fails the graph's own check; docs/dynamic-grid.md)."""
     rng = np.random.default_rng(seed)
     initializers = {i.name for i in model.graph.initializer}
     feeds: dict[str, np.ndarray] = {}

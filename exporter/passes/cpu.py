@@ -1,5 +1,5 @@
 """CPU passes (the ``cpu`` target): shape the graph for ONNX Runtime's CPU execution provider
-(docs/architecture.md, How to add a pass; README, ``lookupvit optimize --target cpu``).
+(docs/architecture.md, How to add a pass; docs/optimize.md, The CPU target).
 
 - ``merge-projections``: MatMuls that read the same activation with constant 2-D weights of the same
   input width (K and V of the lookup tokens; Q, K and V where a model projects them separately) become
@@ -14,7 +14,7 @@
   Add whose sum feeds the LayerNorm alone (its graph transformer checks the Add has one consumer), so
   in a pre-norm transformer it fuses only the last block's; the contrib op's sum output makes every
   residual fusable. Not in the target's default order: on the development machine the graph with it
-  ran slower than ONNX Runtime's own Add + LayerNormalization (README, The CPU target); run it with
+  ran slower than ONNX Runtime's own Add + LayerNormalization (docs/optimize.md, The CPU target); run it with
   ``--passes``.
 
 Rules relied upon: ``X @ [W1 | W2] = [X @ W1 | X @ W2]`` (MatMul-13 on the last two axes) and

@@ -19,7 +19,7 @@ It runs after the ``gather`` and ``scatter`` passes and matches two forms, by st
   over N, not over the M that the scatter's MatMul contracts).
 
 The scatter reads ``shared`` (stored once by the gather, B*H*M*N values) instead of recomputing
-``q_z k_x^T``; see the README for why this is the choice made without a GPU to measure on.
+``q_z k_x^T``; see docs/plugin.md for why this is the choice made without a GPU to measure on.
 """
 
 from __future__ import annotations

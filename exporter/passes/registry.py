@@ -41,7 +41,7 @@ DEFAULT_ORDER: dict[str, tuple[str, ...]] = {
     ),
     "cpu": (
         "einsum", "fold-constants", "layout", "layernorm", "gelu", "merge-projections",
-    ),  # skip-layernorm only on request (--passes): measured slower than ONNX Runtime's Add + LayerNorm (README)
+    ),  # skip-layernorm only on request (--passes): measured slower than ONNX Runtime's Add + LayerNorm (docs/optimize.md)
 }
 
 

@@ -8,7 +8,7 @@ Layout, per model and compressed grid (a ViT has no ``g<grid>`` level)::
     DIR/<variant>/g<grid>/onnx/<variant>_g<grid>.opt.<p>.onnx    precision p (for ONNX Runtime, fp32 is the .opt graph)
     DIR/<variant>/g<grid>/engines/<profile>/....<p>.plan         build (TensorRT profiles only)
 
-A dynamic-grid graph (README, "Dynamic-grid models") is one cell whose grid is a
+A dynamic-grid graph (docs/dynamic-grid.md) is one cell whose grid is a
 :class:`~exporter.pipeline.unit.GridSet`: ``DIR/<variant>/gdynamic/onnx/<variant>_gdynamic.onnx``, stage ids
 ``export:<variant>:gdynamic``. After :meth:`Artefacts.share`, every request for one of its grids
 (``converted(variant, (3, 3), "int8")``) is served by that one graph, and a caller feeding it

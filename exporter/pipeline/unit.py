@@ -3,7 +3,7 @@ work and the one stage chain).
 
 A cell is a model (a registered variant, or the stem of a given ONNX file), a compressed grid (None
 for a ViT; a :class:`GridSet` for a dynamic-grid graph, which serves several grids chosen per call
-by the shape of its grid input: README, "Dynamic-grid models") and a precision. Its stage ids (the
+by the shape of its grid input: docs/dynamic-grid.md) and a precision. Its stage ids (the
 manifest's keys), its folder in a layout and its labels are spelled here and nowhere else, so no
 code assembles or parses them from strings.
 """

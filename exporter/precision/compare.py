@@ -1,6 +1,6 @@
 """``compare``: accuracy of one model across precisions and compressed grids (docs/architecture.md, The stages).
 
-A dynamic-grid file (README, "Dynamic-grid models") is compared at each of its grids (or those of
+A dynamic-grid file (docs/dynamic-grid.md) is compared at each of its grids (or those of
 ``--grids``) from its one set of graphs: one conversion per precision serves every grid, the grid
 chosen per cell by the grid input, the PyTorch reference set to that grid.
 

@@ -25,7 +25,7 @@ Calibration images come from a labelled dataset (``exporter.data.load_data``): b
 colour photos otherwise, converted to the model's channels, size and normalisation; a seeded
 random subset of ``calib_size`` images. Data that does not match the model's input (grey images on
 a colour model, a resize beyond 4x) is refused (:mod:`exporter.data_fit`). A dynamic-grid model
-(README, "Dynamic-grid models") is calibrated on every calibration batch at every allowed grid, so
+(docs/dynamic-grid.md) is calibrated on every calibration batch at every allowed grid, so
 each grid sees the whole set and the ranges cover all of them (K grids: K times the calibration runs).
 """
 

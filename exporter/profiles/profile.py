@@ -92,7 +92,7 @@ class Models:
     baseline: ModelRun | None = None  # a plain ViT of the same width, timed next to them
     latency_precisions: tuple[str, ...] = ()  # the latency models' precisions (empty: the profile's)
     latency_batches: tuple[int, ...] = ()  # the latency models' batches (empty: batch.opt)
-    dynamic_grid: bool = False  # one dynamic-grid graph per LookupViT serves all its grids (README, Dynamic-grid models)
+    dynamic_grid: bool = False  # one dynamic-grid graph per LookupViT serves all its grids (docs/dynamic-grid.md)
 
     @property
     def all(self) -> list[ModelRun]:

@@ -10,8 +10,8 @@ latency models at ``grids.latency`` next to the ``baseline`` ViT) and its precis
 
 With ``[models] dynamic_grid = true`` each LookupViT's grids are one cell (:func:`dynamic_grid_sets`,
 :meth:`exporter.pipeline.artefacts.Artefacts.share`): its chain runs once per precision, validation and
-comparison loop over the grids inside the one graph, and the sweep times each grid from it (README,
-"Dynamic-grid models").
+comparison loop over the grids inside the one graph, and the sweep times each grid from it
+(docs/dynamic-grid.md).
 
 Every stage is recorded in ``DIR/stages.json`` (:mod:`exporter.pipeline.manifest`): a rerun skips stages whose
 inputs did not change. A stage that fails (a precision a backend cannot run, no TensorRT here) is
@@ -205,7 +205,7 @@ def plan_models(profile: Profile) -> list[tuple[str, str, tuple[Grid | None, ...
 
 def dynamic_grid_sets(profile: Profile, models: list[tuple[str, str, tuple[Grid | None, ...]]]) -> dict[str, GridSet]:
     """With ``[models] dynamic_grid = true``: each LookupViT's grids (over the roles it has) as the set
-    its one dynamic-grid graph serves (README, "Dynamic-grid models"); {} otherwise."""
+    its one dynamic-grid graph serves (docs/dynamic-grid.md); {} otherwise."""
     if not profile.models.dynamic_grid:
         return {}
     grids: dict[str, list[Grid]] = {}

@@ -5,7 +5,7 @@ On the CUDA provider the timed call is :class:`~exporter.backends.onnxruntime.cu
 model allows one, so the time is the model's, not the PCIe copies' (ONNX Runtime's CUDA execution
 provider documentation, "IOBinding" and "Using CUDA Graphs"). On the CPU it is ``session.run``.
 
-A dynamic-grid model (README, "Dynamic-grid models") is timed at one grid per timer: the grid input
+A dynamic-grid model (docs/dynamic-grid.md) is timed at one grid per timer: the grid input
 of that shape is part of the fixed feed, next to the images (one session per file and grid).
 """
 

@@ -1,6 +1,6 @@
 """TensorRT as a timed backend: a built engine through Polygraphy's runner, its own inference time.
 
-A dynamic-grid engine (README, "Dynamic-grid models") is timed at one grid per timer: the grid input
+A dynamic-grid engine (docs/dynamic-grid.md) is timed at one grid per timer: the grid input
 of that shape is fed next to the images, and the runner selects the optimisation profile the
 engine's sidecar lists for that batch and grid (``plan.profile_index``; exporter/engine/plan.py,
 :class:`~exporter.engine.plan.ProfileSelector`) before the first, untimed call.

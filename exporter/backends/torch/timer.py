@@ -1,5 +1,5 @@
 """PyTorch eager as a timed backend: CUDA when present, else the CPU; the grid chosen per call (the
-PyTorch counterpart of a dynamic-grid model's grid input, README "Dynamic-grid models")."""
+PyTorch counterpart of a dynamic-grid model's grid input, docs/dynamic-grid.md)."""
 
 from __future__ import annotations
 
