@@ -7,28 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import QUICKSTART, TINY
+from tests.conftest import files_by_mtime as _files
+
 ROOT = Path(__file__).resolve().parent.parent
-TINY = Path(__file__).resolve().parent / "profiles" / "tiny.toml"
-QUICKSTART = "lookupvit run --profile cpu -o runs/quickstart"
 
 
-def _files(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """The quick-start command of the README, with the tiny profile in place of cpu."""
-    from click.testing import CliRunner
-
-    from exporter.cli import main
-
-    out = tmp_path_factory.mktemp("run") / "quickstart"
-    args = QUICKSTART.split()[1:]
-    args[args.index("cpu")] = str(TINY)
-    args[args.index("runs/quickstart")] = str(out)
-    result = CliRunner().invoke(main, args, catch_exceptions=False)
-    return out, result, _files(out)
+@pytest.fixture
+def first_run(quickstart_run):
+    """The quick-start command of the README, with the tiny profile in place of cpu (conftest)."""
+    return quickstart_run
 
 
 def test_readme_and_makefile_run_the_main_job():
