@@ -417,3 +417,23 @@ def test_noise_advice_names_an_overloaded_machine():
 
     assert "exceeds the 2 cores" in noise_advice([5.2, 4.0, 3.0], 2) and "--threads" in noise_advice([5.2], 2)
     assert "quieter machine" in noise_advice([0.4, 0.3, 0.2], 2) and "quieter machine" in noise_advice([], None)
+
+
+def test_the_peak_is_measured_at_each_thread_count_and_retimes_a_round_that_met_a_slow_phase():
+    """With threads = "auto" a cell on one thread is divided by the one-thread peak; a round in which
+    the machine's pace probe was slow is timed again (a scripted probe: slow once, then quiet)."""
+    from exporter.latency.pace import Pace
+
+    probes = iter([1e-4] * 3 + [3e-4] + [1e-4] * 50)  # per round: before (settle) and after; round 2 ends slow
+    pace = Pace(60.0, record=None, probe=lambda: next(probes), sleep=lambda s: None, clock=lambda: 0.0)
+    peak = measure_peak(threads=2, sizes=(64,), repeats=3, cuda=False, round_seconds=0.01, thread_counts=(1, 2),
+                        pace=pace)
+    assert {(m.engine, m.dtype, m.threads) for m in peak.measurements} == {
+        (e, d, t) for e, d in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")) for t in (1, 2)}
+    assert all(m.rounds == 3 for m in peak.measurements)  # three kept rounds, one more timed and discarded
+    assert pace.retimed == 1
+    one = peak.best("cpu", "fp32", 1)
+    assert one is not None and one.threads == 1
+    assert peak.for_cell("cpu", "fp32", 1) == PeakRef("cpu/fp32 (1 thread)", one.gflops, one.spread)
+    assert peak.for_cell("cpu", "fp32").label == "cpu/fp32" and peak.best("cpu").threads == 2
+    assert "cpu/fp32@1" in peak.to_dict()["peaks"]

@@ -18,6 +18,15 @@ the load average is recorded beside the peak.
 Engines: PyTorch ``torch.matmul`` and ONNX Runtime ``MatMul`` in fp32; on the CPU also ONNX
 Runtime ``MatMulInteger`` (uint8 x int8 -> int32, the integer GEMM its quantized MatMuls run on)
 as the int8 peak; on CUDA ``torch.matmul`` in fp32 (TF32 off), fp16 and bf16.
+
+Thread counts: a cell timed on one thread is divided by the one-thread peak, a cell on two by the
+two-thread peak (``threads = "auto"`` chooses per cell; docs/latency.md), so a cell's efficiency moves
+only when its speed does, not when the thread trial picks another count. The CPU kernels are measured
+at every count the sweep may use, in the same interleaved rounds.
+
+The machine's pace (:mod:`.pace`): where the sweep watches it, each round waits out a slow phase
+before it starts and a round that met one is timed again, within the sweep's budget, as the latency
+cells' chunks are: a peak measured in a slow phase would inflate every efficiency of the run.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .pace import Pace
 from .stats import coefficient_of_variation, median
 
 DEFAULT_SIZES = (512, 1024)
@@ -46,6 +56,7 @@ class PeakMeasurement:
     repeats: int  # timed calls in all
     rounds: int = 1
     spread: float | None = None  # coefficient of variation of the round rates
+    threads: int | None = None  # CPU threads it ran on (None: the peak's own count; CUDA: not applicable)
 
 
 @dataclass(frozen=True)
@@ -63,25 +74,36 @@ class MatmulPeak:
     measurements: list[PeakMeasurement] = field(default_factory=list)
     load: float | None = None  # 1-minute load average when it was measured
 
-    def best(self, device: str, dtype: str = "fp32") -> PeakMeasurement | None:
-        rows = [m for m in self.measurements if m.device == device and m.dtype == dtype]
+    def _threads(self, m: PeakMeasurement) -> int:
+        return m.threads if m.threads is not None else self.threads
+
+    def best(self, device: str, dtype: str = "fp32", threads: int | None = None) -> PeakMeasurement | None:
+        """The best measurement of ``device``/``dtype`` at ``threads`` CPU threads (None: the peak's own
+        count, what the sweep's cells without a thread trial run on)."""
+        want = self.threads if threads is None else threads
+        rows = [m for m in self.measurements if m.device == device and m.dtype == dtype
+                and (device != "cpu" or self._threads(m) == want)]
         return max(rows, key=lambda m: m.gflops) if rows else None
 
-    def for_cell(self, device: str, precision: str) -> PeakRef | None:
-        """The peak a cell on ``device`` in ``precision`` is measured against: the same dtype when it
-        was measured (int8 on the CPU; fp16/bf16 on CUDA), else fp32 (the label says which)."""
+    def for_cell(self, device: str, precision: str, threads: int | None = None) -> PeakRef | None:
+        """The peak a cell on ``device`` in ``precision`` (on ``threads`` CPU threads) is measured
+        against: the same dtype when it was measured (int8 on the CPU; fp16/bf16 on CUDA), else fp32
+        (the label says which, and the thread count when it is not the peak's own)."""
         for dtype in (precision, "fp32"):
-            m = self.best(device, dtype)
+            m = self.best(device, dtype, threads)
             if m is not None:
-                return PeakRef(f"{device}/{dtype}", m.gflops, m.spread)
+                count = self._threads(m)
+                suffix = f" ({count} thread{'s' if count > 1 else ''})" if device == "cpu" and count != self.threads else ""
+                return PeakRef(f"{device}/{dtype}{suffix}", m.gflops, m.spread)
         return None
 
     def to_dict(self) -> dict[str, object]:
         peaks = {}
-        for key in sorted({(m.device, m.dtype) for m in self.measurements}):
-            b = self.best(*key)
+        for device, dtype, threads in sorted({(m.device, m.dtype, self._threads(m)) for m in self.measurements}):
+            b = self.best(device, dtype, threads)
             assert b is not None
-            peaks[f"{key[0]}/{key[1]}"] = {"gflops": b.gflops, "engine": b.engine, "size": b.size, "spread": b.spread}
+            key = f"{device}/{dtype}" + (f"@{threads}" if device == "cpu" and threads != self.threads else "")
+            peaks[key] = {"gflops": b.gflops, "engine": b.engine, "size": b.size, "spread": b.spread, "threads": threads}
         return {
             "threads": self.threads,
             "peaks": peaks,
@@ -101,6 +123,7 @@ class _Kernel:
     dtype: str
     size: int
     step: Callable[[], None]
+    threads: int | None = None
     rates: list[float] = field(default_factory=list)
     calls: int = 0
 
@@ -169,37 +192,58 @@ def measure_peak(
     engines: tuple[str, ...] = ("torch", "onnxruntime"),
     cuda: bool | None = None,
     round_seconds: float = ROUND_SECONDS,
+    thread_counts: tuple[int, ...] = (),
+    pace: Pace | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> MatmulPeak:
-    """Measure the dense matrix-multiply peak with ``threads`` CPU threads (and on CUDA when present)
-    in ``repeats`` interleaved rounds (see the module docstring)."""
+    """Measure the dense matrix-multiply peak with ``threads`` CPU threads (and each of
+    ``thread_counts`` besides; and on CUDA when present) in ``repeats`` interleaved rounds, watching
+    the machine's ``pace`` when given (see the module docstring)."""
     import torch
 
     if cuda is None:
         cuda = torch.cuda.is_available()
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
     allow = torch.backends.cuda.matmul.allow_tf32
+    counts = tuple(dict.fromkeys((threads, *thread_counts)))
     kernels: list[_Kernel] = []
+    tell = say or (lambda _t: None)
     try:
-        for n in sizes:
-            if "torch" in engines:
-                kernels.append(_Kernel("torch", "cpu", "fp32", n, _torch_step("cpu", "fp32", n)))
-            if "onnxruntime" in engines:
-                kernels.append(_Kernel("onnxruntime", "cpu", "fp32", n, _ort_step(n, threads, "fp32")))
-                kernels.append(_Kernel("onnxruntime", "cpu", "int8", n, _ort_step(n, threads, "int8")))
+        for t in counts:
+            for n in sizes:
+                if "torch" in engines:
+                    kernels.append(_Kernel("torch", "cpu", "fp32", n, _torch_step("cpu", "fp32", n), t))
+                if "onnxruntime" in engines:
+                    kernels.append(_Kernel("onnxruntime", "cpu", "fp32", n, _ort_step(n, t, "fp32"), t))
+                    kernels.append(_Kernel("onnxruntime", "cpu", "int8", n, _ort_step(n, t, "int8"), t))
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = False
             for dtype in ("fp32", "fp16", "bf16"):
                 for n in (*sizes, 4096, 8192):
                     kernels.append(_Kernel("torch", "cuda", dtype, n, _torch_step("cuda", dtype, n)))
+
+        def timed(k: _Kernel, seconds: float) -> list[float]:
+            torch.set_num_threads(k.threads or threads)  # torch's count is per process; ONNX Runtime's per session
+            return k.run(seconds, 2)
+
         for k in kernels:  # allocations, weight packing, thread pools, clocks
-            k.run(WARMUP_SECONDS, 2)
-        rounds = max(1, repeats)
-        for _ in range(rounds):
+            timed(k, WARMUP_SECONDS)
+        done = 0
+        while done < max(1, repeats):
+            if pace is not None:
+                pace.settle(tell, f"peak round {done + 1}")
+            t0 = time.perf_counter()
+            rates = []
             for k in kernels:
-                times = k.run(round_seconds, 2)
-                k.calls += len(times)
-                k.rates.append(2.0 * k.size**3 / median(times) / 1e9)
+                times = timed(k, round_seconds)
+                rates.append((k, len(times), 2.0 * k.size**3 / median(times) / 1e9))
+            if pace is not None and pace.pace() > pace.threshold and pace.left() > 0:
+                pace.discard(time.perf_counter() - t0)  # the round met a slow phase: timed again
+                continue
+            for k, calls, rate in rates:
+                k.calls += calls
+                k.rates.append(rate)
+            done += 1
     finally:
         torch.backends.cuda.matmul.allow_tf32 = allow
         torch.set_num_threads(previous)
@@ -207,6 +251,6 @@ def measure_peak(
 
     return MatmulPeak(threads, [
         PeakMeasurement(k.engine, k.device, k.dtype, k.size, median(k.rates), k.calls, len(k.rates),
-                        coefficient_of_variation(k.rates))
+                        coefficient_of_variation(k.rates), k.threads)
         for k in kernels
     ], load_average())

@@ -456,9 +456,11 @@ def run_sweep(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        if peak is None:
-            say(f"measuring the matrix-multiply peak ({threads} threads)")
-            peak = measure_peak(threads, sizes=measure_peak_sizes or DEFAULT_SIZES)
+        if peak is None:  # at every thread count a cell may run on: each cell is divided by its own
+            counts = thread_candidates(threads) if spec.settings.threads == AUTO_THREADS else ()
+            say(f"measuring the matrix-multiply peak ({', '.join(map(str, counts or (threads,)))} threads)")
+            peak = measure_peak(threads, sizes=measure_peak_sizes or DEFAULT_SIZES, thread_counts=counts, pace=pace,
+                                say=say)
         results: list[CellResult] = []
         order: list[dict[str, object]] = []
         for group in spec.groups():
@@ -648,7 +650,7 @@ def _result(
     stats = summarize(m.samples, m.chunks)
     macs = cell_macs(cell)
     achieved = gflops(macs, cell.batch, stats.p50_ms) if macs else None
-    ref = peak.for_cell(m.timer.device, cell.precision)
+    ref = peak.for_cell(m.timer.device, cell.precision, m.threads)  # the peak at the cell's own thread count
     efficiency = (achieved / ref.gflops) if (achieved and ref) else None
     error = None
     if efficiency is not None and ref is not None:  # relative errors add in quadrature for a ratio

@@ -504,17 +504,20 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
         peak = lat.get("peak") or {}
         if peak:
             parts.append(f"<h2>Matrix-multiply peak ({peak.get('threads')} threads)</h2>")
-            best = ", ".join(f"{k} {v['gflops']:.1f} {'GOP/s' if k.endswith('int8') else 'GFLOP/s'}"
+            best = ", ".join(f"{k} {v['gflops']:.1f} {'GOP/s' if 'int8' in k else 'GFLOP/s'}"
                              + (f" +-{100 * v['spread']:.1f}%" if v.get("spread") is not None else "")
                              for k, v in (peak.get("peaks") or {}).items())
             parts.append(f"<p>The best of each device and dtype: {html.escape(best)} (load average "
                          f"{html.escape(str(peak.get('load', '?')))} when measured). Each row is the median of its "
                          "round rates (the kernels take turns, round by round); spread: their coefficient of "
-                         "variation. A peak measured while other processes held some of the cores is lower, and "
-                         "every efficiency with it higher.</p>")
+                         "variation. A cell is divided by the peak at its own thread count (@1: one thread). Rounds "
+                         "that met a slow phase of the machine were timed again, as latency chunks are. A peak "
+                         "measured while other processes held some of the cores is lower, and every efficiency with "
+                         "it higher.</p>")
             parts.append(_table(
-                ["engine", "device", "dtype", "n", "G(FL)OP/s (median of rounds)", "spread", "rounds", "calls"],
-                [[m["engine"], m["device"], m["dtype"], m["size"], _f(m["gflops"], ".1f"),
+                ["engine", "device", "dtype", "threads", "n", "G(FL)OP/s (median of rounds)", "spread", "rounds", "calls"],
+                [[m["engine"], m["device"], m["dtype"], m.get("threads") or peak.get("threads"), m["size"],
+                  _f(m["gflops"], ".1f"),
                   _pct(m.get("spread")) if m.get("spread") is None else f"{100 * m['spread']:.1f}%",
                   m.get("rounds", 1), m["repeats"]]
                  for m in peak.get("measurements", [])],
