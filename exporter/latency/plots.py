@@ -164,27 +164,30 @@ def plot_speedup(result: SweepResult, path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
-def place_labels(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
-    """Write each label beside its point, trying places right and left of it at growing heights
-    until its drawn extent overlaps no label placed before it (greedy, in display coordinates).
-    Call it last, once the axes' scales, limits and the figure's layout are final: the offsets are
-    worked out for the axes as they are drawn then."""
+def place_labels(ax, points: list[tuple[float, float, str]] | list[tuple[float, float, str, str | None]],
+                 fontsize: float = 8) -> None:
+    """Write each label beside its point (in the colour of its line, when a fourth item gives one),
+    trying places right and left of it at growing heights until its drawn extent overlaps no label
+    placed before it (greedy, in display coordinates). Call it last, once the axes' scales, limits and
+    the figure's layout are final: the offsets are worked out for the axes as they are drawn then."""
     fig = ax.figure
     fig.canvas.draw()  # settle limits, transforms and layout
     renderer = fig.canvas.get_renderer()
     placed = []
     heights = (3, -11, 13, -21, 23, -31, 33, -41, 43, -51, 53)
     tries = [(dx, dy, ha) for dy in heights for dx, ha in ((4, "left"), (-4, "right"))]
-    for x, y, text in points:
+    for point in points:
+        x, y, text = point[0], point[1], point[2]
+        color = point[3] if len(point) > 3 else None
         for dx, dy, ha in tries:
             ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize, ha=ha,
-                              annotation_clip=False)
+                              annotation_clip=False, color=color)
             box = _padded(ann.get_window_extent(renderer))
             if not any(box.overlaps(b) for b in placed):
                 break
             ann.remove()
         else:  # nowhere free nearby: the first place, drawn anyway (a label is never dropped)
-            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize)
+            ann = ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=fontsize, color=color)
             box = _padded(ann.get_window_extent(renderer))
         placed.append(box)
 
@@ -218,20 +221,21 @@ def plot_accuracy_latency(result: SweepResult, accuracy: list[AccuracyPoint], pa
         for a, c in pts:
             if c.batch == batch:
                 groups.setdefault((a.model, c.backend, a.precision), []).append((a, c))
-        labels: list[tuple[float, float, str]] = []
+        labels: list[tuple[float, float, str, str | None]] = []
         for (model, backend, precision), pairs in sorted(groups.items()):
             pairs.sort(key=lambda r: r[1].latency.p50_ms)  # type: ignore[union-attr]  # latency order
             cells = [c for _, c in pairs]
             mid, err = _bars(cells, per_image=True)
             ys = [a.top1 for a, _ in pairs]
-            ax.errorbar(mid, ys, xerr=err, marker="o", capsize=2, elinewidth=0.8, linewidth=1.0, alpha=0.85,
-                        label=f"{model} {backend} {precision}")
-            labels += [(x, y, f"g{a.grid}") for (a, _), x, y in zip(pairs, mid, ys)]
+            bars = ax.errorbar(mid, ys, xerr=err, marker="o", capsize=2, elinewidth=0.8, linewidth=1.0, alpha=0.85,
+                               label=f"{model} {backend} {precision}")
+            color = bars.lines[0].get_color()  # each grid's label in its line's colour
+            labels += [(x, y, f"g{a.grid}", color) for (a, _), x, y in zip(pairs, mid, ys)]
         per = "p50" if batch == 1 else f"p50 of a batch of {batch} / {batch}"
         ax.set_xlabel(f"latency per image [ms]: {per} ({BAR_TEXT})")
         ax.set_ylabel("top-1 [%]" + (f"  (one test image = {one:.2g} points)" if one else ""))
         ax.set_title(f"accuracy vs latency, batch {batch}")
-        xs = [x for x, _, _ in labels]
+        xs = [x for x, *_ in labels]
         if scale == "log":  # the axis spans the medians; a bar reaching further runs off its edge
             ax.set_xscale("log")
             _plain_log_ticks(ax.xaxis)
