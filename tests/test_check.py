@@ -101,11 +101,12 @@ def test_fusion_estimates_follow_the_precision(pipeline):
     assert all(e.form == "Attention" and e.fused is False and "no fp32 kernel" in e.reasons[0] and "refuses" in e.reasons[0]
                for e in raw.fusion)
     assert {f.rule for f in raw.errors} == {"attention.fp32", "attention.shared-input"}
-    # the TensorRT forms: fp32 and int8 as MatMul-Softmax-MatMul, fp16 as fused Attention
+    # the TensorRT forms: fp32 and int8 as MatMul-Softmax-MatMul (int8's attention core kept in float by
+    # default), fp16 as fused Attention
     assert all(e.form == "trt-mha" and e.fused is False for e in fp32)
     assert all(e.precision == "fp16" and e.fused is True and e.head_size == 16 for e in fp16)
     assert all(e.form == "trt-mha" and e.fused is False for e in mha)
-    assert all(e.form == "trt-mha" and e.precision == "int8" and e.fused is None for e in int8)
+    assert all(e.form == "trt-mha" and e.precision == "fp32" and e.fused is False for e in int8)
     # LookupViT's three attentions: compressed queries over lookup keys, and back
     assert {(e.seq_q, e.seq_kv) for e in fp16} == {(4, 64), (4, 4), (64, 4)}
 

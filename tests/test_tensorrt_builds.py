@@ -305,3 +305,27 @@ def test_build_prints_its_table(cli, graph, tmp_path):
     result = cli("build", str(graph("digits", "attention", "fp16")), "--profile", "l4", "-o", str(tmp_path))
     assert result.exit_code == 0, result.output
     assert "sm_89" in result.stdout and ".fp16.plan" in result.stdout
+
+
+def test_int8_for_tensorrt_keeps_the_attention_core_in_float_unless_asked(graph, folder):
+    """By default the two batched MatMuls of each unfused attention read float (as NVIDIA's Model
+    Optimizer leaves an attention); --keep-fp32 none puts Q/DQ on them too. Both build (the matrix)."""
+    from exporter.precision import convert_precision
+
+    def core_reads_dq(path: Path) -> int:
+        m = onnx.load(path)
+        producer = {o: n for n in m.graph.node for o in n.output}
+        inits = {t.name for t in m.graph.initializer}
+        cores = [n for n in m.graph.node if n.op_type == "MatMul" and not any(i in inits for i in n.input)
+                 and not any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear"
+                             and producer[i].input[0] in inits for i in n.input)]
+        return sum(any(producer.get(i) is not None and producer[i].op_type == "DequantizeLinear" for i in n.input)
+                   for n in cores)
+
+    default = graph("digits", "attention", "int8")
+    assert core_reads_dq(default) == 0
+    side = json.loads(Path(f"{default}.json").read_text())
+    assert any("attention core (24 batched MatMuls) kept in float" in n for n in side["notes"])
+    quantized = convert_precision(folder / "digits" / "attention.onnx", folder / "digits" / "all.int8.onnx", "int8",
+                                  calib_size=CALIB, target="tensorrt", keep_fp32="none").output
+    assert core_reads_dq(quantized) == 24

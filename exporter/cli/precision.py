@@ -36,12 +36,15 @@ _PRECISIONS = list(PRECISIONS)
 @click.option("--keep-fp32", "keep_fp32", default=None, metavar="OPS",
               help="Comma-separated op types or node names to keep in fp32. fp16/bf16 default: "
               "LayerNormalization, Softmax (and Attention's softmax), reductions; 'default,Gelu' adds to it, "
-              "'none' keeps nothing. int8/fp8: ops or nodes to leave unquantized (default none).")
+              "'none' keeps nothing. int8/fp8: ops or nodes to leave unquantized (default: none; with --target "
+              "tensorrt, Attention: each attention's two batched MatMuls stay float, as NVIDIA's Model Optimizer "
+              "leaves them; 'none' quantizes them for a fused int8/fp8 MHA).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), metavar="OUT.onnx", help="Output ONNX file.")
 @click.option("--force", is_flag=True, help="Convert again even if an identical conversion exists.")
 @click.option("--target", type=click.Choice(["onnxruntime", "tensorrt"]), default="onnxruntime", show_default=True,
-              help="The runtime the graph is written for: tensorrt leaves out what TensorRT's parser refuses "
-              "(Attention's softmax_precision).")
+              help="The runtime the graph is written for: tensorrt writes the attention form TensorRT builds in "
+              "this precision (fp16/bf16: Attention with no tensor read by two of them; fp32/int8/fp8: "
+              "MatMul-Softmax-MatMul; docs/tensorrt.md) and leaves out what its parser refuses.")
 @json_option
 def precision(
     in_path: str, to: str, calib: str, calib_size: int | None, calib_method: str | None, keep_fp32: str | None,

@@ -182,8 +182,9 @@ def convert_precision(
         raise UserError(f"Unknown conversion target {target!r}.", f"Use one of {', '.join(TARGETS)}.")
     if to == "fp32" and keep_fp32:
         raise UserError("--keep-fp32 has no meaning for --to fp32: everything is fp32.")
+    default_keep = "Attention" if target == "tensorrt" else "none"  # int8/fp8: TensorRT's attention core in float
     keep_ops, keep_nodes = (
-        resolve_keep_fp32(keep_fp32, model) if not quantizing else resolve_keep_fp32(keep_fp32 or "none", model)
+        resolve_keep_fp32(keep_fp32, model) if not quantizing else resolve_keep_fp32(keep_fp32 or default_keep, model)
     )
     if quantizing:  # "auto" names the bundled data for this model's input: key the cache by what is used
         calib = resolve_calibration(calib, input_spec_of(model, meta)[0])
@@ -238,9 +239,14 @@ def convert_precision(
             source = in_path
             if target == "tensorrt":  # quantize the rewritten graph: ONNX Runtime's quantizer reads a file
                 source = save_onnx(model, scratch / in_path.name)
+                if "Attention" in keep_ops:  # the attention core, now two batched MatMuls each
+                    keep_nodes = [*keep_nodes, *form.core_matmuls]
             del model
             out_model, qsettings = quantize_model(source, to, images, method, keep_ops, keep_nodes, scratch)  # type: ignore[arg-type]
         settings.update(qsettings, keep_fp32={"ops": keep_ops, "nodes": keep_nodes})
+        if target == "tensorrt" and "Attention" in keep_ops and form.core_matmuls:
+            notes.append(f"the attention core ({len(form.core_matmuls)} batched MatMuls) kept in float, as NVIDIA's "
+                         "Model Optimizer does; --keep-fp32 none quantizes it (fused int8/fp8 MHA)")
         calibration = {**where, "seed": 0, "batch": 32, "method": method, "calib_size": calib_size}
         if where["samples"] < calib_size:
             notes.append(f"calibration used all {where['samples']} images of {where['source']} (fewer than {calib_size})")
