@@ -132,7 +132,7 @@ def test_trt_backend_without_tensorrt_reports_unsupported(run_dir, cli):
         (["lookupvit_digits", "--precisions", "fp32,fp12"], "Unknown precision 'fp12'"),
         (["lookupvit_digits", "--grids", "9"], "does not fit the lookup grid"),
         (["{o}/missing.onnx"], "does not exist"),
-        (["lookupvit_digits", "--backend", "tvm"], "Invalid value for '--backend'"),
+        (["lookupvit_digits", "--backend", "tvm"], "--backend 'tvm' is not a backend this verb runs"),
         (["lookupvit_digits", "--data", "{o}/nowhere"], "Cannot read dataset"),
         (["lookupvit_digits", "--precisions", "int8", "--calib", "{o}/nowhere"], "does not exist"),
         (["lookupvit_digits", "--backend", "trt", "--profile", "h10"], "Unknown profile 'h10'"),

@@ -319,7 +319,7 @@ def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
         (["lookupvit_b61"], "Did you mean"),
         (["lookupvit_tiny32", "--iters", "0"], "at least 1"),
         (["lookupvit_tiny32", "--seconds", "-1"], "must not be negative"),
-        (["lookupvit_tiny32", "--backends", "ort,onnx"], "Unknown backend"),
+        (["lookupvit_tiny32", "--backends", "ort,onnx"], "is not a backend this verb runs"),
         (["lookupvit_tiny32", "--batch", "0"], "positive integers"),
         (["lookupvit_tiny32", "--precisions", "fp4"], "Unknown precision"),
     ],

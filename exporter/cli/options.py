@@ -54,6 +54,33 @@ def grids_option(fn: F) -> F:
     )(fn)
 
 
+class BackendChoice(click.ParamType):
+    """A backend by name (torch, onnxruntime, openvino, tensorrt) or alias (ort, trt, ov); the value is
+    the code's key (exporter/backends/names.py). ``many``: a comma-separated list."""
+
+    name = "backend"
+
+    def __init__(self, allowed: tuple[str, ...], many: bool = False, extra: tuple[str, ...] = ()) -> None:
+        self.allowed, self.many, self.extra = allowed, many, extra
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        from ..backends.names import backend_name
+
+        names = "|".join([*(backend_name(k) for k in self.allowed), *self.extra])
+        return f"[{names}]" + (",..." if self.many else "")
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..backends.names import backend_key
+
+        if not isinstance(value, str) or value in self.extra:
+            return value
+        option = param.opts[0] if param is not None and param.opts else "--backend"
+        keys = [backend_key(v, self.allowed, option) for v in value.split(",") if v.strip()]
+        if not keys:
+            raise click.BadParameter("no backend given", ctx=ctx, param=param)
+        return tuple(dict.fromkeys(keys)) if self.many else keys[0]
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 

@@ -9,6 +9,7 @@ import click
 from ..precisions import PRECISIONS
 from .main import main
 from .options import (
+    BackendChoice,
     data_option,
     grids_option,
     json_option,
@@ -111,9 +112,9 @@ def precision(
 @click.option("--precisions", default=",".join(_PRECISIONS), show_default=True, help="Comma-separated precisions.")
 @grids_option
 @data_option
-@click.option("--backend", type=click.Choice(["ort", "trt", "openvino"]), default="ort", show_default=True,
-              help="ort: ONNX Runtime (CUDA when available, else CPU); trt: TensorRT engines (exporter.engine); "
-              "openvino: OpenVINO's CPU plugin, fp32 (the openvino extra).")
+@click.option("--backend", type=BackendChoice(("ort", "trt", "openvino")), default="onnxruntime", show_default=True,
+              help="onnxruntime (ort): ONNX Runtime (CUDA when available, else CPU); tensorrt (trt): TensorRT engines; "
+              "openvino (ov): OpenVINO's CPU plugin, fp32 (the openvino extra).")
 @click.option("--profile", default=None, help="TensorRT profile for --backend trt (default: the one matching this GPU).")
 @click.option("--calib", default="auto", show_default=True,
               help="int8/fp8 calibration data: 'auto' (digits for grey models, photos for colour ones), 'digits', "

@@ -1,7 +1,11 @@
-"""``lookupvit profile``: latency per compressed grid, precision, batch and backend, next to a ViT."""
+"""``lookupvit latency``: latency per compressed grid, precision, batch and backend, next to a ViT.
+
+The verb was called ``profile`` before; that spelling stays as a hidden alias for one release (it
+collided with the deployment profiles of ``--profile`` and ``lookupvit profiles``)."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from typing import Literal
 
@@ -11,21 +15,23 @@ from ..latency.pace import PACE_THRESHOLD
 from ..latency.peak import DEFAULT_SIZES
 from ..latency.sweep import SweepSettings
 from .main import main
-from .options import grids_option, json_option, print_json, print_table, progress_status, stderr
+from .options import BackendChoice, grids_option, json_option, print_json, print_table, progress_status, stderr
 
 _DEFAULTS = SweepSettings()
 
 
-@main.command()
+@main.command("latency")
 @click.argument("target", metavar="VARIANT|MODEL.onnx|ENGINE")
 @grids_option
 @click.option("--precisions", default=None,
               help="Comma-separated: fp32, fp16, bf16, int8, fp8. Default: fp32 for a variant; a given ONNX file or "
               "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
-@click.option("--backend", "--backends", "backends", default="auto", show_default=True,
-              help="torch (PyTorch eager), ort (ONNX Runtime), trt (TensorRT), openvino (OpenVINO's CPU plugin on the "
-              "fp32 export; the openvino extra); 'auto': torch and ort, and trt where "
+@click.option("--backend", "--backends", "backends", type=BackendChoice(("torch", "ort", "trt", "openvino"), many=True,
+                                                                       extra=("auto",)),
+              default="auto", show_default=True,
+              help="Comma-separated: torch (PyTorch eager), onnxruntime (ort), tensorrt (trt), openvino (ov: OpenVINO's "
+              "CPU plugin on the fp32 export; the openvino extra); 'auto': torch and onnxruntime, and tensorrt where "
               "TensorRT and a GPU are present. A backend named here that cannot run on this machine is an error.")
 @click.option("--baseline", default="auto", show_default=True,
               help="The ViT timed next to a LookupViT: a variant, 'auto' (vit_<size><patch>) or 'none'.")
@@ -62,7 +68,8 @@ _DEFAULTS = SweepSettings()
               help="Folder for the models, latency.json and plots/.")
 @json_option
 def profile(
-    target: str, grids: str | None, precisions: str | None, batch: str, backends: str, baseline: str, warmup: int,
+    target: str, grids: str | None, precisions: str | None, batch: str, backends: str | tuple[str, ...], baseline: str,
+    warmup: int,
     warmup_seconds: float, iters: int, seconds: float, repeats: int, noise_threshold: float, retries: int,
     pace_wait: float, threads: str, optimize: bool | None,
     peak_sizes: str, profile_name: str | None, dynamic_grid: bool, accuracy_file: str | None, out_dir: str,
@@ -106,7 +113,7 @@ def profile(
     from ..precisions import PRECISIONS
 
     tgt = resolve_target(target, grids, dynamic_grid)
-    backend_list = _backends(backends) if backends != "auto" or tgt.kind == "engine" else _auto_backends()
+    backend_list = backends if isinstance(backends, tuple) else _auto_backends()  # keys (BackendChoice), or "auto"
     if tgt.kind == "engine":
         backend_list = ("trt",)
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
@@ -137,7 +144,7 @@ def profile(
         from ..engine.preflight import preflight
 
         if prof is not None:
-            preflight(prof, "lookupvit profile --backends trt")
+            preflight(prof, "lookupvit latency --backend tensorrt")
         else:
             require_build_environment("tensorrt", action="time TensorRT engines (--backends trt)")
     req = ProfileRequest(
@@ -186,13 +193,6 @@ def _threads(text: str) -> int | Literal["auto"]:
     if n < 0:
         raise UserError(f"--threads {n} must be at least 0 (0: every available core).")
     return n
-
-
-def _backends(spec: str) -> tuple[str, ...]:
-    from ..latency.api import parse_list
-    from ..latency.timers import BACKENDS
-
-    return tuple(parse_list(spec, "backend", BACKENDS))
 
 
 def _auto_backends() -> tuple[str, ...]:
@@ -260,3 +260,8 @@ def print_latency_table(result, title: str) -> None:
          "GFLOP/s", "eff", "speedup (analytic)", "status"],
         rows,
     )
+
+
+_alias = copy.copy(main.commands["latency"])  # the former spelling, hidden, for one release
+_alias.hidden = True
+main.add_command(_alias, "profile")

@@ -8,7 +8,7 @@ import sys
 import click
 
 from .main import main
-from .options import json_option, print_json, print_table, stderr, weights_option
+from .options import BackendChoice, json_option, print_json, print_table, stderr, weights_option
 
 
 @main.command()
@@ -22,8 +22,8 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
               "(folder or .npz).")
 @click.option("--iters", "--iterations", "iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
 @click.option("--precision", default=None, help="Tolerance row to apply (default: the model's precision metadata, else fp32).")
-@click.option("--backend", type=click.Choice(["ort", "openvino"]), default="ort", show_default=True,
-              help="Runtime for an .onnx model: ort (ONNX Runtime) or openvino (OpenVINO's CPU plugin, fp32; the "
+@click.option("--backend", type=BackendChoice(("ort", "openvino")), default="onnxruntime", show_default=True,
+              help="Runtime for an .onnx model: onnxruntime (ort) or openvino (ov: OpenVINO's CPU plugin, fp32; the "
               "openvino extra). An engine runs on TensorRT.")
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
               help="Also write the report (JSON) to this file. Nothing is written otherwise: never next to MODEL, "
@@ -47,7 +47,7 @@ def validate(
     from ..validate import validate_onnx
 
     if is_engine_path(model_path) and backend != "ort":
-        raise UserError(f"--backend {backend} runs .onnx models; {model_path} is a TensorRT engine.",
+        raise UserError(f"--backend openvino runs .onnx models; {model_path} is a TensorRT engine.",
                         "Drop --backend, or pass the engine's ONNX model.")
     run = validate_engine if is_engine_path(model_path) else functools.partial(validate_onnx, backend=backend)
 
