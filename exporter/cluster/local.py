@@ -42,18 +42,18 @@ def _node_args(cpus: int, object_store_mb: int) -> list[str]:
 
 
 def session_processes(sids: set[int]) -> list[str]:
-    """Running processes (pid and command) in the sessions ``sids`` (zombies excluded)."""
+    """Running processes (pid and command) in the sessions ``sids`` (zombies excluded; psutil)."""
+    import psutil
+
     left = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, IndexError):
+            if proc.status() == psutil.STATUS_ZOMBIE or proc.pid in sids | {os.getpid()} or os.getsid(proc.pid) not in sids:
+                continue
+            cmd = " ".join(proc.cmdline())
+        except (OSError, psutil.Error):  # gone meanwhile, or not ours to read
             continue
-        if stat[0] != "Z" and int(stat[4]) in sids and int(d.name) not in sids | {os.getpid()}:
-            left.append(f"{d.name} {cmd[:120]}")
+        left.append(f"{proc.pid} {cmd[:120]}")
     return left
 
 

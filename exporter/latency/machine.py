@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def cpu_name() -> str:
+    """The CPU's model name (psutil has none: /proc/cpuinfo on Linux, else what platform says)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.lower().startswith("model name"):
@@ -25,13 +26,12 @@ def available_cores() -> int:
 
 
 def memory_gib() -> float | None:
+    import psutil
+
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except (OSError, ValueError):
-        pass
-    return None
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except (OSError, psutil.Error):
+        return None
 
 
 def load_average() -> float | None:

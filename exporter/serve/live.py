@@ -31,8 +31,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    import psutil
 
 HOST_SCRIPT = Path(__file__).with_name("pytriton_host.py")
 PYTRITON_REQUIREMENTS = ("nvidia-pytriton==0.7.0", "onnxruntime>=1.20")
@@ -82,7 +86,6 @@ def ensure_environment(venv: Path, timeout_s: float = 900) -> ServerEnvironment:
                         "Check that PyPI is reachable and that nvidia-pytriton has a wheel for this platform.")
     return environment(venv)
 
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,37 +93,35 @@ def free_port() -> int:
 
 
 def _children(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (from /proc)."""
-    parents: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(d.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in parents.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
+    """Every live descendant of ``pid`` (psutil)."""
+    import psutil
+
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:  # gone, or not ours to see
+        return []
+
+
+def _alive(proc: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def group_members(pgid: int) -> list[int]:
     """The live processes of process group ``pgid`` (zombies excluded)."""
+    import psutil
+
     out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for proc in psutil.process_iter():
         try:
-            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if os.getpgid(proc.pid) == pgid and _alive(proc):
+                out.append(proc.pid)
+        except (OSError, psutil.Error):  # gone meanwhile
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(d.name))
     return out
 
 
@@ -171,14 +172,15 @@ class LiveServer:
         return code
 
     def alive_descendants(self) -> list[int]:
+        import psutil
+
         alive = []
         for pid in self.descendants:
             try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
+                if _alive(psutil.Process(pid)):
+                    alive.append(pid)
+            except psutil.Error:
                 continue
-            if state != "Z":
-                alive.append(pid)
         return alive
 
 
