@@ -8,8 +8,8 @@ Runtime backends' READMEs): ``platform`` ``tensorrt_plan`` / ``onnxruntime_onnx`
 engine's optimisation profiles an instance may use); ``dynamic_batching`` with
 ``preferred_batch_size`` and ``max_queue_delay_microseconds``; ``model_warmup`` samples;
 ``cc_model_filenames`` (an engine per compute capability); ONNX Runtime's session settings as
-``parameters`` (``intra_op_thread_count``). The text written here is protobuf text format, with
-``#`` comments; :mod:`.schema` parses it with Triton's own message to check it.
+``parameters`` (``intra_op_thread_count``). The text is Triton's own message written by protobuf's
+``text_format`` (tritonclient's ``model_config_pb2``, the triton extra), after ``#`` comments.
 """
 
 from __future__ import annotations
@@ -67,56 +67,41 @@ class ModelConfigText:
     comments: dict[str, str] = field(default_factory=dict)  # section -> comment line above it
 
     def render(self) -> str:
-        out = [f"# {h}" if h else "#" for h in self.header]
+        """The config as Triton's own message (``inference.ModelConfig`` from tritonclient's
+        ``model_config_pb2``, :mod:`.schema`) in protobuf text format, after the header and the
+        sections' comments as ``#`` lines (text format keeps no comments between fields)."""
+        from google.protobuf import text_format
 
-        def note(section: str) -> None:
-            if section in self.comments:
-                out.extend(f"# {line}" for line in self.comments[section].splitlines())
+        from .schema import model_config_module
 
-        out.append(f'name: "{self.name}"')
-        out.append(f'platform: "{self.platform}"')
-        note("max_batch_size")
-        out.append(f"max_batch_size: {self.max_batch_size}")
+        pb = model_config_module()
+        m = pb.ModelConfig(name=self.name, platform=self.platform, max_batch_size=self.max_batch_size)
         if self.default_model_filename:
-            out.append(f'default_model_filename: "{self.default_model_filename}"')
-        if self.cc_model_filenames:
-            note("cc_model_filenames")
-            out.extend(f'cc_model_filenames {{ key: "{cc}" value: "{fn}" }}' for cc, fn in self.cc_model_filenames)
-        note("input")
-        out.append(_tensors("input", self.inputs))
-        out.append(_tensors("output", self.outputs))
-        note("instance_group")
-        groups = []
+            m.default_model_filename = self.default_model_filename
+        for cc, fn in self.cc_model_filenames:
+            m.cc_model_filenames[cc] = fn
+        for field_name, tensors in (("input", self.inputs), ("output", self.outputs)):
+            for t in tensors:
+                msg = getattr(m, field_name).add(name=t.name, data_type=pb.DataType.Value(t.data_type), dims=list(t.dims))
+                if t.label_filename:
+                    msg.label_filename = t.label_filename
         for g in self.instance_groups:
-            parts = ([f'name: "{g.name}"'] if g.name else []) + [f"kind: {g.kind}", f"count: {g.count}"]
-            if g.profiles:
-                parts.append("profile: [ " + ", ".join(f'"{p}"' for p in g.profiles) + " ]")
-            groups.append("  { " + " ".join(parts) + " }")
-        out.append("instance_group [\n" + ",\n".join(groups) + "\n]")
-        note("dynamic_batching")
-        body = []
-        if self.preferred_batch_sizes:
-            body.append("  preferred_batch_size: [ " + ", ".join(map(str, self.preferred_batch_sizes)) + " ]")
-        body.append(f"  max_queue_delay_microseconds: {self.max_queue_delay_us}")
-        out.append("dynamic_batching {\n" + "\n".join(body) + "\n}")
-        if self.parameters:
-            note("parameters")
-            out.extend(f'parameters {{ key: "{k}" value: {{ string_value: "{v}" }} }}' for k, v in self.parameters)
-        if self.warmups:
-            note("model_warmup")
-            items = []
-            for w in self.warmups:
-                ins = " ".join(
-                    f'inputs {{ key: "{t.name}" value: {{ data_type: {t.data_type} dims: [ {", ".join(map(str, t.dims))} ] '
-                    f"random_data: true }} }}" for t in w.inputs)
-                items.append(f'  {{ name: "{w.name}" batch_size: {w.batch_size} {ins} }}')
-            out.append("model_warmup [\n" + ",\n".join(items) + "\n]")
-        return "\n".join(out) + "\n"
-
-
-def _tensors(kind: str, tensors: tuple[TensorConfig, ...]) -> str:
-    items = []
-    for t in tensors:
-        label = f' label_filename: "{t.label_filename}"' if t.label_filename else ""
-        items.append(f'  {{ name: "{t.name}" data_type: {t.data_type} dims: [ {", ".join(map(str, t.dims))} ]{label} }}')
-    return f"{kind} [\n" + ",\n".join(items) + "\n]"
+            group = m.instance_group.add(kind=pb.ModelInstanceGroup.Kind.Value(g.kind), count=g.count,
+                                         profile=list(g.profiles))
+            if g.name:
+                group.name = g.name
+        m.dynamic_batching.preferred_batch_size.extend(self.preferred_batch_sizes)
+        m.dynamic_batching.max_queue_delay_microseconds = self.max_queue_delay_us
+        for k, v in self.parameters:
+            m.parameters[k].string_value = v
+        for w in self.warmups:
+            warm = m.model_warmup.add(name=w.name, batch_size=w.batch_size)
+            for t in w.inputs:
+                data = warm.inputs[t.name]
+                data.data_type = pb.DataType.Value(t.data_type)
+                data.dims.extend(t.dims)
+                data.random_data = True
+        comments = [f"# {h}" if h else "#" for h in self.header]
+        for section, text in self.comments.items():
+            comments += [f"# {section}: {line}" for line in text.splitlines()]
+        return "\n".join([*comments, text_format.MessageToString(m).rstrip()]) + "\n"
