@@ -18,20 +18,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 NOISE_THRESHOLD = 0.05  # a cell whose round medians vary by more than 5% (CV) is flagged noisy
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0..100) of ``samples``, linearly interpolated between ranks."""
+    """The ``q``-th percentile (0..100) of ``samples``, linearly interpolated between ranks (numpy)."""
     if not samples:
         raise ValueError("percentile of no samples")
     if not 0.0 <= q <= 100.0:
         raise ValueError(f"percentile {q} outside 0..100")
-    xs = sorted(samples)
-    h = (len(xs) - 1) * q / 100.0
-    lo = math.floor(h)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
+    return float(np.percentile(np.asarray(samples, dtype=np.float64), q, method="linear"))
 
 
 def median(samples: Sequence[float]) -> float:
@@ -42,11 +40,11 @@ def coefficient_of_variation(values: Sequence[float]) -> float | None:
     """Sample standard deviation over mean; None for fewer than two values."""
     if len(values) < 2:
         return None
-    mean = sum(values) / len(values)
+    xs = np.asarray(values, dtype=np.float64)
+    mean = float(xs.mean())
     if mean <= 0:
         return None
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return math.sqrt(var) / mean
+    return float(xs.std(ddof=1)) / mean
 
 
 def median_ci(samples: Sequence[float], z: float = 1.96) -> tuple[float, float]:
