@@ -295,7 +295,7 @@ def test_an_openvino_profile(tmp_path):
         ("[benchmark]", '[compatibility]\nhardware = "none"\n[benchmark]', "[compatibility] applies to TensorRT", None),
         ("threads = 4", "cuda_graphs = true", 'backend = "openvino" has no CUDA graphs', None),
         ("threads = 4", "thread = 4", "unknown key 'benchmark.thread'", "Did you mean 'benchmark.threads'?"),
-        ("threads = 4", 'threads = "many"', 'benchmark.threads: expected a non-negative integer (0: the runtime\'s default) or "auto"', None),
+        ("threads = 4", 'threads = "many"', 'benchmark.threads: expected a non-negative integer (0: every core) or "auto"', None),
         ("threads = 4", "pace_wait = -1", "benchmark.pace_wait", None),
     ],
 )

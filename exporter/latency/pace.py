@@ -42,10 +42,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..profiles import BenchmarkSettings
 from .machine import available_cores, cpu_name
 
 PACE_THRESHOLD = 1.5  # a probe 1.5x its quiet time marks a slow phase (seen here: quiet probes within 1.33x, slow 1.7x to 2.6x)
-PACE_WAIT = 60.0  # seconds a sweep may spend waiting out slow phases and re-timing chunks, by default
+PACE_WAIT = BenchmarkSettings().pace_wait  # seconds a sweep may spend waiting out slow phases, by default
 PROBE_STEPS = 2_000
 PROBE_RUNS = 7
 RECORD_RUNS = 20  # run bests kept per machine

@@ -20,7 +20,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-NOISE_THRESHOLD = 0.05  # a cell whose round medians vary by more than 5% (CV) is flagged noisy
+from ..profiles import BenchmarkSettings
+
+NOISE_THRESHOLD = BenchmarkSettings().noise_threshold  # a cell whose round medians vary by more (CV) is noisy
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -52,8 +52,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from ..models.config import Grid, grid_label
+from ..profiles import BenchmarkSettings
 from .machine import load_average
-from .pace import PACE_WAIT, Pace, PaceRecord, PaceSummary
+from .pace import Pace, PaceRecord, PaceSummary
 from .peak import MatmulPeak
 from .stats import NOISE_THRESHOLD, LatencyStats, gflops, median, summarize, throughput
 from .timers import Timer, Unsupported
@@ -76,6 +77,9 @@ class SweepModel:
     batches: tuple[int, ...] | None = None  # this model's batches (None: the spec's)
 
 
+_DEFAULTS = BenchmarkSettings()  # every measurement default is stated once, in exporter.profiles
+
+
 @dataclass(frozen=True)
 class SweepSettings:
     """How long each cell is measured: at least ``iterations`` calls and at least ``seconds``,
@@ -83,16 +87,16 @@ class SweepSettings:
     ``warmup_seconds``. A cell whose round medians vary by more than ``noise_threshold``
     (coefficient of variation) is flagged noisy."""
 
-    warmup: int = 5
-    iterations: int = 20
-    seconds: float = 1.0
-    repeats: int = 5
+    warmup: int = _DEFAULTS.warmup
+    iterations: int = _DEFAULTS.iterations
+    seconds: float = _DEFAULTS.seconds
     threads: int | Literal["auto"] = 0  # CPU threads for PyTorch, ONNX Runtime and the peak; 0: every core; "auto": per cell
-    warmup_seconds: float = 0.2
-    noise_threshold: float = NOISE_THRESHOLD
-    retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
+    warmup_seconds: float = _DEFAULTS.warmup_seconds
+    noise_threshold: float = _DEFAULTS.noise_threshold
+    retries: int = _DEFAULTS.retries  # times a group with a noisy cell is timed again (the quietest attempt stands)
     retry_pause: float = 1.0  # seconds to wait before timing a noisy group again (a burst of other work passes)
-    pace_wait: float = PACE_WAIT  # seconds a sweep may spend waiting out the machine's slow phases (0: only flag them)
+    pace_wait: float = _DEFAULTS.pace_wait  # seconds a sweep may spend waiting out the machine's slow phases (0: only flag them)
+    repeats: int = _DEFAULTS.repeats
 
     def rounds(self) -> int:
         return max(1, min(self.repeats, self.iterations)) if self.seconds <= 0 else max(1, self.repeats)

@@ -155,18 +155,20 @@ class BenchmarkSettings:
     variation, a fraction) is flagged noisy, and its group timed again up to ``retries`` times; up to
     ``pace_wait`` seconds per sweep go to waiting out the machine's slow phases (exporter.latency.pace)."""
 
-    warmup: int = 10  # untimed iterations first
-    iterations: int = 100
-    seconds: float = 0.0
-    # ONNX Runtime intra-op / OpenVINO inference threads (0: its default; "auto": tried per cell, the fewest within 5% of
+    # The one statement of every measurement default: a profile's omitted [benchmark] keys, `lookupvit
+    # latency`'s options and exporter.latency's SweepSettings all take these.
+    warmup: int = 5  # untimed iterations first
+    iterations: int = 20  # timed calls per cell, at least
+    seconds: float = 1.0  # and at least this long
+    # ONNX Runtime intra-op / OpenVINO inference threads (0: every core; "auto": tried per cell, the fewest within 5% of
     # the fastest, exporter.latency.sweep) / host threads feeding a GPU
-    threads: int | Literal["auto"] = 1
+    threads: int | Literal["auto"] = "auto"
     cuda_graphs: bool = False  # capture the enqueue in a CUDA graph and replay it
     warmup_seconds: float = 0.2
     repeats: int = 5
     noise_threshold: float = 0.05
     retries: int = 1  # times a group with a noisy cell is timed again (the quietest attempt stands)
-    pace_wait: float = 60.0  # seconds a sweep may wait out the machine's slow phases (0: only flag them); = latency.pace.PACE_WAIT
+    pace_wait: float = 60.0  # seconds a sweep may wait out the machine's slow phases (0: only flag them)
     hint: PerformanceHint = "latency"  # OpenVINO's PERFORMANCE_HINT: one stream (latency) or several (throughput)
 
 
@@ -611,21 +613,24 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
     compat = Compatibility(cast(HardwareCompatibility, hardware), version_compatible, exclude_lean)
 
     be = top.table("benchmark", BENCH_KEYS)
+    d = BenchmarkSettings()  # the defaults, stated once
     bench = BenchmarkSettings(
-        warmup=be.get("warmup", 10, _is_nonneg_int, "a non-negative integer (untimed iterations)"),
-        iterations=be.get("iterations", 100, _is_pos_int, "a positive integer"),
-        seconds=float(be.get("seconds", 0.0, _is_nonneg_number, "a non-negative number of seconds")),
-        threads=be.get("threads", 1, lambda v: _is_nonneg_int(v) or v == "auto",
-                       "a non-negative integer (0: the runtime's default) or \"auto\" (tried per cell)"),
-        cuda_graphs=be.get("cuda_graphs", False, _is_bool, "true or false"),
-        warmup_seconds=float(be.get("warmup_seconds", 0.2, _is_nonneg_number, "a non-negative number of seconds")),
-        repeats=be.get("repeats", 5, _is_pos_int, "a positive integer (interleaved rounds)"),
-        noise_threshold=float(be.get("noise_threshold", 0.05, lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
+        warmup=be.get("warmup", d.warmup, _is_nonneg_int, "a non-negative integer (untimed iterations)"),
+        iterations=be.get("iterations", d.iterations, _is_pos_int, "a positive integer"),
+        seconds=float(be.get("seconds", d.seconds, _is_nonneg_number, "a non-negative number of seconds")),
+        threads=be.get("threads", d.threads, lambda v: _is_nonneg_int(v) or v == "auto",
+                       "a non-negative integer (0: every core) or \"auto\" (tried per cell)"),
+        cuda_graphs=be.get("cuda_graphs", d.cuda_graphs, _is_bool, "true or false"),
+        warmup_seconds=float(be.get("warmup_seconds", d.warmup_seconds, _is_nonneg_number,
+                                    "a non-negative number of seconds")),
+        repeats=be.get("repeats", d.repeats, _is_pos_int, "a positive integer (interleaved rounds)"),
+        noise_threshold=float(be.get("noise_threshold", d.noise_threshold,
+                                     lambda v: _is_nonneg_number(v) and cast(float, v) < 1,
                                      "a fraction from 0 to below 1 (0.05: flag cells whose round medians vary by 5%)")),
-        retries=be.get("retries", 1, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
-        pace_wait=float(be.get("pace_wait", 60.0, _is_nonneg_number,
+        retries=be.get("retries", d.retries, _is_nonneg_int, "a non-negative integer (times a noisy group is timed again)"),
+        pace_wait=float(be.get("pace_wait", d.pace_wait, _is_nonneg_number,
                                "a non-negative number of seconds (0: flag slow phases, never wait)")),
-        hint=cast(PerformanceHint, be.get("hint", "latency", lambda v: v in PERFORMANCE_HINTS,
+        hint=cast(PerformanceHint, be.get("hint", d.hint, lambda v: v in PERFORMANCE_HINTS,
                                           f"one of {', '.join(map(repr, PERFORMANCE_HINTS))} (OpenVINO's performance hint)")),
     )
     for key, (limit, unit) in LIMITS.items():
