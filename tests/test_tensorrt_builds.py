@@ -232,32 +232,34 @@ def test_the_separation_is_exact_on_onnx_runtime(folder):
 # --- the child process: crashes, timeouts and memory are FAILED builds -----------------------------
 
 
-def test_a_build_past_its_time_bound_is_stopped(graph, folder):
-    from exporter.engine.child import BuildFailed, BuildLimits, build_in_child
+def _bounded_build(graph, folder: Path, name: str, limits):
+    """Build the digits fp16 graph in the child process under ``limits``; the BuildFailed it raises."""
+    from exporter.engine.child import BuildFailed, build_in_child
     from exporter.engine.plan import make_build_plan, read_onnx
 
     path = graph("digits", "attention", "fp16")
-    plan = make_build_plan(load_profile(_profile(folder, "8.9")), read_onnx(path), "fp16", folder / "bounded",
+    plan = make_build_plan(load_profile(_profile(folder, "8.9")), read_onnx(path), "fp16", folder / name,
                            backend="tensorrt-rtx")
     plan.engine.parent.mkdir(parents=True, exist_ok=True)
     with pytest.raises(BuildFailed) as e:
-        build_in_child(plan, plan.engine, limits=BuildLimits(timeout_s=0.05))
-    assert e.value.kind == "timeout" and "did not finish within 0 s" in e.value.message
-    assert e.value.exit_code == 1
+        build_in_child(plan, plan.engine, limits=limits)
+    return e.value, plan
+
+
+def test_a_build_past_its_time_bound_is_stopped(graph, folder):
+    from exporter.engine.child import BuildLimits
+
+    failed, plan = _bounded_build(graph, folder, "bounded", BuildLimits(timeout_s=0.05))
+    assert failed.kind == "timeout" and "did not finish within 0 s" in failed.message
+    assert failed.exit_code == 1
     assert not plan.engine.exists() and list(plan.engine.parent.iterdir()) == []  # its scratch folder is gone
 
 
 def test_a_build_past_its_memory_bound_is_refused(graph, folder):
-    from exporter.engine.child import BuildFailed, BuildLimits, build_in_child
-    from exporter.engine.plan import make_build_plan, read_onnx
+    from exporter.engine.child import BuildLimits
 
-    path = graph("digits", "attention", "fp16")
-    plan = make_build_plan(load_profile(_profile(folder, "8.9")), read_onnx(path), "fp16", folder / "small",
-                           backend="tensorrt-rtx")
-    plan.engine.parent.mkdir(parents=True, exist_ok=True)
-    with pytest.raises(BuildFailed) as e:
-        build_in_child(plan, plan.engine, limits=BuildLimits(host_memory_bytes=400 << 20))
-    assert e.value.kind == "memory" and "memory bound (0.4 GiB)" in e.value.message, e.value.message
+    failed, _ = _bounded_build(graph, folder, "small", BuildLimits(host_memory_bytes=400 << 20))
+    assert failed.kind == "memory" and "memory bound (0.4 GiB)" in failed.message, failed.message
 
 
 # --- the verb -------------------------------------------------------------------------------------
