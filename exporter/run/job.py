@@ -60,7 +60,7 @@ class RunOptions:
     validate_iterations: int | None = None  # batches per validation (None: what `lookupvit validate` takes by default)
     repeats: int | None = None  # interleaved rounds of the latency sweep (None: the profile's benchmark.repeats)
     peak_sizes: tuple[int, ...] | None = None  # matrix sizes of the peak measurement (None: default)
-    budget_s: float | None = None  # time budget for the latency models; None: the profile's default, inf: none
+    budget_s: float | None = None  # time budget for the latency models (--budget); None or inf: none
     prepare_only: bool = False  # export, optimize, convert (and check for TensorRT) only: no build, no measurement
     keep: str = "final"  # "final": delete exported graphs once optimised (exporter.run.keep); "all": keep every file
 
@@ -239,7 +239,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     models = plan_models(prof)
     for variant, grid_set in dynamic_grid_sets(prof, models).items():  # one graph per precision serves its grids
         artefacts.share(variant, grid_set)
-    budget = opts.budget_s if opts.budget_s is not None else default_budget(prof)
+    budget = opts.budget_s if opts.budget_s is not None else math.inf  # none unless asked: the profile's scope runs
     state = RunState(budget)
     if opts.prepare_only:
         return _prepare(prof, out, models, artefacts, manifest, ui, t0, opts)
@@ -449,12 +449,6 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
         manifest.note(s.stage_id, s.stage, "failed", error_text(e))
     if advance:
         ui.done(s.label)
-
-
-def default_budget(profile: Profile) -> float:
-    """The latency models' time budget when none is given: none. A run times every cell its profile
-    asks for ([models] latency_precisions and latency_batches say which); ``--budget MIN`` bounds it."""
-    return math.inf
 
 
 def _params(variant: str) -> int:
