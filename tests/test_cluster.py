@@ -197,6 +197,27 @@ def test_infeasible_profile_fails_fast_and_a_killed_worker_is_survived(cluster, 
     assert all(v["node"].endswith("/" + cluster.ids["special"][:12]) for v in stages.values() if v["kind"] in DEVICE_KINDS)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt_rtx") is None,
+                    reason="TensorRT-RTX is not installed (pip install -e '.[tensorrt-rtx]')")
+def test_engines_are_built_ahead_of_time_by_the_prepare_task_on_any_node(cluster, tmp_path):
+    """An sm_89 TensorRT profile on a cluster without GPUs: the prepare task (1 CPU, any node) builds
+    the engine with TensorRT-RTX ahead of time; the profile's device task reuses it (its build stage
+    skipped) and reports validation and comparison as not run here (exit 2)."""
+    aot = _profile(tmp_path, "aot-special", TRT_LIGHT.replace('compute_capability = "9.0"', 'compute_capability = "8.9"')
+                   .replace('gpu = "NVIDIA H100"', 'gpu = "NVIDIA L4"'))
+    out = tmp_path / "aot"
+    r = _lookupvit("run", "--profile", str(aot), "--cluster", cluster.address, "-o", str(out))
+    assert r.returncode == 2, r.stdout + r.stderr
+    stages = _stages(out)
+    build = stages["build:lookupvit_digits:g2:fp32:aot-special"]
+    assert build["result"]["ahead_of_time"] is True and build["result"]["target"] == "sm_89"
+    fleet_tasks = [s for s in json.loads((out / "summary.json").read_text())["stages"] if s["id"].startswith("build:")]
+    assert [s["status"] for s in fleet_tasks] == ["skipped"]  # built by the prepare task, reused by the device run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engines"][0]["status"] == "built" and summary["verdict"]["failed_stages"] == []
+    assert any("Cannot run a TensorRT engine here" in s["note"] for s in summary["stages"] if s["id"].startswith("validate:"))
+
+
 def test_shared_dir_carries_the_files(cluster, tmp_path):
     """--shared-dir: contents stored once each as <sha256> in the shared folder, none sent through
     the object store; the run folder is the same as through the object store."""
