@@ -1,7 +1,7 @@
 """The CPU engines side by side on the same exported graphs: ONNX Runtime on the plain export, after
-`lookupvit optimize --target attention`, after `--target cpu`, after ONNX Runtime's transformers
-optimizer; OpenVINO on the plain export, on the `--target attention` graph (what `run --profile
-cpu-openvino` times) and on the `--target cpu` graph (when that graph holds only standard ONNX
+`lookupvit optimize --form attention`, after `--form cpu`, after ONNX Runtime's transformers
+optimizer; OpenVINO on the plain export, on the `--form attention` graph (what `run --profile
+cpu-openvino` times) and on the `--form cpu` graph (when that graph holds only standard ONNX
 operators, as the default cpu order, merge-projections, writes); PyTorch eager. LookupViT-B/16 at
 grids 3 and 7 and ViT-B/16, batch 1 and 8.
 
@@ -23,7 +23,7 @@ plugin in f32 with the latency hint, PyTorch eager on the CPU).
 The issue's three CPU targets are judged on every run, printed as MET / MISSED (NOT MEASURED when an
 engine they need was left out) and written to the JSON under "verdicts"; a comparison of two engines
 is the paired ratio (the median over rounds of their per-round ratio, both timed in the same round):
-  1. the `--target cpu` graph on ONNX Runtime at least as fast as the plain export and as ONNX
+  1. the `--form cpu` graph on ONNX Runtime at least as fast as the plain export and as ONNX
      Runtime's transformers optimizer, per model and batch (paired ratio <= 1);
   2. the project's best ONNX Runtime path (plain, attention or cpu graph: the lowest median) at least
      as fast as OpenVINO on the plain export, per model and batch;
@@ -191,7 +191,7 @@ def judge(rows: list[dict], names: list[str], lookupvits: list[str], vit: str | 
                 else:
                     checks.append({"model": n, "batch": b, "engine": "ort-cpu", "against": other, "paired_ratio": r,
                                    "met": r <= 1.0, "text": f"{n} b{b} ort-cpu / {other} = {r:.3f}"})
-    out = [verdict(1, "the --target cpu graph on ONNX Runtime at least as fast as the plain export and as ONNX "
+    out = [verdict(1, "the --form cpu graph on ONNX Runtime at least as fast as the plain export and as ONNX "
                       "Runtime's transformers optimizer", checks, missing)]
     checks, missing = [], []
     for n, b, engine, r in best_against(by, names, batches, "openvino"):

@@ -1,6 +1,6 @@
-"""ONNX Runtime CPU latency of the plugin-form graph (``lookupvit optimize --target plugin``: each
+"""ONNX Runtime CPU latency of the plugin-form graph (``lookupvit optimize --form plugin``: each
 layer's gather/scatter as LookupGather/LookupScatter nodes, run through their local functions)
-against the attention-target graph (``--target attention``: two ONNX Attention nodes per layer) and
+against the attention-target graph (``--form attention``: two ONNX Attention nodes per layer) and
 the plain export.
 
     python bench/bench_plugin.py                         # lookupvit_b16, grid 7, batch 1

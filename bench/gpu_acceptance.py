@@ -10,7 +10,7 @@ With whatever of TensorRT, TensorRT-RTX and onnxruntime-gpu is installed, per GP
   evaluated on the GPU;
 - lookupvit_b16 at grids 3, 7 and 10, fp16 (``precision --target tensorrt`` for the engines,
   ``--target onnxruntime`` for ONNX Runtime), two graph forms: the ONNX Attention op (``optimize
-  --target attention``) and the unfused MatMul-Softmax-MatMul form (``--target trt-mha``); each one
+  --form attention``) and the unfused MatMul-Softmax-MatMul form (``--form trt-mha``); each one
   checked (``lookupvit check``), built (``lookupvit build``), validated against PyTorch running on
   the GPU (``lookupvit validate``) and timed at batch 1 and 64 next to vit_b16 (``lookupvit profile``).
 
@@ -165,7 +165,7 @@ def plan(env: Environment, out: Path, cc: tuple[int, int], write: bool,
         exported = models / f"{B16}_g{g}.onnx"
         for form in FORMS:
             opt = models / f"{B16}_g{g}.{form}.onnx"
-            steps.append(Step(f"optimize g{g} {form}", "any", ["optimize", str(exported), "--target", form,
+            steps.append(Step(f"optimize g{g} {form}", "any", ["optimize", str(exported), "--form", form,
                                                                 "-o", str(opt), "--json"]))
             keep = ["--keep-fp32", keep_fp32] if keep_fp32 else []
             for runtime in RUNTIMES:  # the fp16 graph is written for the runtime that runs it

@@ -117,7 +117,7 @@ def test_cpu_passes_need_the_cpu_target(exports):
 
 def test_cpu_target_from_the_cli(cli, exports):
     out, paths = exports
-    result = cli("optimize", str(paths["tiny32"]), "-o", str(out / "cli.cpu.onnx"), "--target", "cpu", "--json")
+    result = cli("optimize", str(paths["tiny32"]), "-o", str(out / "cli.cpu.onnx"), "--form", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert '"target": "cpu"' in result.output
     listing = cli("optimize", "--list")

@@ -280,7 +280,7 @@ def test_cli_bad_input(cli, models, tmp_path):
         (["optimize", str(tmp_path / "missing.onnx"), "-o", str(tmp_path / "o.onnx")], "does not exist"),
         (["optimize", str(paths["ours"]), "-o", str(tmp_path / "o.onnx"), "--passes", "gathr,layout"],
          "Did you mean gather"),
-        (["optimize", str(paths["ours"]), "-o", str(tmp_path / "o.onnx"), "--target", "trt"], "Did you mean trt-mha"),
+        (["optimize", str(paths["ours"]), "-o", str(tmp_path / "o.onnx"), "--form", "trt"], "Did you mean trt-mha"),
         (["optimize", str(paths["ours"]), "-o", str(tmp_path / "o.onnx"), "--passes", "unfuse-attention"],
          "does not apply to target"),
         (["optimize", str(paths["ours"])], "needs a model and an output"),

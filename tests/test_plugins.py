@@ -321,7 +321,7 @@ def test_a_wrong_plugin_rewrite_is_rolled_back(exports, monkeypatch):
 def test_cli_plugin_target(cli, exports):
     out, paths = exports
     dest = out / "opt" / "cli.onnx"
-    result = cli("optimize", str(paths["sdpa_lookupvit"]), "--target", "plugin", "-o", str(dest), "--json")
+    result = cli("optimize", str(paths["sdpa_lookupvit"]), "--form", "plugin", "-o", str(dest), "--json")
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
     assert doc["target"] == "plugin" and doc["ops_after"][GATHER] == 2 and "lookup-plugin" in doc["kept"]
@@ -344,7 +344,7 @@ def test_build_refuses_a_plugin_graph_when_the_plugin_cannot_load(tmp_path):
     except ImportError:
         with pytest.raises(UserError) as err:
             load_plugin(path, "tensorrt")
-        assert "plugin cannot be loaded" in err.value.message and "--target attention" in err.value.hint
+        assert "plugin cannot be loaded" in err.value.message and "--form attention" in err.value.hint
         assert "Error" in (register_if_available() or "")  # validate ENGINE.plan goes on without it
     else:
         pytest.skip("tensorrt.plugin is importable here: the refusal path cannot be reached")

@@ -110,7 +110,7 @@ def test_every_graph_form_and_precision_builds_and_check_agrees(graph, folder, m
 
         with pytest.raises(UserError) as e:
             build_engine(prepare_build(path, profile, None, folder / "refused"))
-        assert "TensorRT-RTX has no plugin support" in e.value.message and "--target attention" in e.value.hint
+        assert "TensorRT-RTX has no plugin support" in e.value.message and "--form attention" in e.value.hint
         assert not (folder / "refused").exists()
     trial = trial_build(path, profile)  # the builder itself: for the plugin form, the local functions' bodies
     assert trial.built, trial.message

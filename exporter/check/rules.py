@@ -360,7 +360,7 @@ def attention_shapes(node: onnx.NodeProto, g: GraphView, ctx: CheckContext) -> I
             node, "attention.v-head-size", f"V's head size {sv[3]} differs from Q's {sq[3]}; TensorRT's attention "
             "takes Q [B, N_q, S_q, H] and K, V [B, N_kv, S_kv, H] with one H.",
             FUSED_ATTENTION_DOC + " (shapes of Q, K and V)",
-            "Pad or project V to Q's head size, or leave this attention unfused (`lookupvit optimize --target "
+            "Pad or project V to Q's head size, or leave this attention unfused (`lookupvit optimize --form "
             "trt-mha` keeps it as MatMul-Softmax-MatMul).",
         )
     nq, nkv = sq[1], sk[1]

@@ -15,17 +15,19 @@ from .options import json_option, print_json, print_table, stderr
 @click.argument("model_path", metavar="IN.onnx", required=False)
 @click.option("-o", "--output", "out_path", default=None, type=click.Path(dir_okay=False),
               help="Where to write the optimised model (its report goes to OUT.onnx.json).")
-@click.option("--target", default="attention", show_default=True,
-              help="attention: the ONNX Attention op (opset 23); trt-mha: MatMul-Softmax-MatMul with the "
-              "scale on Q, in 4-D layout, for older TensorRT; plugin: each layer's gather/scatter as the "
-              "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime); cpu: ONNX Runtime on the "
-              "CPU (projections of one tensor merged into one MatMul; the skip-layernorm pass on request).")
+@click.option("--form", default="attention", show_default=True,
+              help="The graph form the passes write. attention: the ONNX Attention op (opset 23); trt-mha: "
+              "MatMul-Softmax-MatMul with the scale on Q, in 4-D layout; plugin: each layer's gather/scatter as the "
+              "LookupGather/LookupScatter plugin pair (local functions run on ONNX Runtime); cpu: for ONNX Runtime on "
+              "the CPU (projections of one tensor merged into one MatMul; the skip-layernorm pass on request). The "
+              "runtime a graph is written for is `precision --target`'s.")
+@click.option("--target", "legacy_form", default=None, hidden=True)  # the former name of --form, for one release
 @click.option("--passes", default=None, metavar="A,B,C",
-              help="Passes to run, in this order (default: the target's declared order; see --list).")
+              help="Passes to run, in this order (default: the form's declared order; see --list).")
 @click.option("--list", "list_only", is_flag=True, help="List the registered passes and exit.")
 @json_option
-def optimize(model_path: str | None, out_path: str | None, target: str, passes: str | None, list_only: bool,
-             as_json: bool) -> None:
+def optimize(model_path: str | None, out_path: str | None, form: str, legacy_form: str | None, passes: str | None,
+             list_only: bool, as_json: bool) -> None:
     """Rewrite the cross-attention of IN.onnx into fused patterns and write OUT.onnx.
 
     Each pass runs on onnx-graphsurgeon and is checked with ONNX Runtime on seeded random inputs
@@ -38,6 +40,7 @@ def optimize(model_path: str | None, out_path: str | None, target: str, passes: 
     from ..passes import DEFAULT_ORDER, all_passes, optimize_model
     from ..passes.registry import check_target
 
+    target = legacy_form or form  # the passes' registry calls a form its target
     check_target(target)
     if list_only:
         rows: list[dict[str, Any]] = [
@@ -50,7 +53,7 @@ def optimize(model_path: str | None, out_path: str | None, target: str, passes: 
             print_json(rows)
             return
         print_table(
-            "Graph-surgeon passes (default order per target)",
+            "Graph-surgeon passes (default order per form)",
             ["pass", "family", "attention", "trt-mha", "plugin", "cpu", "what it does"],
             [[r["name"], r["family"], r["default_position"].get("attention", "-"),
               r["default_position"].get("trt-mha", "-"), r["default_position"].get("plugin", "-"),
@@ -86,7 +89,7 @@ def _num(v: float | None) -> str:
 
 def print_report(report) -> None:
     print_table(
-        f"{report.input} -> {report.output} (target {report.target})",
+        f"{report.input} -> {report.output} (form {report.target})",
         ["pass", "status", "matches", "nodes", "op changes", "max abs change", "note"],
         [[p.name, p.status, p.matches, f"{p.nodes_before} -> {p.nodes_after}", _delta(p.op_delta),
           _num(p.max_abs_change), p.note] for p in report.passes],

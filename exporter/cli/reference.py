@@ -18,15 +18,15 @@ HEADER = """# Command-line reference
 
 Generated from the code by `python -m exporter.cli.reference > docs/cli.md` (tests/test_docs.py checks
 that it is current). The README's tour shows the verbs at work; each section here is the verb's own
-`--help`.
+`--help` (every verb takes `-h` / `--help`).
 """
 
 
 def _option_rows(cmd: click.Command, ctx: click.Context) -> list[str]:
     rows = []
     for param in cmd.get_params(ctx):
-        record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-        if record is None:  # arguments are in the usage line
+        record = param.get_help_record(ctx) if isinstance(param, click.Option) and param.name != "help" else None
+        if record is None:  # arguments are in the usage line; -h/--help is on every verb (the header says so)
             continue
         names, text = (part.replace("|", "\\|").replace("\n", " ") for part in record)
         rows.append(f"| `{names}` | {text} |")

@@ -1,5 +1,5 @@
 """Loading the LookupViT attention plugin for a build whose graph has plugin nodes
-(``lookupvit optimize --target plugin``).
+(``lookupvit optimize --form plugin``).
 
 TensorRT's ONNX parser imports a node that carries ``plugin_namespace`` as the registered plugin of
 that name, namespace and version, and falls back to the node's ONNX local function when none is
@@ -48,15 +48,15 @@ def load_plugin(onnx_path: str | Path, backend: str) -> PluginUse | None:
         return None
     found = ", ".join(f"{n} {op}" for op, n in nodes.items())
     fix = ("Install the plugin's build dependencies (pip install 'lookupvit-deploy[plugins]' and a TensorRT "
-           "with tensorrt.plugin.aot_impl), or optimize the model with --target attention instead.")
+           "with tensorrt.plugin.aot_impl), or optimize the model with --form attention instead.")
     if backend == "tensorrt-rtx":
         raise UserError(f"{onnx_path} has LookupViT plugin nodes ({found}), and TensorRT-RTX has no plugin support: its "
                         "parser would build the nodes' ONNX local functions (the reference subgraphs) instead.",
-                        "Optimize with --target attention for TensorRT-RTX (the same math, and fused attention in "
+                        "Optimize with --form attention for TensorRT-RTX (the same math, and fused attention in "
                         "fp16/bf16), or build the plugin form with full TensorRT.")
     if backend != "tensorrt":
         raise UserError(f"{onnx_path} has LookupViT plugin nodes ({found}); the plugin is written for TensorRT, "
-                        f"not {backend}.", "Build with a TensorRT profile, or optimize with --target attention.")
+                        f"not {backend}.", "Build with a TensorRT profile, or optimize with --form attention.")
     try:
         from plugins.trt_plugin import register
 

@@ -9,7 +9,7 @@ compares and times fp32 graphs. The hint sets the floating-point precision only:
 QuantizeLinear/DequantizeLinear pairs are still folded into int8 kernels by the plugin's
 low-precision transformations (OpenVINO documentation, "Low Precision Transformations"; the int8
 ``lookupvit_digits`` graph compiles to int8 ``FullyConnected`` layers). Graphs written for ONNX
-Runtime only (``optimize --target cpu`` with ``skip-layernorm`` writes ``com.microsoft`` contrib
+Runtime only (``optimize --form cpu`` with ``skip-layernorm`` writes ``com.microsoft`` contrib
 ops) are refused with the fix: give OpenVINO the plain export.
 """
 
@@ -57,8 +57,8 @@ def compile_onnx(path: str | Path, threads: int = 0, hint: str = "latency", batc
     foreign = _contrib_ops(path)
     if foreign:
         raise UserError(f"{path.name} holds operators OpenVINO does not read ({', '.join(foreign)}): it was "
-                        "optimised for ONNX Runtime (optimize --target cpu) or carries plugins.",
-                        "Give OpenVINO the plain export (or a graph optimised with --target attention).")
+                        "optimised for ONNX Runtime (optimize --form cpu) or carries plugins.",
+                        "Give OpenVINO the plain export (or a graph optimised with --form attention).")
     core = ov.Core()
     model = core.read_model(str(path))
     if batch is not None:
