@@ -24,8 +24,9 @@ that it is current). The README's tour shows the verbs at work; each section her
 
 def _option_rows(cmd: click.Command, ctx: click.Context) -> list[str]:
     rows = []
+    helps = {"--help", "-h"}
     for param in cmd.get_params(ctx):
-        record = param.get_help_record(ctx) if isinstance(param, click.Option) and param.name != "help" else None
+        record = param.get_help_record(ctx) if isinstance(param, click.Option) and not set(param.opts) <= helps else None
         if record is None:  # arguments are in the usage line; -h/--help is on every verb (the header says so)
             continue
         names, text = (part.replace("|", "\\|").replace("\n", " ") for part in record)
