@@ -232,11 +232,14 @@ def print_summary(summary: dict[str, Any]) -> None:
     backend = summary["summary"][0]["backend"] if summary["summary"] else "-"
     others = sorted({c["batch"] for c in (summary.get("latency") or {}).get("cells") or [] if c.get("status") == "ok"}
                     - {batch})
-    print_table(
-        f"lookupvit run --profile {summary['profile']['name']}: {backend}, batch {batch}",
-        ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
-        rows,
-    )
+    if rows:
+        print_table(
+            f"lookupvit run --profile {summary['profile']['name']}: {backend}, batch {batch}",
+            ["model", "grid", "prec", "top-1 %", "p50 ms", "spread", "img/s", "GMACs", "eff", "speedup (analytic)"],
+            rows,
+        )
+    else:
+        click.echo(f"lookupvit run --profile {summary['profile']['name']}: no cell was timed here (why: below)")
     if others:
         click.echo(f"batch {', '.join(map(str, others))}: every cell in report.html (Latency per cell) and summary.json "
                    "(latency.cells)")
