@@ -60,8 +60,10 @@ def reference_source(
     """The PyTorch reference for an ONNX model: from its validated metadata, optionally overridden.
 
     Metadata is data: a factory recorded in it is never imported (:func:`factory_refusal` asks the user
-    to name it with ``--model``), and the checkpoint found for the reference must hash to the weights id
-    recorded at export, unless the user chose other weights with ``--weights``.
+    to name it with ``--model``), and a checkpoint path recorded in it is never opened (docs/security.md,
+    "Metadata never names a file to read"): the reference's weights are the ``--weights`` the user passed,
+    or the variant's shipped weights (the tool's package data), which must hash to the weights id
+    recorded at export.
     """
     meta = read_model_metadata(model_path)
     if meta.source is not None:
@@ -79,12 +81,13 @@ def reference_source(
         src.factory, src.variant, src.overrides = factory, None, {}
     if src.factory is not None and factory is None:
         raise factory_refusal(Path(model_path), src.factory)
-    if weights is not None:
-        src.weights = weights
-    elif src.weights and not Path(src.weights).is_file():
+    recorded, src.weights = src.weights, weights  # only a path the user passed is ever opened
+    if weights is None and recorded and variant is None:
         raise UserError(
-            f"The weights {src.weights} recorded in {model_path} are not there any more.",
-            "Pass the checkpoint with --weights.",
+            f"{Path(model_path).name} was exported from a checkpoint of its own (its metadata records "
+            f"{recorded[:200]!r}); this tool never opens a file named in a model's metadata.",
+            "Pass that checkpoint with --weights FILE, or compare against the variant's shipped weights with "
+            "--reference VARIANT.",
         )
     if weights is None and variant is None and meta.weights_id is not None:
         now = src.weights_id()
