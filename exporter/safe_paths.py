@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .errors import UntrustedFile, UserError
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$")
+NAME_RE = re.compile(r"^[^./\\\x00-\x1f\x7f-][^/\\\x00-\x1f\x7f]{0,127}$")  # one component, not hidden
 
 
 class PathEscape(UntrustedFile):
@@ -86,15 +86,16 @@ def relative_inside(folder: str | Path, path: str | Path) -> str | None:
 
 
 def single_component(name: object, what: str, hint: str | None = None) -> str:
-    """``name`` when it can be one folder name (letters, digits, ``_ . + -``, not starting with a dot
-    or a dash, at most 128 characters), else a UserError naming ``what`` (e.g. ``--name``)."""
-    if isinstance(name, str) and NAME_RE.match(name) and name not in (".", ".."):
+    """``name`` when it can be one folder name inside the folder it is joined to: no ``/`` or ``\\``,
+    no control character, not starting with ``.`` (so neither ``..`` nor a hidden name) or ``-``, at
+    most 128 characters; else a UserError naming ``what`` (e.g. ``--name``)."""
+    if isinstance(name, str) and NAME_RE.match(name):
         return name
     shown = repr(name)
     shown = shown if len(shown) <= 80 else shown[:77] + "..."
     raise UserError(
-        f"{what} {shown} cannot be a folder name: it must be one path component of letters, digits, '_', '.', "
-        "'+' and '-' (at most 128, not starting with '.' or '-'), with no '/' and no '..'.",
+        f"{what} {shown} cannot be a folder name: it must be one path component (no '/' or '\\', no control "
+        "characters, not starting with '.' or '-', at most 128 characters).",
         hint or f"Choose a plain name for {what}, e.g. lookupvit_digits_g3.",
     )
 

@@ -17,8 +17,9 @@ from .core import (
     load_document,
     parse_json_text,
     read_json,
+    read_sidecar,
     validate,
     validate_value,
 )
 
-__all__ = ["SchemaError", "check_toml", "load_document", "parse_json_text", "read_json", "validate", "validate_value"]
+__all__ = ["SchemaError", "check_toml", "load_document", "parse_json_text", "read_json", "read_sidecar", "validate", "validate_value"]

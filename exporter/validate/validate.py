@@ -102,6 +102,26 @@ def reference_source(
     return src
 
 
+def check_reference_fits(model_path: str | Path, loaded: LoadedModel, named: str | None) -> None:
+    """Refuse a reference whose input does not fit the model's image input (``--reference`` of another
+    variant): the two would be fed different images, or the comparison would fail on shapes."""
+    model = load_onnx(model_path, weights=False)
+    inits = {t.name for t in model.graph.initializer}
+    image = next((i for i in model.graph.input if i.name not in inits), None)
+    if image is None:
+        return
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim][1:]
+    want = list(loaded.input_shape)
+    if len(dims) != len(want) or any(d is not None and d != w for d, w in zip(dims, want)):
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise UserError(
+            f"{Path(model_path).name} takes images of shape {shown} (after the batch), but its reference"
+            + (f" {named}" if named else "") + f" takes {'x'.join(map(str, want))}: they cannot be compared.",
+            "Name the variant the model was exported from with --reference (`lookupvit variants` lists them), or "
+            "drop --reference to use the one its metadata records.",
+        )
+
+
 def _short_id(weights_id: str) -> str:
     kind, _, value = weights_id.partition(":")
     return f"{kind}:{value[:12]}" if kind == "sha256" else weights_id
@@ -195,6 +215,7 @@ def validate_onnx(
     check_image_model(model_path, grid_input.name if grid_input else None)
     src = reference_source(model_path, variant, factory, weights)
     loaded = load_source(src)
+    check_reference_fits(model_path, loaded, variant or factory)
     precision = precision or meta.precision
     if backend == "openvino":
         from ..backends.openvino import OpenVinoRunner, compile_onnx
