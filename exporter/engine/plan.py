@@ -91,7 +91,7 @@ def read_onnx(path: str | Path) -> OnnxInput:
     precision, source = _declared_precision(model, metadata)
     from ..export.grid_input import dynamic_grid_input
 
-    grid = dynamic_grid_input(model)  # validated metadata (names, grids bounded)
+    grid = dynamic_grid_input(model, path)  # validated metadata (names, grids bounded), checked against the graph
     grid_input, grids = grid if grid is not None else (None, ())
     return OnnxInput(path, first.name, tuple(dims), precision, source, metadata, len(inputs), grid_input, grids)
 

@@ -207,9 +207,10 @@ def _drop_unused(graph, read: set[str], kept: set[str]) -> None:
     graph.value_info.extend(keep_info)
 
 
-def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
+def dynamic_grid_input(model, path=None) -> tuple[str, tuple[Grid, ...]] | None:
     """A dynamic-grid model's grid input name and allowed grids, from its validated metadata (an
-    onnx ModelProto); None for a model with its grid fixed in the graph."""
+    onnx ModelProto, read from ``path`` when known: errors name it), checked against the grids its
+    graph serves; None for a model with its grid fixed in the graph."""
     from pathlib import Path
 
     from ..onnx_io import lookupvit_metadata
@@ -218,10 +219,11 @@ def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
     meta = lookupvit_metadata(model)
     if not meta.get("grids"):
         return None
-    parsed = parse_metadata({k: meta[k] for k in ("grids", "grid_input") if k in meta}, Path("model.onnx"))
+    where = Path(path) if path is not None else Path("model.onnx")
+    parsed = parse_metadata({k: meta[k] for k in ("grids", "grid_input") if k in meta}, where)
     if parsed.grid_input is None:
         return None
-    check_graph_grids(model, parsed.grids, "model.onnx")
+    check_graph_grids(model, parsed.grids, where)
     return parsed.grid_input.name, parsed.grids
 
 

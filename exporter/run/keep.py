@@ -11,9 +11,10 @@ deletes nothing. Where the optimisation passes are off or absent the export is t
 graph and is always kept.
 
 Deletion touches only what this tool wrote and recorded (docs/security.md): the graph must be an
-output of its export entry, lie inside the run folder under the entry's variant folder
+output of its export entry, lie inside the run folder in its stage's folder
 (:func:`exporter.safe_paths.confined`), be a regular file rather than a symbolic link, and still hash
-to the sha256 recorded when it was written; a file that fails any of these is left where it is.
+to the sha256 recorded when it was written, in the layout's folder of its stage
+(``<variant>/g<grid>/onnx/``); a file that fails any of these is left where it is.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
         if not optimize or not any(rel.endswith(".onnx") and (manifest.root / rel).is_file()
                                    for rel in optimize.get("outputs", {})):
             continue  # the export is the final fp32 graph here
-        variant = stage_id.split(":")[1] if stage_id.count(":") >= 1 else ""
+        parts = stage_id.split(":")  # export:<variant>:<grid tag>
+        folder = (f"{parts[1]}/onnx" if parts[2] == "-" else f"{parts[1]}/{parts[2]}/onnx") if len(parts) == 3 else None
         for rel, digest in entry.get("outputs", {}).items():
             if not rel.endswith(".onnx"):
                 continue  # the sidecar (settings, hashes) stays
@@ -77,7 +79,7 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
             graph = confined(manifest.root, rel, manifest.path, key)
             if rel in entry.get("dropped", []) and not graph.is_file():
                 continue  # dropped by an earlier run: stages.json stays as it is
-            if Path(rel).parts[0] != variant or not is_plain_file(graph) or file_hash(graph) != digest:
+            if str(Path(rel).parent) != folder or not is_plain_file(graph) or file_hash(graph) != digest:
                 continue  # not the file this tool wrote there: left alone
             data = f"{rel}.data"
             for r in (rel, data):

@@ -169,6 +169,12 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
         elif req.grids and req.precision:
             grid, precision = req.grids[0], req.precision
             how = f"as asked: {variant} g{grid} {precision}"
+        elif any(c.model == variant and c.top1 is not None for c in run.candidates):
+            verdicts = sorted({str(c.accuracy_status) for c in run.candidates if c.model == variant and not verdict_ok(c)})
+            raise UserError(f"Every measured setting of {variant} in run {req.source} has an accuracy verdict other than "
+                            f"PASSED ({', '.join(verdicts)}): none is packaged.",
+                            "Fix the cause (see the run's report), or pass --allow-failed to ship one anyway (the "
+                            "repository's README then says so).")
         else:
             raise UserError(f"Run {req.source} has no measured setting of {variant or 'any model'} to choose from.",
                             "Name the setting with --grids G --precision P, or rerun `lookupvit run`.")
