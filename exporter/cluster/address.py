@@ -65,7 +65,7 @@ HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00
 HTTP2_SETTINGS = 0x04
 
 
-def _speaks_grpc(addr: ClusterAddress, timeout_s: float = 3.0) -> None:
+def _speaks_grpc(addr: ClusterAddress, timeout_s: float = 5.0) -> None:
     """Refuse at once an address where something other than Ray listens. A Ray head's GCS port and its
     Ray Client port are gRPC servers, and a gRPC server answers the HTTP/2 client preface with a
     SETTINGS frame (RFC 9113, section 3.4); an HTTP/1 server, a database or a silent socket does not,
