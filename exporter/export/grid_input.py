@@ -283,7 +283,7 @@ def graph_grids(model, folder=None) -> tuple[Grid, ...] | None:
             caps, radix, table = (np.asarray(numpy_helper.to_array(inits[n], base_dir=str(folder or "")))
                                   for n in ("grid_check_caps", "grid_check_radix", "grid_check_table"))
         except (OSError, ValueError):
-            caps = radix = table = None
+            caps = radix = table = None  # type: ignore[assignment]
         if table is not None and caps.ndim == radix.ndim == table.ndim == 1 and len(caps) == len(radix) in (2, 3) \
                 and table.size and table.size <= 1 << 24:
             fill = table.max()

@@ -146,8 +146,8 @@ class Manifest:
             for rel in entry.outputs:
                 confined(self.root, rel, self.path, f"stages.{stage_id}.outputs")
         self.entries = {k: dict(v) for k, v in raw["stages"].items()}
-        for entry in self.entries.values():
-            self._trusted_result(entry)  # a path leaving the folder is refused now, before anything is written
+        for recorded in self.entries.values():
+            self._trusted_result(recorded)  # a path leaving the folder is refused now, before anything is written
 
     def output_path(self, stage_id: str, rel: object, key: str) -> Path:
         """A path named in ``stage_id``'s recorded result (``key``), inside the folder, or PathEscape."""
@@ -174,7 +174,7 @@ class Manifest:
 
         kind = entry.get("kind")
         model = RESULTS.get(kind) if isinstance(kind, str) else None
-        if model is None:
+        if model is None or not isinstance(kind, str):
             return True
         try:
             model.model_validate(entry.get("result"))

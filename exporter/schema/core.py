@@ -61,8 +61,8 @@ def _loc(loc: tuple[Any, ...]) -> str:
 def schema_error(e: ValidationError, source: str | Path, prefix: str = "", hint: str | None = None) -> SchemaError:
     """The first error of ``e`` as a :class:`SchemaError` (the others are usually its consequences)."""
     err = e.errors(include_url=False)[0]
-    key = _loc(tuple(err["loc"]))
-    key = f"{prefix}.{key}" if prefix and key else (prefix or key or None)
+    at = _loc(tuple(err["loc"]))
+    key = f"{prefix}.{at}" if prefix and at else (prefix or at or None)
     msg = str(err["msg"]).removeprefix("Value error, ")
     more = len(e.errors()) - 1
     why = msg[0].lower() + msg[1:] if msg else "invalid"

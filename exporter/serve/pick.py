@@ -163,9 +163,9 @@ def pick(run: RunMeasurements, req: PickRequest) -> Decision:
                         "Rerun `lookupvit run` so that its compare stages finish.")
     scored = [c for c in measured if req.allow_failed or verdict_ok(c)]
     if not scored:
-        verdicts = ", ".join(sorted({str(c.accuracy_status) for c in measured}))
+        seen = ", ".join(sorted({str(c.accuracy_status) for c in measured}))
         raise UserError(f"Every measured setting of {model} in run {run.run_dir} has an accuracy verdict other than "
-                        f"PASSED ({verdicts}): none is chosen.",
+                        f"PASSED ({seen}): none is chosen.",
                         "Fix the cause (see the run's report), or pass --allow-failed to choose among them anyway.")
     for c in cands:  # the figures are claims about the bytes measured: the graphs must still be those
         graph = run.graph(c.model, c.grid, c.precision)

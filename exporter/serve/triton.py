@@ -184,11 +184,11 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
     if req.grids or req.precision:
         how += f"; packaged: grid{'s' if len(grids) > 1 else ''} {', '.join(grids)} in {precision}"
     cells = {(c.grid, c.batch): c for c in run.candidates if c.model == variant and c.precision == precision}
-    verdicts = {(a.grid, a.precision): a.status for a in run.accuracy if a.model == variant}
+    statuses = {(a.grid, a.precision): a.status for a in run.accuracy if a.model == variant}
     out = []
-    warnings = []
+    warnings: list[str] = []
     for g in grids:
-        status = verdicts.get((g, precision))
+        status = statuses.get((g, precision))
         if status is not None and status not in TRUSTED_VERDICTS:
             if not req.allow_failed:
                 raise UserError(f"Run {req.source} measured {variant} g{g} {precision} with the accuracy verdict {status}: "
@@ -407,7 +407,8 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
     from .repository import open_repository
 
     src = Path(req.source)
-    run_profile, chosen, warnings = None, None, ()
+    run_profile, chosen = None, None
+    warnings: tuple[str, ...] = ()
     if req.name is not None:
         model_name(Selection("", None, "", src), req, 1)  # a single path component, checked first
     repo = open_repository(req.out_dir, req.force)  # refuses a folder that is not the tool's to write into
@@ -427,13 +428,13 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
     profiles = [load_profile(n) for n in names]
     _check_profiles(profiles)
     check_writable_dir(req.out_dir)
-    names = [model_name(sel, req, len(sels)) for sel in sels]
-    for name in names:  # every refusal before anything is written
+    model_names = [model_name(sel, req, len(sels)) for sel in sels]
+    for name in model_names:  # every refusal before anything is written
         repo.check_model(name)
     repo.check_readme()
     req.out_dir.mkdir(parents=True, exist_ok=True)
     models = []
-    for sel, name in zip(sels, names):
+    for sel, name in zip(sels, model_names):
         final = req.out_dir / name
         say(f"package {name}")
         with private_folder(final) as staging:
