@@ -173,7 +173,8 @@ def _to_nchw01(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    hint = "An .npz dataset needs arrays 'images' (N, H, W[, C]) and integer 'labels' (N,) of class indices 0..K-1."
+    hint = ("An .npz dataset needs arrays 'images' and 'labels': images (N, H, W[, C]) and one integer class index "
+            "0..K-1 per image.")
     try:
         data = np.load(path)  # allow_pickle=False: an object array is refused, never unpickled
         names = list(data.files)
