@@ -320,6 +320,17 @@ def test_f8_a_tampered_summary_is_refused_naming_the_key(work, tmp_path, cli, ed
     assert not (tmp_path / "repo").exists()
 
 
+def test_f8_the_recorded_profile_never_names_another_file(work, tmp_path, cli):
+    run, victim = work
+    doc = json.loads((run / "summary.json").read_text())
+    doc["profile"].update(name="../victim/precious", path=str(victim / "precious.onnx"))
+    (run / "summary.json").write_text(json.dumps(doc))
+    r = _package(cli, run, tmp_path / "repo")
+    assert r.exit_code == 2 and "profile.name" in r.output and "summary.json" in r.output, r.output
+    no_traceback(r)
+    assert not (tmp_path / "repo" / "lookupvit_digits_g2").exists()
+
+
 @pytest.mark.parametrize("verdict", ["FAILED", "NOT MEANINGFUL"])
 def test_f8_a_setting_that_did_not_pass_is_chosen_only_when_asked(work, tmp_path, cli, verdict):
     run, _ = work

@@ -80,8 +80,16 @@ class RunMeasurements:
 
     @property
     def profile_spec(self) -> str:
-        """The run's profile as ``load_profile`` finds it: its recorded file when that still exists, else its name."""
-        return self.profile_path if self.profile_path and Path(self.profile_path).is_file() else self.profile
+        """The run's profile as ``load_profile`` finds it: its recorded file when that is still a ``.toml``
+        file named after the profile, else its name, looked up in the profile folders. The name is one path
+        component (exporter.safe_paths), so a summary never makes ``load_profile`` open another file."""
+        from ..safe_paths import is_plain_file, single_component
+
+        name = single_component(self.profile, f"The profile name in {self.run_dir / SUMMARY_JSON} (key profile.name)")
+        path = Path(self.profile_path) if self.profile_path else None
+        if path is not None and path.suffix == ".toml" and path.stem == name and is_plain_file(path):
+            return str(path)
+        return name
 
     def batches(self, model: str) -> tuple[int, ...]:
         return tuple(sorted({c.batch for c in self.candidates if c.model == model}))
