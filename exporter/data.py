@@ -173,15 +173,29 @@ def _to_nchw01(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def _npz(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    hint = ("An .npz dataset needs arrays 'images' and 'labels': images (N, H, W[, C]) and one integer class index "
+            "0..K-1 per image.")
     try:
-        data = np.load(path)
+        data = np.load(path)  # allow_pickle=False: an object array is refused, never unpickled
+        names = list(data.files)
+        missing = [k for k in ("images", "labels") if k not in names]
+        if missing:
+            raise UserError(f"{path} has no array {' and no array '.join(repr(k) for k in missing)} (it holds "
+                            f"{', '.join(repr(n) for n in names[:8]) or 'no arrays'}).", hint)
         images, labels = data["images"], data["labels"]
-    except KeyError as e:
-        raise UserError(f"{path} has no array {e}.", "An .npz dataset needs arrays 'images' and 'labels'.") from None
+    except UserError:
+        raise
     except Exception as e:
-        raise UserError(f"Cannot read {path}: {e}") from None
+        raise UserError(f"Cannot read {path}: {e}", hint) from None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise UserError(f"{path}: 'labels' is an array of {labels.dtype} with shape {list(labels.shape)}; expected "
+                        "one integer class index per image.", hint)
     if len(images) != len(labels):
-        raise UserError(f"{path}: {len(images)} images but {len(labels)} labels.")
+        raise UserError(f"{path}: {len(images)} images but {len(labels)} labels.", hint)
+    if len(labels) and int(labels.min()) < 0:
+        bad = int(np.count_nonzero(labels < 0))
+        raise UserError(f"{path}: {bad} label(s) are negative (the smallest is {int(labels.min())}); a label is a "
+                        "class index 0..K-1.", hint)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     return _to_nchw01(images, str(path)), labels, [str(i) for i in range(n_classes)]
 

@@ -31,6 +31,13 @@ class CannotRunHere(UserError):
     that can go on without it (a latency sweep's other cells) catch this type, never a message."""
 
 
+class UntrustedFile(UserError):
+    """A file read back (a run folder's record, a summary, a sidecar, a repository's record) that is
+    refused: a path leaving its folder, a document off its schema, bytes that differ from their
+    recorded sha256 (docs/security.md). Exit 2; a run stops at once (never records it as a failed
+    stage), before it writes or deletes anything more."""
+
+
 class FailedVerdict(UserError):
     """A check that ran and failed (e.g. a graph TensorRT's parser would refuse): exit 1."""
 

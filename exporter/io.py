@@ -212,6 +212,19 @@ def is_environment_error(e: BaseException) -> bool:
     return isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS
 
 
+def environment_cause(e: BaseException | None) -> OSError | None:
+    """The environment OSError (full disk, read-only folder ...) that ``e`` is or was raised from
+    (its ``__cause__`` / ``__context__`` chain): a library that wraps a full disk in its own exception
+    type is still a full disk, exit 2, never a failed stage."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if is_environment_error(e):
+            return e  # type: ignore[return-value]
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _fmt_bytes(n: float) -> str:
     for unit in ("bytes", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -310,7 +323,8 @@ def check_memory(need_bytes: float, what: str, hint: str) -> None:
 
 
 __all__ = [
-    "STALE_AGE_S", "atomic_path", "check_memory", "check_writable_dir", "check_writable_file", "is_environment_error",
+    "STALE_AGE_S", "atomic_path", "check_memory", "check_writable_dir", "check_writable_file", "environment_cause",
+    "is_environment_error",
     "is_stale_temporary", "json_text", "memory_bytes", "os_error", "private_folder", "remove_stale_temporaries",
     "sha256_file", "staged", "temp_name", "write_json",
 ]

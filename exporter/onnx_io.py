@@ -26,6 +26,9 @@ def load_onnx(path: str | Path, weights: bool = True) -> onnx.ModelProto:
     import onnx
 
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not an ONNX model file.",
+                        "Pass the path of an .onnx file inside it, e.g. one written by `lookupvit export`.")
     if not path.is_file():
         raise UserError(f"{path} does not exist.", "Pass the path of an .onnx model, e.g. one written by `lookupvit export`.")
     try:
@@ -55,7 +58,8 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
     """Refuse external data outside the model's folder (see the module docstring); whether there is any."""
     import onnx
 
-    folder = path.parent.resolve()
+    from .safe_paths import PathEscape, confined
+
     tensors = list(model.graph.initializer) + [
         a.t for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.TENSOR
     ]
@@ -65,14 +69,15 @@ def _check_external_data(model: onnx.ModelProto, path: Path) -> bool:
             continue
         found = True
         location = next((e.value for e in t.external_data if e.key == "location"), "")
-        target = (path.parent / location).resolve()
-        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+        try:
+            confined(path.parent, location, path, f"{t.name}.external_data.location")
+        except PathEscape:
             raise UserError(
                 f"{path} keeps the weights of {t.name!r} in {location!r}, outside the model's folder "
                 f"{path.parent}: refused (a model file must not make the tool read other files).",
                 "Keep external data files next to the model (location = a file name in its folder), e.g. "
                 "re-save it with onnx.save(model, path, save_as_external_data=True).",
-            )
+            ) from None
     return found
 
 

@@ -6,11 +6,14 @@ import torch
 torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _own_cache(tmp_path_factory, monkeypatch):
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
     """Per-machine records (the pace reference, exporter.latency.pace) go to a folder of the test
-    session's, never to the user's cache."""
-    monkeypatch.setenv("LOOKUPVIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    session's, never to the user's cache: set for the whole session, before any session fixture runs
+    the tool (its subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LOOKUPVIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield
 
 
 @pytest.fixture
@@ -37,7 +40,7 @@ def files_by_mtime(folder: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
-def quickstart_run(tmp_path_factory):
+def quickstart_run(tmp_path_factory, _session_cache):
     """The README's quick-start command with the tiny profile in place of cpu (the same shape: an
     accuracy model, a latency model and its ViT, on ONNX Runtime), run once per test session:
     (folder, click result, file mtimes after the run)."""
@@ -51,3 +54,19 @@ def quickstart_run(tmp_path_factory):
     args[args.index("runs/quickstart")] = str(out)
     result = CliRunner().invoke(main, args, catch_exceptions=False)
     return out, result, files_by_mtime(out)
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory, _session_cache):
+    """A real run folder, made once per test session: `lookupvit run` of the trained digits model on the
+    lightest ONNX Runtime profile (tests/profiles/digits-only.toml). Tests copy it before changing it."""
+    from click.testing import CliRunner
+
+    from exporter.cli import main
+
+    profile = Path(__file__).resolve().parent / "profiles" / "digits-only.toml"
+    out = tmp_path_factory.mktemp("digits-run") / "run"
+    r = CliRunner().invoke(main, ["run", "--profile", str(profile), "-o", str(out), "--repeats", "2"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return out

@@ -67,6 +67,17 @@ def export_digits(run_dir: Path, grids: tuple[str, ...]) -> None:
 
     for g in grids:
         export_onnx(resolve_variant_source("lookupvit_digits", grid=g), run_dir / "lookupvit_digits" / f"g{g}" / "onnx")
+    record_artefacts(run_dir)
+
+
+def record_artefacts(run_dir: Path) -> None:
+    """Record the sha256 of every graph of the folder in its summary.json, as `lookupvit run` records the
+    files its claims were measured on (``artefacts``)."""
+    from exporter.io import sha256_file
+
+    doc = json.loads((run_dir / "summary.json").read_text())
+    doc["artefacts"] = {str(p.relative_to(run_dir)): sha256_file(p) for p in sorted(run_dir.rglob("*.onnx"))}
+    (run_dir / "summary.json").write_text(json.dumps(doc, indent=1))
 
 
 def digits_uint8(n: int, offset: int = 0):

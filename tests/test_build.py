@@ -27,6 +27,7 @@ from exporter.engine.plan import (
     sidecar_path,
 )
 from exporter.errors import UserError
+from exporter.io import sha256_file
 from exporter.profiles import load_profile, load_profile_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -429,7 +430,7 @@ def test_validate_engine_error_paths(cli, exported, tmp_path, monkeypatch):
     result = cli("validate", str(engine))
     assert result.exit_code == 2 and "is not there any more" in result.output
     sidecar_path(engine).write_text(json.dumps({
-        "onnx": {"path": str(exported)}, "precision": "fp32", "tensorrt": {"backend": "tensorrt", "version": "10.14"},
+        "onnx": {"path": str(exported), "sha256": sha256_file(exported)}, "precision": "fp32", "tensorrt": {"backend": "tensorrt", "version": "10.14"},
         "profile": {"name": "h100", "settings": {"batch": {"min": 1, "max": 128}}},
     }))
     no_tensorrt(monkeypatch)

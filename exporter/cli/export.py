@@ -64,6 +64,7 @@ def export(
             specs = ["x".join(map(str, g)) for g in getattr(base, "default_grids", ())] or [None]
             sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
         sources = [dynamic_grid_source(sources[0], [s.grid for s in sources if s.grid is not None])]
+    sources = list({s.file_stem(): s for s in sources}.values())  # --grids 3,,3 or 3,3x3: grid 3 once
     weights_id = sources[0].weights_id()
     if weights_id.startswith("seed:"):  # said before the work, on stderr (stdout stays one JSON document)
         stderr.print(f"note: {sources[0].name} has no checkpoint: its weights are a seeded random initialisation "

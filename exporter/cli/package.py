@@ -40,12 +40,16 @@ from .options import json_option, print_json, print_table, progress_status, stde
 @click.option("--labels", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Class names, one per line [default: the class indices].")
 @click.option("--name", default=None, help="The Triton model name (one model) [default: <variant>_g<grid>].")
-@click.option("--force", is_flag=True, help="Replace model folders that exist in the repository.")
+@click.option("--force", is_flag=True, help="Replace model folders this tool wrote into the repository before, and "
+              "write into a folder that holds other files (which are never replaced) (docs/security.md).")
+@click.option("--allow-failed", "allow_failed", is_flag=True,
+              help="Also choose or ship a setting whose accuracy verdict is FAILED or NOT MEANINGFUL (README.md then "
+                   "says so) [default: never].")
 @json_option
 def package(source: str, profiles: tuple[str, ...], triton: bool, out_dir: str, grids: str | None,
             precision: str | None, latency_ms: float | None, batch: int | None, min_top1: float | None,
             model: str | None, input_mode: str, queue_delay_us: int | None, labels: str | None, name: str | None,
-            force: bool, as_json: bool) -> None:
+            force: bool, allow_failed: bool, as_json: bool) -> None:
     """Package SOURCE (a `lookupvit run` folder or an .onnx model) as a Triton model repository:
     REPO/<model>/config.pbtxt, REPO/<model>/1/model.onnx (ONNX Runtime profiles) or model.<sm>.plan
     (TensorRT profiles), REPO/<model>/labels.txt and REPO/README.md.
@@ -63,6 +67,7 @@ def package(source: str, profiles: tuple[str, ...], triton: bool, out_dir: str, 
         grids=tuple(g.strip() for g in grids.split(",") if g.strip()) if grids else (), precision=precision,
         latency_ms=latency_ms, batch=batch, min_top1=min_top1, model=model, input_mode=input_mode,
         queue_delay_us=queue_delay_us, labels=Path(labels) if labels else None, name=name, force=force,
+        allow_failed=allow_failed,
     )
     if as_json:
         result = make_package(req)
@@ -81,6 +86,8 @@ def package(source: str, profiles: tuple[str, ...], triton: bool, out_dir: str, 
                 ["model", "platform", "prec", "input", "preferred", "delay", "model files", "schema"],
                 [[escape(str(x)) for x in r] for r in rows])
     click.echo(f"choice: {result.choice}")
+    for note in result.notes:
+        click.echo(f"WARNING: {note}.")
     for m in result.models:
         for e in m.engines:
             if not e.built:

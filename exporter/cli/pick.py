@@ -1,7 +1,8 @@
 """``lookupvit pick``: the grid and precision that meet a latency budget, from a finished run.
 
 Thin click layer over :func:`exporter.serve.pick.pick`. Exit 0 with a choice; 2 when the run lacks
-what is asked (no accuracy, no latency, an unmeasured batch) or nothing meets the budget.
+what is asked (no accuracy, no latency, an unmeasured batch), nothing meets the budget, or a file of
+the run folder is refused (docs/security.md).
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from .options import json_option, print_json, print_table
               help="Which measured latency must meet the budget.")
 @click.option("--model", default=None,
               help="The model to pick for [default: the first one whose accuracy and latency the run both measured].")
+@click.option("--allow-failed", "allow_failed", is_flag=True,
+              help="Also choose among settings whose accuracy verdict is FAILED or NOT MEANINGFUL (the chosen row "
+                   "then says so) [default: never].")
 @json_option
 def pick(run_dir: str, latency_ms: float, batch: int | None, min_top1: float | None, percentile: str,
-         model: str | None, as_json: bool) -> None:
+         model: str | None, allow_failed: bool, as_json: bool) -> None:
     """Pick the (grid, precision) of RUN_DIR (a `lookupvit run` folder) that meets --latency-ms with
     the best accuracy, or, with --min-top1, the fastest that reaches the floor.
 
@@ -38,7 +42,7 @@ def pick(run_dir: str, latency_ms: float, batch: int | None, min_top1: float | N
     from ..serve.pick import DECISION_COLUMNS, PickRequest, decision_rows
     from ..serve.pick import pick as run_pick
 
-    d = run_pick(load_run(run_dir), PickRequest(latency_ms, batch, min_top1, percentile, model))
+    d = run_pick(load_run(run_dir), PickRequest(latency_ms, batch, min_top1, percentile, model, allow_failed))
     if as_json:
         print_json(d.to_dict())
         return
@@ -53,3 +57,5 @@ def pick(run_dir: str, latency_ms: float, batch: int | None, min_top1: float | N
     click.echo(f"chosen: {c.model} grid {c.grid} {c.precision} at batch {c.batch}: p50 {c.p50_ms:.3f} ms, "
                f"p99 {c.p99_ms:.3f} ms, top-1 {c.top1:.2f}%" + (" (NOISY latency: rerun on a quieter machine to confirm)"
                                                                    if c.noisy else ""))
+    if d.warning:
+        click.echo(f"WARNING: {d.warning}.")

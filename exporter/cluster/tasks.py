@@ -18,7 +18,6 @@ stages. Both check that the node runs the driver's version of the package; a mis
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -29,7 +28,17 @@ from typing import Any
 from ..errors import UserError
 from ..pipeline.unit import CellGrid
 from ..run.job import RunOptions
-from .transport import WORK, FileSet, collect, materialise, node_temp, read_entries, relocate, write_entries
+from .transport import (
+    WORK,
+    FileSet,
+    collect,
+    materialise,
+    node_temp,
+    read_entries,
+    relocate,
+    stage_entries,
+    write_entries,
+)
 
 
 @dataclass(frozen=True)
@@ -183,7 +192,8 @@ def device_task(job: DeviceJob, board: Any, seed: FileSet | None, seed_root: str
     entries: dict[str, dict[str, Any]] = {}
     sources: list[tuple[FileSet, dict[str, dict[str, Any]], str]] = []
     if seed is not None:
-        seed_entries = json.loads(seed.content(seed.files["stages.json"])).get("stages", {}) if "stages.json" in seed.files else {}
+        seed_entries = (stage_entries(seed.content(seed.files["stages.json"]).decode("utf-8", "replace"), f"{seed_root}/stages.json")
+                        if "stages.json" in seed.files else {})
         sources.append((seed, seed_entries, seed_root))
     sources += [(p.files, p.entries, p.root) for p in prepared if isinstance(p, PreparedGraph)]
     known: set[str] = set()

@@ -154,11 +154,23 @@ def relocate(doc: Any, old_root: str, new_root: str) -> Any:
     return doc
 
 
+def stage_entries(text: str, source: str | Path) -> dict[str, dict[str, Any]]:
+    """The entries of a ``stages.json`` text, bounded and validated like every manifest read back
+    (exporter.schema.run_folder.StagesDoc; docs/security.md); a bad one is a SchemaError (exit 2)."""
+    from ..schema import parse_json_text, validate
+    from ..schema.run_folder import StagesDoc
+
+    doc = parse_json_text(text, source)
+    validate(StagesDoc, doc, source)
+    return dict(doc["stages"])
+
+
 def read_entries(folder: Path) -> dict[str, dict[str, Any]]:
     try:
-        return dict(json.loads((folder / MANIFEST).read_text()).get("stages", {}))
-    except (OSError, ValueError):
+        text = (folder / MANIFEST).read_text()
+    except FileNotFoundError:
         return {}
+    return stage_entries(text, folder / MANIFEST)
 
 
 def write_entries(folder: Path, entries: dict[str, dict[str, Any]]) -> None:

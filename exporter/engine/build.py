@@ -100,7 +100,8 @@ class BuildResult:
 
 def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
     meta = read_sidecar(plan.sidecar)
-    if not meta or meta.get("cache", {}).get("key") != key or not plan.engine.is_file():
+    cache = meta.get("cache") if meta else None
+    if not meta or not isinstance(cache, dict) or cache.get("key") != key or not plan.engine.is_file():
         return None
     if plan.engine.stat().st_size != meta.get("engine_bytes") or sha256_file(plan.engine) != meta.get("engine_sha256"):
         return None  # the engine changed after its sidecar was written

@@ -91,7 +91,7 @@ def read_onnx(path: str | Path) -> OnnxInput:
     precision, source = _declared_precision(model, metadata)
     from ..export.grid_input import dynamic_grid_input
 
-    grid = dynamic_grid_input(model)  # validated metadata (names, grids bounded)
+    grid = dynamic_grid_input(model, path)  # validated metadata (names, grids bounded), checked against the graph
     grid_input, grids = grid if grid is not None else (None, ())
     return OnnxInput(path, first.name, tuple(dims), precision, source, metadata, len(inputs), grid_input, grids)
 
@@ -473,12 +473,11 @@ def cache_key(onnx_sha256: str, profile_hash: str, tensorrt_version: str, target
 
 
 def read_sidecar(path: str | Path) -> dict[str, Any] | None:
-    """A sidecar's JSON, or None when it is missing or unreadable (a stale cache entry)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    """A sidecar's JSON, or None when it is missing or unreadable (a stale cache entry); bounded in
+    size and nesting before it is parsed (exporter.schema)."""
+    from ..schema import read_sidecar as read_document
+
+    return read_document(path)
 
 
 class BuildProgress(Protocol):

@@ -17,8 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..io import write_json
+from ..errors import UntrustedFile, UserError
+from ..io import sha256_file, write_json
+from ..safe_paths import confined
 from .plan import ENGINE_SUFFIX, read_sidecar, sidecar_path
 
 ENGINE_SUFFIXES = (ENGINE_SUFFIX, ".engine", ".trt")
@@ -43,13 +44,23 @@ def engine_source(engine_path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"{engine} has no readable sidecar {side.name}, so the model it was built from is unknown.",
             "Validate engines built by `lookupvit build` (it writes the sidecar), or validate the ONNX model itself.",
         )
-    onnx_path = Path(meta["onnx"]["path"])
+    recorded, digest = meta["onnx"].get("path"), meta["onnx"].get("sha256")
+    if not isinstance(recorded, str) or not recorded.endswith(".onnx"):
+        raise UntrustedFile(f"{side}: key onnx.path does not name an .onnx model.",
+                            "Rebuild the engine with `lookupvit build` (it writes the sidecar).")
+    onnx_path = Path(recorded)
     if not onnx_path.is_absolute():
-        onnx_path = side.parent / onnx_path
+        onnx_path = confined(side.parent, recorded, side, "onnx.path")
     if not onnx_path.is_file():
         raise UserError(
             f"The ONNX model {onnx_path} that {engine.name} was built from is not there any more.",
             "Rebuild the engine from its ONNX model, or restore the model at that path.",
+        )
+    if not isinstance(digest, str) or sha256_file(onnx_path) != digest:  # only the model it was built from
+        raise UntrustedFile(
+            f"{side}: key onnx.path names {onnx_path}, whose content is not the model {engine.name} was built from "
+            "(its sha256 differs from the key onnx.sha256).",
+            "Rebuild the engine from the model you mean (`lookupvit build MODEL.onnx --profile NAME`).",
         )
     return onnx_path, meta
 

@@ -207,9 +207,10 @@ def _drop_unused(graph, read: set[str], kept: set[str]) -> None:
     graph.value_info.extend(keep_info)
 
 
-def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
+def dynamic_grid_input(model, path=None) -> tuple[str, tuple[Grid, ...]] | None:
     """A dynamic-grid model's grid input name and allowed grids, from its validated metadata (an
-    onnx ModelProto); None for a model with its grid fixed in the graph."""
+    onnx ModelProto, read from ``path`` when known: errors name it), checked against the grids its
+    graph serves; None for a model with its grid fixed in the graph."""
     from pathlib import Path
 
     from ..onnx_io import lookupvit_metadata
@@ -218,8 +219,12 @@ def dynamic_grid_input(model) -> tuple[str, tuple[Grid, ...]] | None:
     meta = lookupvit_metadata(model)
     if not meta.get("grids"):
         return None
-    parsed = parse_metadata({k: meta[k] for k in ("grids", "grid_input") if k in meta}, Path("model.onnx"))
-    return (parsed.grid_input.name, parsed.grids) if parsed.grid_input is not None else None
+    where = Path(path) if path is not None else Path("model.onnx")
+    parsed = parse_metadata({k: meta[k] for k in ("grids", "grid_input") if k in meta}, where)
+    if parsed.grid_input is None:
+        return None
+    check_graph_grids(model, parsed.grids, where)
+    return parsed.grid_input.name, parsed.grids
 
 
 def chosen_grids(name: str, served: tuple[Grid, ...], spec: str | None) -> tuple[Grid, ...]:
@@ -261,3 +266,55 @@ def grid_feed(path, grid: Grid | None) -> dict:
             "Choose one of those grids (--grids).",
         )
     return {meta.grid_input.name: meta.grid_input.feed(tuple(grid))}
+
+
+def graph_grids(model, folder=None) -> tuple[Grid, ...] | None:
+    """The grids a dynamic-grid graph itself serves, decoded from its check table (module
+    docstring: ``grid_check_caps``, ``grid_check_radix``, ``grid_check_table``; an allowed grid's slot
+    holds its row ``k``, or 0 in the gated form, every other slot the fill value), else from the name
+    of its failing node; None when the graph carries neither (no grid check: not a dynamic-grid graph)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer if t.name in ("grid_check_caps", "grid_check_radix",
+                                                                      "grid_check_table")}
+    if len(inits) == 3:
+        try:
+            caps, radix, table = (np.asarray(numpy_helper.to_array(inits[n], base_dir=str(folder or "")))
+                                  for n in ("grid_check_caps", "grid_check_radix", "grid_check_table"))
+        except (OSError, ValueError):
+            caps = radix = table = None  # type: ignore[assignment]
+        if table is not None and caps.ndim == radix.ndim == table.ndim == 1 and len(caps) == len(radix) in (2, 3) \
+                and table.size and table.size <= 1 << 24:
+            fill = table.max()
+            slots = [int(i) for i in np.flatnonzero(table != fill)]
+            slots.sort(key=lambda i: (int(table[i]), i))
+            return tuple(tuple(int(slot // int(r)) % (int(c) + 1) for c, r in zip(caps, radix)) for slot in slots)
+    for node in model.graph.node:
+        if node.name.startswith(CHECK_NODE_PREFIX):
+            spec = node.name[len(CHECK_NODE_PREFIX):].split("__")[0]
+            try:
+                return tuple(tuple(int(x) for x in g.split("x")) for g in spec.split("_") if g)
+            except ValueError:
+                return None
+    return None
+
+
+def check_graph_grids(model, declared: tuple[Grid, ...], path) -> None:
+    """Refuse a dynamic-grid model whose metadata (``lookupvit.grids``) does not name exactly the grids
+    its graph serves (:func:`graph_grids`): a backend fed a grid the graph does not serve fails (ONNX
+    Runtime) or returns wrong logits (OpenVINO, TensorRT), so this runs before any of them."""
+    from pathlib import Path
+
+    from ..errors import UserError
+
+    served = graph_grids(model, Path(path).parent)
+    if served is not None and set(served) == set(declared):
+        return
+    found = "no grid check (it is not a dynamic-grid graph)" if served is None else \
+        f"the grids {', '.join(grid_dims(g) for g in served)}"
+    raise UserError(
+        f"{path} carries invalid metadata: lookupvit.grids = {','.join(grid_dims(g) for g in declared)!r}, but its "
+        f"graph serves {found}. The metadata was edited after export; no backend runs this model.",
+        "Re-export the model (`lookupvit export VARIANT --dynamic-grid --grids ...`), or restore its metadata.",
+    )

@@ -19,7 +19,6 @@ never runs code and never sizes an allocation from an unchecked value:
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -94,10 +93,28 @@ def _bad(path: Path, key: str, value: object, why: str) -> UserError:
 
 
 def _json(path: Path, key: str, text: str) -> Any:
+    """A JSON metadata value, bounded in size and nesting before it is parsed (exporter.schema)."""
+    from ..schema import SchemaError, parse_json_text
+
     try:
-        return json.loads(text)
-    except ValueError:
-        raise _bad(path, key, text, "not valid JSON") from None
+        return parse_json_text(text, path, max_bytes=MAX_SOURCE_CHARS)
+    except SchemaError as e:
+        why = e.message.split(": ", 1)[-1].rstrip(".")
+        raise _bad(path, key, text, "not valid JSON" if why.startswith("not valid JSON") else why) from None
+
+
+def _checked(path: Path, key: str, text: str, adapter: Any) -> Any:
+    """``text`` parsed and validated by the schema layer's type for ``lookupvit.<key>``."""
+    from pydantic import ValidationError
+
+    value = _json(path, key, text)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        at = "".join(f"[{i}]" if isinstance(i, int) else f".{i}" for i in err["loc"])
+        msg = str(err["msg"])
+        raise _bad(path, key, text, f"{'item ' + at + ': ' if at else ''}{msg[0].lower() + msg[1:]}") from None
 
 
 def _is_int(v: object) -> bool:
@@ -160,18 +177,28 @@ def _read_int(path: Path, key: str, value: object, lo: int, hi: int) -> int:
 
 
 def _read_floats(path: Path, key: str, text: str, n: int | None) -> tuple[float, ...]:
-    v = _json(path, key, text)
-    if not isinstance(v, list) or not v or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
-        raise _bad(path, key, text, "expected a list of numbers")
-    if not all(math.isfinite(x) for x in v) or (n is not None and len(v) != n):
+    """``mean`` (finite numbers) or ``std`` (finite numbers above 0), one per input channel."""
+    from ..schema.metadata import MEAN, STD
+
+    v = _checked(path, key, text, STD if key == "std" else MEAN)
+    if n is not None and len(v) != n:
         raise _bad(path, key, text, f"expected {n} finite numbers, one per input channel")
     return tuple(float(x) for x in v)
 
 
 def _read_shape(path: Path, text: str) -> tuple[int, ...]:
+    from pydantic import ValidationError
+
+    from ..schema.metadata import INPUT_SHAPE
+
     v = _json(path, "input_shape", text)
-    if not isinstance(v, list) or len(v) not in (3, 4) or not all(_is_int(x) and x >= 1 for x in v):
-        raise _bad(path, "input_shape", text, "expected [C, H, W] or [C, T, H, W] of positive integers")
+    try:
+        INPUT_SHAPE.validate_python(v)
+    except ValidationError:
+        if isinstance(v, list) and len(v) in (3, 4) and all(_is_int(x) and x >= 1 for x in v):
+            pass  # in shape, but a side too large: the message below names the bounds
+        else:
+            raise _bad(path, "input_shape", text, "expected [C, H, W] or [C, T, H, W] of positive integers") from None
     if v[0] > MAX_CHANNELS or any(x > MAX_SIDE for x in v[-2:]) or (len(v) == 4 and v[1] > MAX_FRAMES):
         raise _bad(
             path, "input_shape", text,
@@ -319,7 +346,13 @@ def parse_metadata(meta: Mapping[str, str], path: Path) -> ModelMetadata:
 def read_model_metadata(path: str | Path) -> ModelMetadata:
     """Read and validate the metadata of the ONNX model at ``path`` (its weights are not loaded)."""
     path = Path(path)
-    return parse_metadata(lookupvit_metadata(load_onnx(path, weights=False)), path)
+    model = load_onnx(path, weights=False)
+    meta = parse_metadata(lookupvit_metadata(model), path)
+    if meta.grids:  # the metadata is checked against the graph's own tables (docs/security.md)
+        from .grid_input import check_graph_grids
+
+        check_graph_grids(model, meta.grids, path)
+    return meta
 
 
 def factory_refusal(path: Path, factory: str) -> UserError:

@@ -97,22 +97,31 @@ def _cache_key(src: ModelSource, batch: int | None, opset: int) -> dict[str, obj
 
 
 def read_sidecar(model_path: Path) -> dict | None:
-    sidecar = Path(f"{model_path}.json")
-    try:
-        return json.loads(sidecar.read_text())
-    except (OSError, ValueError):
-        return None
+    """The export's sidecar ``<model>.json`` (bounded, exporter.schema), None when absent or unreadable."""
+    from ..schema import read_sidecar as read_document
+
+    return read_document(Path(f"{model_path}.json"))
 
 
 def _reusable(path: Path, key: dict[str, object]) -> bool:
+    """Whether an earlier export may be reused: same key, and the model still hashes to its record; the
+    external data files it names lie in the model's folder (else it is exported again)."""
+    from ..errors import UntrustedFile
+    from ..safe_paths import confined
+
     meta = read_sidecar(path)
-    return (
-        meta is not None
-        and meta.get("key") == key
-        and path.is_file()
-        and all((path.parent / name).is_file() for name in meta.get("settings", {}).get("external_data", []))
-        and meta.get("output", {}).get("sha256") == sha256_file(path)
-    )
+    if meta is None or meta.get("key") != key or not path.is_file():
+        return False
+    settings, output = meta.get("settings"), meta.get("output")
+    names = settings.get("external_data", []) if isinstance(settings, dict) else None
+    if not isinstance(names, list) or not isinstance(output, dict):
+        return False
+    try:
+        if not all(confined(path.parent, name, f"{path}.json", "settings.external_data").is_file() for name in names):
+            return False
+    except UntrustedFile:
+        return False
+    return output.get("sha256") == sha256_file(path)
 
 
 @contextlib.contextmanager

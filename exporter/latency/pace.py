@@ -15,7 +15,8 @@ phases slow the most, which makes the probe a sensitive detector; it is never us
 figure. Its *pace* is the probe's time over the machine's quiet time (the reference): 1.0 at the
 quiet speed, about 2 in a slow phase. The reference is the fastest probe of this run or, when lower,
 the second-fastest best of the last runs on this machine, recorded in ``pace.json`` in the cache
-folder (``$LOOKUPVIT_CACHE``, else ``$XDG_CACHE_HOME/lookupvit-deploy``, else
+folder (read through exporter.schema.pace: a value outside the plausible band of a probe's time is
+refused as a reference, and the note names the file and the key) (``$LOOKUPVIT_CACHE``, else ``$XDG_CACHE_HOME/lookupvit-deploy``, else
 ``~/.cache/lookupvit-deploy``), keyed by CPU, core count, host name and Python version. A run that
 starts inside an episode thus still knows how fast the machine can be; the first run on a machine
 knows only itself.
@@ -43,6 +44,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..profiles import BenchmarkSettings
+from ..schema.pace import PACE_MAX_S, PACE_MIN_S
 from .machine import available_cores, cpu_name
 
 PACE_THRESHOLD = 1.5  # a probe 1.5x its quiet time marks a slow phase (seen here: quiet probes within 1.33x, slow 1.7x to 2.6x)
@@ -87,7 +89,7 @@ class PaceRecord:
     path: Path
     key: str
     bests: list[float]
-    note: str = ""  # why the record was not used, when it was unreadable
+    note: str = ""  # why the record (or values of it) was not used: unreadable, or outside the plausible band
 
     @classmethod
     def load(cls, path: Path | None = None, key: str | None = None) -> PaceRecord | None:
@@ -96,17 +98,30 @@ class PaceRecord:
             path = path or cache_dir() / "pace.json"
         except RuntimeError:  # Path.home() without HOME or a passwd entry
             return None
+        from ..errors import UntrustedFile
+        from ..schema import read_json
+        from ..schema.pace import ProbeSecondsType
+
         key = key or machine_key()
         try:
-            doc = json.loads(path.read_text())
+            doc = read_json(path)
         except FileNotFoundError:
             return cls(path, key, [])
-        except (OSError, ValueError) as e:
-            return cls(path, key, [], f"{path} unreadable ({type(e).__name__}), ignored")
+        except (OSError, UntrustedFile) as e:
+            why = e.message.rstrip(".") if isinstance(e, UntrustedFile) else type(e).__name__
+            return cls(path, key, [], f"{path} unreadable ({why}), ignored")
         entry = doc.get(key) if isinstance(doc, dict) else None
         values = entry if isinstance(entry, list) else []
-        bests = [float(v) for v in values if isinstance(v, (int, float)) and 0 < v < 1]
-        return cls(path, key, bests[-RECORD_RUNS:])
+        bests, refused = [], []
+        for i, v in enumerate(values):
+            try:
+                bests.append(ProbeSecondsType.validate_python(v))
+            except ValueError:
+                refused.append(f"[{key!r}][{i}] = {str(v)[:40]}")
+        note = "" if not refused else (
+            f"{path}: key{'s' if len(refused) > 1 else ''} {'; '.join(refused[:3])} refused as the reference (not a "
+            f"probe time between {PACE_MIN_S:g} and {PACE_MAX_S:g} s)")
+        return cls(path, key, bests[-RECORD_RUNS:], note)
 
     def reference(self) -> float | None:
         """The second-fastest recorded best (the fastest with fewer than three), so that one lucky run
@@ -117,14 +132,18 @@ class PaceRecord:
         return ranked[1] if len(ranked) >= 3 else ranked[0]
 
     def save(self, best: float) -> bool:
-        """Add this run's best and write the file atomically; False when it cannot be written."""
-        if not (0 < best < 1):
+        """Add this run's best and write the file atomically; False when it cannot be written, or
+        is not a valid record (left as it is: docs/security.md)."""
+        if not (PACE_MIN_S <= best <= PACE_MAX_S):
             return False
+        from ..errors import UntrustedFile
+        from ..schema import read_json
+
         try:
-            doc = json.loads(self.path.read_text()) if self.path.exists() else {}
-            if not isinstance(doc, dict):
-                doc = {}
-        except (OSError, ValueError):
+            doc = read_json(self.path) if self.path.exists() else {}
+        except (OSError, UntrustedFile):
+            doc = {}
+        if not isinstance(doc, dict):
             doc = {}
         doc[self.key] = [*self.bests, best][-RECORD_RUNS:]
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -219,12 +238,14 @@ class Pace:
         recorded = self.record.reference() if self.record else None
         if self.record is None:
             source = "this run only"
-        elif self.record.note:
+        elif self.record.note and not self.record.bests:
             source = f"this run only ({self.record.note})"
         elif recorded is not None and recorded < self.best:
             source = f"the record of the last {len(self.record.bests)} run(s) on this machine ({self.record.path})"
         else:
             source = "this run (faster than any recorded run)" if recorded is not None else "this run only (first run on this machine)"
+        if self.record is not None and self.record.note and self.record.bests:
+            source += f"; {self.record.note}"
         if self.record is not None and math.isfinite(self.best):
             self.record.save(self.best)
         ref = self.reference()

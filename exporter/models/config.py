@@ -220,11 +220,12 @@ def parse_grid(spec: str | int | Grid, lookup_grid: Grid) -> Grid:
 
 
 def parse_grids(spec: str, lookup_grid: Grid) -> list[Grid]:
-    """Parse a comma-separated list of grids, e.g. ``"3,5,7"``."""
+    """Parse a comma-separated list of grids, e.g. ``"3,5,7"``: empty items dropped, each grid once
+    (``3,,3`` and ``3,3x3`` are the one grid 3x3)."""
     items = [s for s in spec.split(",") if s.strip()]
     if not items:
         raise UserError("No grid given.", "Pass grids as a comma-separated list, e.g. --grids 3,5,7.")
-    return [parse_grid(s, lookup_grid) for s in items]
+    return list(dict.fromkeys(parse_grid(s, lookup_grid) for s in items))
 
 
 def grid_label(grid: Grid) -> str:

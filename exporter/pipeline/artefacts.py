@@ -266,7 +266,9 @@ class Artefacts:
         out = self.manifest.stage(self._id("build", model, grid, precision, prof.name), "build", settings,
                                   {"model": onnx_path}, run)
         # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
-        return self.root / out.outputs[0] if out.outputs else Path(out.result["engine"])
+        if not out.outputs:
+            raise CannotRunHere(f"The build stage of {model} recorded no engine file.", "Rerun the run; it builds again.")
+        return self.root / out.outputs[0]  # confined when stages.json was read
 
     # --- PyTorch ---------------------------------------------------------------------------------
 

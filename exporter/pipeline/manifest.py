@@ -13,7 +13,13 @@ docs/architecture.md, The unit of work and the one stage chain: stages are cache
   recorded sha256 stands in for the file where a later stage's key needs it).
 
 A stage is skipped when its key is unchanged and every recorded output still exists with the same
-content. The manifest is rewritten atomically after each stage, so an interrupted run keeps what
+content.
+
+``stages.json`` is read back as untrusted (docs/security.md): it is bounded and validated against
+:class:`exporter.schema.run_folder.StagesDoc`, and every output and dropped path must stay inside the
+folder (:func:`exporter.safe_paths.confined`); a file that fails either is refused (exit 2) before
+the run writes anything, naming the key, so an earlier run's summary is never replaced by one made
+from a bad record. The manifest is rewritten atomically after each stage, so an interrupted run keeps what
 finished. File hashes are memoised per (path, size, mtime) within a process, since a large model
 is an output of one stage and an input of several.
 """
@@ -30,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import sha256_file, write_json
+from ..safe_paths import confined
 
 MANIFEST = "stages.json"
 
@@ -121,11 +128,30 @@ class Manifest:
         self.outcomes: list[StageOutcome] = []
         self.failures: dict[str, tuple[str, str, bool]] = {}  # stage id -> (key, reason, cannot run), this process only
         self._done: dict[str, tuple[str, StageOutcome]] = {}  # stage id -> (key, outcome), this process only
+        self._load()
+
+    def _load(self) -> None:
+        """The recorded entries, validated (see the module docstring); none when there is no file."""
+        from ..schema import read_json, validate
+        from ..schema.run_folder import StagesDoc
+
         try:
-            data = json.loads(self.path.read_text())
-            self.entries = dict(data.get("stages", {}))
-        except (OSError, ValueError):
-            pass
+            raw = read_json(self.path)
+        except FileNotFoundError:
+            return
+        hint = (f"{self.path} was edited or comes from another tool. Restore it, or delete it to start the run "
+                "folder's record afresh (every stage then runs again; nothing else in the folder is touched).")
+        doc = validate(StagesDoc, raw, self.path, hint=hint)
+        for stage_id, entry in doc.stages.items():
+            for rel in entry.outputs:
+                confined(self.root, rel, self.path, f"stages.{stage_id}.outputs")
+        self.entries = {k: dict(v) for k, v in raw["stages"].items()}
+        for recorded in self.entries.values():
+            self._trusted_result(recorded)  # a path leaving the folder is refused now, before anything is written
+
+    def output_path(self, stage_id: str, rel: object, key: str) -> Path:
+        """A path named in ``stage_id``'s recorded result (``key``), inside the folder, or PathEscape."""
+        return confined(self.root, rel, self.path, f"stages.{stage_id}.{key}")
 
     def _fresh(self, entry: dict[str, Any] | None, key: str) -> bool:
         if not entry or entry.get("key") != key:
@@ -137,6 +163,26 @@ class Manifest:
                 continue
             if not p.is_file() or file_hash(p) != digest:
                 return False
+        return self._trusted_result(entry)
+
+    def _trusted_result(self, entry: dict[str, Any]) -> bool:
+        """Whether a recorded result may stand in for running its stage: it fits its kind's schema
+        (else the stage runs again), and every file it names lies inside the folder (else PathEscape)."""
+        from pydantic import ValidationError
+
+        from ..schema.run_folder import RESULTS, result_paths
+
+        kind = entry.get("kind")
+        model = RESULTS.get(kind) if isinstance(kind, str) else None
+        if model is None or not isinstance(kind, str):
+            return True
+        try:
+            model.model_validate(entry.get("result"))
+        except ValidationError:
+            return False
+        stage_id = next((k for k, v in self.entries.items() if v is entry), kind)
+        for key, rel in result_paths(kind, entry["result"]):
+            confined(self.root, rel, self.path, f"stages.{stage_id}.{key}")
         return True
 
     def digest(self, path: Path) -> str:

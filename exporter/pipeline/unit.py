@@ -68,7 +68,11 @@ class Unit:
         return " ".join([stage, self.model, self.grid_tag, *([self.precision] if self.precision else [])])
 
     def folder(self, root: Path) -> Path:
-        """``ROOT/<model>/g<grid>`` (``ROOT/<model>/gdynamic``, ``ROOT/<model>`` for a ViT)."""
+        """``ROOT/<model>/g<grid>`` (``ROOT/<model>/gdynamic``, ``ROOT/<model>`` for a ViT); the model name
+        is one path component (exporter.safe_paths.single_component)."""
+        from ..safe_paths import single_component
+
+        single_component(self.model, "The model name")
         return root / self.model / self.grid_tag if self.grid else root / self.model
 
     def at(self, precision: str | None) -> Unit:

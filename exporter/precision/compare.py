@@ -479,8 +479,8 @@ def _plan_grids(
             raise UserError("--grids is empty.", "Pass grids as a comma-separated list, e.g. --grids 3,5,7.")
     else:
         specs = list(getattr(cfg, "default_grids", ())) or [None]
-    sources = [resolve_variant_source(model, weights, g) for g in specs]
-    out = [_Grid(_label(src.grid), model, src.grid, src) for src in sources]
+    sources = list({src.grid: src for src in (resolve_variant_source(model, weights, g) for g in specs)}.values())
+    out = [_Grid(_label(src.grid), model, src.grid, src) for src in sources]  # each grid once (--grids 3,,3)
     return model, {"variant": model, "weights": weights, "weights_id": sources[0].weights_id()}, out, None
 
 

@@ -107,11 +107,12 @@ def _sidecar_path(out: Path) -> Path:
 
 
 def _reusable(out: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    try:
-        meta = json.loads(_sidecar_path(out).read_text())
-    except (OSError, ValueError):
-        return None
-    if meta.get("key") != key or not out.is_file() or meta.get("hashes", {}).get("output_sha256") != sha256_file(out):
+    from ..schema import read_sidecar
+
+    meta = read_sidecar(_sidecar_path(out))  # bounded; None when unreadable: converted again
+    hashes = meta.get("hashes") if meta is not None else None
+    if meta is None or meta.get("key") != key or not out.is_file() or not isinstance(hashes, dict) \
+            or hashes.get("output_sha256") != sha256_file(out):
         return None
     return meta
 

@@ -245,7 +245,7 @@ def quantize_model(
         raise UserError(f"--keep-fp32 excludes every quantizable op ({', '.join(QUANTIZABLE_OPS)}).")
     model = onnx.load(str(in_path), load_external_data=False)
     input_name, static_batch = _static_batch(model)
-    grid = dynamic_grid_input(model)
+    grid = dynamic_grid_input(model, in_path)
     big = sum(t.ByteSize() for t in model.graph.initializer) > 1.8e9 or any(
         t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
     )

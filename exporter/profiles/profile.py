@@ -775,11 +775,21 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Profile file {path} does not exist.", "Give a path to a .toml profile or a profile name.")
+    from ..safe_paths import single_component
+    from ..schema import check_toml
+
+    name = single_component(name or path.stem, "The profile name (its file's stem)",
+                            "Rename the profile file to a plain name, e.g. my-gpu.toml.")
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
+        check_toml(text, path, "A profile is flat tables of values and lists (see profiles/cpu.toml): fix or "
+                   "replace the file.")  # size and nesting bounded before tomllib recurses into it (exporter.schema)
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not valid TOML: {e}.", "Fix the syntax at the line named above.") from None
-    return parse_profile(data, name or path.stem, path)
+    except RecursionError:  # cannot happen after the bound; never a traceback
+        raise UserError(f"{path}: nested too deeply.", "Write the profile as flat tables and arrays.") from None
+    return parse_profile(data, name, path)
 
 
 # --- finding profiles ------------------------------------------------------------------------------

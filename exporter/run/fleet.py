@@ -18,7 +18,6 @@ budget), else 0.
 from __future__ import annotations
 
 import html
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -197,10 +196,17 @@ def _run_local(name: str, path: Path, folder: Path, opts: RunOptions, ui: FleetP
 # --- the fleet report ------------------------------------------------------------------------------
 
 
-def _summary(folder: Path) -> dict[str, Any] | None:
+def _summary(folder: Path) -> Any:
+    """A profile's ``summary.json`` as :class:`exporter.schema.run_folder.SummaryDoc`; None when it is
+    missing or does not follow the schema (a profile that did not run keeps an older file: read back,
+    untrusted, docs/security.md)."""
+    from ..errors import UntrustedFile
+    from ..schema import load_document
+    from ..schema.run_folder import SummaryDoc
+
     try:
-        return json.loads((folder / SUMMARY_JSON).read_text())
-    except (OSError, ValueError):
+        return load_document(SummaryDoc, folder / SUMMARY_JSON)
+    except (OSError, UntrustedFile):
         return None
 
 
@@ -213,12 +219,12 @@ def fleet_tables(outcomes: list[ProfileOutcome]) -> dict[str, Any]:
         s = _summary(o.folder)
         if s is None:
             continue
-        for r in s.get("summary", []):
-            row = latency.setdefault((r["model"], str(r["grid"]), r["precision"], int(r["batch"])), {})
-            row[o.name] = {"p50_ms": r.get("p50_ms"), "speedup": r.get("speedup"), "backend": r.get("backend")}
-        for a in s.get("accuracy", []):
-            row = accuracy.setdefault((a["model"], str(a["grid"]), a["precision"]), {})
-            row[o.name] = {"top1": a.get("top1"), "status": a.get("status")}
+        for r in s.summary or []:
+            row = latency.setdefault((r.model, r.grid, r.precision, r.batch), {})
+            row[o.name] = {"p50_ms": r.p50_ms, "speedup": r.speedup, "backend": r.backend}
+        for a in s.accuracy or []:
+            row = accuracy.setdefault((a.model or "?", a.grid, a.precision), {})
+            row[o.name] = {"top1": a.top1, "status": a.status}
     return {
         "latency": [{"model": k[0], "grid": k[1], "precision": k[2], "batch": k[3], "profiles": v}
                     for k, v in latency.items()],

@@ -37,8 +37,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
-from ..io import is_environment_error
+from ..errors import UntrustedFile, UserError
+from ..io import environment_cause
 from ..models import grid_label
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
@@ -302,12 +302,16 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     try:
         with _quiet():
             _profile_step(artefacts, manifest, prof, spec, planner.admitted, opts, state)
+    except UntrustedFile:
+        raise
     except StageError as e:  # recorded by the manifest
-        if is_environment_error(e.__cause__):
+        if isinstance(e.__cause__, UntrustedFile):
             raise e.__cause__ from None
+        if (env := environment_cause(e.__cause__)) is not None:
+            raise env from None
     except Exception as e:
-        if is_environment_error(e):
-            raise
+        if (env := environment_cause(e)) is not None:
+            raise env from None
         manifest.note("profile", "profile", "failed", error_text(e))
     ui.done("profile latency")
 
@@ -321,6 +325,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     summary_path = out / SUMMARY_JSON
     verdict = run_verdict(manifest.outcomes, state)
     summary["verdict"] = verdict.to_dict()  # the report leads with it
+    summary["artefacts"] = measured_files(out, manifest)  # the files its claims were measured on
     report_path = write_report(summary, state, out / REPORT_HTML)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     from ..io import write_json
@@ -331,6 +336,21 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
 
 
 PREPARED_JSON = "prepared.json"
+
+
+def measured_files(out: Path, manifest: Manifest) -> dict[str, str]:
+    """The record ``summary.json`` keeps of the files its claims were measured on: every output of this
+    run's stages still on disk (relative path -> sha256). ``pick`` and ``package`` check a file against
+    it before trusting a claim about it (docs/security.md, "Claims travel with their bytes")."""
+    from ..pipeline.manifest import file_hash
+
+    files: dict[str, str] = {}
+    for o in manifest.outcomes:
+        for rel in o.outputs:
+            p = out / rel
+            if p.is_file():
+                files[rel] = file_hash(p)
+    return dict(sorted(files.items()))
 
 
 def _prepare(
@@ -437,15 +457,19 @@ def _run_step(s: Step, manifest: Manifest, ui: RunProgress, advance: bool = True
     try:
         with _quiet():
             s.run()
+    except UntrustedFile:  # a refused record stops the run (exit 2): docs/security.md
+        raise
     except StageError as e:  # recorded by the manifest; a stage that needs its output is not run
-        if is_environment_error(e.__cause__):  # a full disk or unwritable folder stops the run (exit 2)
+        if isinstance(e.__cause__, UntrustedFile):  # exit 2: stops the run
             raise e.__cause__ from None
+        if (env := environment_cause(e.__cause__)) is not None:  # a full disk or unwritable folder: exit 2
+            raise env from None
         if e.stage_id != s.stage_id:
             why = "which cannot run here" if e.cannot_run else "which failed"
             manifest.note(s.stage_id, s.stage, "not run", f"needs {e.stage_id}, {why}")
     except Exception as e:  # one failing step never stops the run: it is reported
-        if is_environment_error(e):
-            raise
+        if (env := environment_cause(e)) is not None:
+            raise env from None
         manifest.note(s.stage_id, s.stage, "failed", error_text(e))
     if advance:
         ui.done(s.label)
@@ -769,7 +793,8 @@ def _profile_step(
     for variant, results in state.accuracy.items():
         for r in results:
             if r and r.get("files", {}).get("json"):
-                inputs[f"accuracy:{variant}:{r['cells'][0]['grid'] if r['cells'] else ''}"] = artefacts.root / r["files"]["json"]
+                inputs[f"accuracy:{variant}:{r['cells'][0]['grid'] if r['cells'] else ''}"] = manifest.output_path(
+                    f"compare:{variant}", r["files"]["json"], "result.files.json")
     accuracy = _accuracy_points(state)
 
     def run() -> tuple[Any, list[Path]]:
@@ -792,10 +817,10 @@ def _profile_step(
     if prof.backend == "openvino":  # its performance hint shapes every timing
         settings["hint"] = prof.benchmark.hint
     outcome = manifest.stage("profile", "profile", settings, inputs, run)
-    path = artefacts.root / outcome.result["path"]
+    path = manifest.output_path("profile", outcome.result["path"], "result.path")
     state.sweep = SweepResult.from_dict(json.loads(path.read_text()))
     state.sweep_path = path
-    state.plots = [artefacts.root / p for p in outcome.result["plots"]]
+    state.plots = [manifest.output_path("profile", p, f"result.plots[{i}]") for i, p in enumerate(outcome.result["plots"])]
 
 
 def prepare_graph(

@@ -9,14 +9,23 @@ still skips the export and every stage fed by it (the recorded sha256 stands in 
 should the optimised graph have to be made again, the export runs again first. ``--keep all``
 deletes nothing. Where the optimisation passes are off or absent the export is the final fp32
 graph and is always kept.
+
+Deletion touches only what this tool wrote and recorded (docs/security.md): the graph must be an
+output of its export entry, lie inside the run folder in its stage's folder
+(:func:`exporter.safe_paths.confined`), be a regular file rather than a symbolic link, and still hash
+to the sha256 recorded when it was written, in the layout's folder of its stage
+(``<variant>/g<grid>/onnx/``); a file that fails any of these is left where it is.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..pipeline.manifest import Manifest
+from ..pipeline.manifest import Manifest, file_hash
+from ..safe_paths import confined, is_plain_file, remove_file
 
 KEEP_POLICIES = ("final", "all")
 DEFAULT_KEEP = "final"
@@ -39,10 +48,15 @@ class DiskUsage:
 def snapshot(folder: str | Path) -> Snapshot:
     root = Path(folder)
     out: Snapshot = {}
-    for p in root.rglob("*"):
-        if p.is_file():
-            st = p.stat()
-            out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+    for here, _dirs, files in os.walk(root, followlinks=False):  # never through a symbolic link
+        for name in files:
+            p = Path(here) / name
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
     return out
 
 
@@ -56,17 +70,24 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
         if not optimize or not any(rel.endswith(".onnx") and (manifest.root / rel).is_file()
                                    for rel in optimize.get("outputs", {})):
             continue  # the export is the final fp32 graph here
-        for rel in entry.get("outputs", {}):
+        parts = stage_id.split(":")  # export:<variant>:<grid tag>
+        folder = (f"{parts[1]}/onnx" if parts[2] == "-" else f"{parts[1]}/{parts[2]}/onnx") if len(parts) == 3 else None
+        for rel, digest in entry.get("outputs", {}).items():
             if not rel.endswith(".onnx"):
                 continue  # the sidecar (settings, hashes) stays
-            graph = manifest.root / rel
+            key = f"stages.{stage_id}.outputs"
+            graph = confined(manifest.root, rel, manifest.path, key)
             if rel in entry.get("dropped", []) and not graph.is_file():
                 continue  # dropped by an earlier run: stages.json stays as it is
-            for p in (graph, graph.with_name(graph.name + ".data")):
-                if p.is_file():
+            if str(Path(rel).parent) != folder or not is_plain_file(graph) or file_hash(graph) != digest:
+                continue  # not the file this tool wrote there: left alone
+            data = f"{rel}.data"
+            for r in (rel, data):
+                p = manifest.root / r
+                if is_plain_file(p):
                     st = p.stat()
-                    gone[str(p.relative_to(manifest.root))] = (st.st_size, st.st_mtime_ns)
-                    p.unlink()
+                    gone[r] = (st.st_size, st.st_mtime_ns)
+                    remove_file(manifest.root, r, manifest.path, key)
             manifest.drop(stage_id, rel)
     return gone
 

@@ -5,16 +5,23 @@ Sources, in a folder written by ``lookupvit run``: ``summary.json`` (its ``laten
 ``accuracy`` rows); where the summary lacks the cells, the ``latency.json`` it names; where it lacks
 accuracy rows, the ``<model>/g<grid>/accuracy.json`` files that ``compare`` wrote. Loading reads
 JSON only: nothing in the folder is executed.
+
+Every document is read through the schema layer (exporter.schema: types and ranges, a latency above
+0 ms, 0 <= top-1 <= 100), a path named in one (``latency.file``) stays inside the run folder
+(exporter.safe_paths), and a file a claim is about is checked against the sha256 the summary records
+for it (:meth:`RunMeasurements.verified`) before the claim is trusted (docs/security.md).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import UserError
+from ..errors import UntrustedFile, UserError
+from ..io import sha256_file
+from ..safe_paths import confined, relative_inside
+from ..schema.run_folder import AccuracyDoc, LatencyCell, LatencyDoc, SummaryDoc
 
 SUMMARY_JSON = "summary.json"  # exporter.run.job.SUMMARY_JSON (not imported: that module pulls in the pipeline)
 PERCENTILES = ("p50", "p99")
@@ -69,11 +76,20 @@ class RunMeasurements:
     candidates: tuple[Candidate, ...]  # every timed cell of a LookupViT (baselines left out)
     accuracy: tuple[AccuracyRow, ...]
     profile_path: str | None = None  # the profile file the run read, as it recorded it
+    artefacts: dict[str, str] | None = None  # the files its claims were measured on: relative path -> sha256
 
     @property
     def profile_spec(self) -> str:
-        """The run's profile as ``load_profile`` finds it: its recorded file when that still exists, else its name."""
-        return self.profile_path if self.profile_path and Path(self.profile_path).is_file() else self.profile
+        """The run's profile as ``load_profile`` finds it: its recorded file when that is still a ``.toml``
+        file named after the profile, else its name, looked up in the profile folders. The name is one path
+        component (exporter.safe_paths), so a summary never makes ``load_profile`` open another file."""
+        from ..safe_paths import is_plain_file, single_component
+
+        name = single_component(self.profile, f"The profile name in {self.run_dir / SUMMARY_JSON} (key profile.name)")
+        path = Path(self.profile_path) if self.profile_path else None
+        if path is not None and path.suffix == ".toml" and path.stem == name and is_plain_file(path):
+            return str(path)
+        return name
 
     def batches(self, model: str) -> tuple[int, ...]:
         return tuple(sorted({c.batch for c in self.candidates if c.model == model}))
@@ -84,61 +100,108 @@ class RunMeasurements:
     def timed(self, model: str) -> bool:
         return any(c.model == model for c in self.candidates)
 
+    def graph_names(self, variant: str, grid: str, precision: str) -> list[Path]:
+        """Where the run layout keeps the graph of (variant, grid, precision), most processed first."""
+        folder = self.run_dir / variant / f"g{grid}" / "onnx"
+        stem = f"{variant}_g{grid}"
+        names = ([f"{stem}.opt.onnx", f"{stem}.onnx"] if precision == "fp32"
+                 else [f"{stem}.opt.{precision}.onnx", f"{stem}.{precision}.onnx"])
+        return [folder / n for n in names]
 
-def _read_json(path: Path, what: str) -> Any:
+    def graph(self, variant: str, grid: str, precision: str) -> Path | None:
+        """The graph of (variant, grid, precision) in the run folder (inside it), or None."""
+        for p in self.graph_names(variant, grid, precision):
+            rel = str(p.relative_to(self.run_dir))
+            if confined(self.run_dir, rel, self.run_dir, "the run layout").is_file():
+                return p
+        return None
+
+    def verified(self, path: Path) -> Path:
+        """``path`` when its bytes are those the run measured: its sha256 equals the one ``summary.json``
+        records for it (``artefacts``); else :class:`UntrustedFile` (exit 2) naming the file and the key."""
+        source = self.run_dir / SUMMARY_JSON
+        rel = relative_inside(self.run_dir, path)
+        if rel is None:
+            confined(self.run_dir, str(path), source, "artefacts")  # raises: outside the run folder
+        assert rel is not None
+        hint = (f"Rerun `lookupvit run -o {self.run_dir}` with the run's profile: it remakes what changed, measures it "
+                "again and records the files' sha256 in summary.json (finished stages whose files are intact are kept).")
+        if self.artefacts is None:
+            raise UntrustedFile(f"{source} records no sha256 of the files its claims were measured on (key artefacts; "
+                                f"written by an older version of this tool), so no claim about {rel} can be trusted.", hint)
+        recorded = self.artefacts.get(rel)
+        if recorded is None:
+            raise UntrustedFile(f"{source} has no record of {rel} (key artefacts.{rel}): no measurement of this run is "
+                                "about that file.", hint)
+        now = sha256_file(path)
+        if now != recorded:
+            raise UntrustedFile(f"{path} has changed since the run measured it: sha256 {now[:12]}..., while {source} "
+                                f"records {recorded[:12]}... (key artefacts.{rel}). Its top-1 and latency are claims "
+                                "about other bytes.", hint)
+        return path
+
+
+def _document(kind: Any, path: Path, what: str) -> Any:
+    """``path`` read through the schema layer as ``kind`` (docs/security.md, "Documents we read")."""
+    from ..schema import load_document
+
     try:
-        return json.loads(path.read_text())
+        return load_document(kind, path)
     except FileNotFoundError:
         raise UserError(f"{path} does not exist: {what}.",
                         "Give the folder of a finished `lookupvit run` (its -o DIR), e.g. "
                         "`lookupvit run --profile cpu -o runs/cpu` first.") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}).",
-                        "Rerun `lookupvit run` into that folder: it rewrites summary.json (finished stages are skipped).") from None
 
 
-def _accuracy_rows(run_dir: Path, summary: dict[str, Any]) -> list[AccuracyRow]:
-    rows = [AccuracyRow(str(a["model"]), str(a["grid"]), str(a["precision"]), a.get("top1"), a.get("samples"),
-                        a.get("status")) for a in summary.get("accuracy") or []]
+def _accuracy_rows(run_dir: Path, summary: SummaryDoc) -> list[AccuracyRow]:
+    rows = [AccuracyRow(a.model or "?", a.grid, a.precision, a.top1, a.samples, a.status) for a in summary.accuracy or []]
     if rows:
         return rows
     for f in sorted(run_dir.glob("*/g*/accuracy.json")):  # compare's own results
-        d = _read_json(f, "an accuracy result")
+        rel = str(f.relative_to(run_dir))
+        confined(run_dir, rel, run_dir / SUMMARY_JSON, "accuracy (compare's accuracy.json)")
+        d = _document(AccuracyDoc, f, "an accuracy result")
         model = f.parent.parent.name
-        for c in d.get("cells", []):
-            rows.append(AccuracyRow(model, str(c["grid"]), str(c["precision"]), c.get("top1"), c.get("samples"),
-                                    c.get("status")))
+        rows += [AccuracyRow(model, c.grid, c.precision, c.top1, c.samples, c.status) for c in d.cells]
     return rows
 
 
-def _cells(run_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
-    lat = summary.get("latency") or {}
-    cells = lat.get("cells")
-    if cells:
-        return list(cells)
-    file = run_dir / (lat.get("file") or "latency.json")
+def _cells(run_dir: Path, summary: SummaryDoc) -> list[LatencyCell]:
+    lat = summary.latency
+    if lat is not None and lat.cells:
+        return list(lat.cells)
+    name = (lat.file if lat is not None else None) or "latency.json"
+    file = confined(run_dir, name, run_dir / SUMMARY_JSON, "latency.file")
     if file.is_file():
-        return list(_read_json(file, "the run's latency sweep").get("cells") or [])
+        return list(_document(LatencyDoc, file, "the run's latency sweep").cells)
     return []
 
 
-def candidates_from(summary: dict[str, Any], run_dir: Path | None = None) -> tuple[list[Candidate], list[AccuracyRow]]:
+def summary_doc(summary: dict[str, Any] | SummaryDoc, source: str | Path = SUMMARY_JSON) -> SummaryDoc:
+    """A summary as :class:`~exporter.schema.run_folder.SummaryDoc` (validated when given as a dict)."""
+    from ..schema import validate
+
+    return summary if isinstance(summary, SummaryDoc) else validate(SummaryDoc, summary, source)
+
+
+def candidates_from(summary: dict[str, Any] | SummaryDoc,
+                    run_dir: Path | None = None) -> tuple[list[Candidate], list[AccuracyRow]]:
     """The candidates of a summary (as ``summary.json`` holds it) joined with its accuracy rows on
     (model, grid, precision); a cell without an accuracy row keeps ``top1 = None``."""
-    run_dir = Path(run_dir or summary.get("run_dir") or ".")
-    acc = _accuracy_rows(run_dir, summary)
+    doc = summary_doc(summary)
+    run_dir = Path(run_dir or doc.run_dir or ".")
+    acc = _accuracy_rows(run_dir, doc)
     by_key = {(a.model, a.grid, a.precision): a for a in acc}
     out: list[Candidate] = []
-    for c in _cells(run_dir, summary):
-        lat = c.get("latency") or {}
-        if c.get("status") != "ok" or c.get("role") == "baseline" or lat.get("p50_ms") is None:
+    for c in _cells(run_dir, doc):
+        if c.status != "ok" or c.role == "baseline" or c.latency is None:
             continue
-        a = by_key.get((str(c["model"]), str(c["grid"]), str(c["precision"])))
+        a = by_key.get((c.model, c.grid, c.precision))
         out.append(Candidate(
-            model=str(c["model"]), grid=str(c["grid"]), precision=str(c["precision"]), batch=int(c["batch"]),
-            backend=str(c.get("backend") or ""), p50_ms=float(lat["p50_ms"]), p99_ms=float(lat.get("p99_ms") or lat["p50_ms"]),
-            top1=None if a is None or a.top1 is None else float(a.top1), samples=a.samples if a else None,
-            accuracy_status=a.status if a else None, noisy=bool(c.get("noisy")),
+            model=c.model, grid=c.grid, precision=c.precision, batch=c.batch, backend=c.backend or "",
+            p50_ms=c.latency.p50_ms, p99_ms=c.latency.p99_ms or c.latency.p50_ms,
+            top1=None if a is None else a.top1, samples=a.samples if a else None,
+            accuracy_status=a.status if a else None, noisy=bool(c.noisy),
         ))
     return out, acc
 
@@ -149,22 +212,18 @@ def load_run(run_dir: str | Path) -> RunMeasurements:
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a folder.",
                         "Give the folder a `lookupvit run` wrote (its -o DIR), e.g. runs/quickstart.")
-    summary = _read_json(run_dir / SUMMARY_JSON, "this folder holds no finished run")
-    if summary.get("kind") != "lookupvit-run":
-        raise UserError(f"{run_dir / SUMMARY_JSON} is not the summary of a `lookupvit run` (kind {summary.get('kind')!r}).",
-                        "Give the folder of a finished `lookupvit run`.")
-    return run_measurements(summary, run_dir)
+    return run_measurements(_document(SummaryDoc, run_dir / SUMMARY_JSON, "this folder holds no finished run"), run_dir)
 
 
-def run_measurements(summary: dict[str, Any], run_dir: Path) -> RunMeasurements:
-    """What ``pick`` needs from a run's summary (as ``summary.json`` holds it), e.g. while the run
-    writes its report."""
-    prof = summary.get("profile") or {}
-    models = prof.get("models") or {}
+def run_measurements(summary: dict[str, Any] | SummaryDoc, run_dir: Path) -> RunMeasurements:
+    """What ``pick`` needs from a run's summary (``summary.json``, or the document a run is writing
+    its report from: validated the same way)."""
+    summary = summary_doc(summary)
+    prof = summary.profile
     cands, acc = candidates_from(summary, run_dir)
     return RunMeasurements(
-        run_dir=run_dir, profile=str(prof.get("name") or "?"), backend=str(prof.get("backend") or "?"),
-        accuracy_models=tuple(m["variant"] for m in models.get("accuracy") or []),
-        latency_models=tuple(m["variant"] for m in models.get("latency") or []),
-        candidates=tuple(cands), accuracy=tuple(acc), profile_path=prof.get("path"),
+        run_dir=run_dir, profile=prof.name, backend=prof.backend,
+        accuracy_models=tuple(m.variant for m in prof.models.accuracy),
+        latency_models=tuple(m.variant for m in prof.models.latency),
+        candidates=tuple(cands), accuracy=tuple(acc), profile_path=prof.path, artefacts=summary.artefacts,
     )

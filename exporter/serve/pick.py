@@ -10,6 +10,12 @@ is within the budget, the most accurate (ties: the faster); with ``--min-top1`` 
 top-1 reaches the floor. Either way the choice lies on the Pareto front (:mod:`.pareto`). Every
 other candidate gets the reason it lost: over the budget, below the accuracy floor, dominated by a
 named setting, or on the front but less accurate (or slower) than the choice.
+
+A setting whose accuracy verdict is not PASSED (FAILED, NOT MEANINGFUL) is never chosen unless the
+user asks with ``--allow-failed``; then the chosen row says so (docs/security.md). Before a choice is
+returned, every graph of the model's candidates that the run folder holds is checked against the
+sha256 ``summary.json`` records for it: a changed graph is refused (exit 2), since the figures are
+claims about the bytes that were measured.
 """
 
 from __future__ import annotations
@@ -44,6 +50,15 @@ class PickRequest:
     min_top1: float | None = None  # percent
     percentile: str = "p50"
     model: str | None = None  # None: the first model with both accuracy and latency
+    allow_failed: bool = False  # a setting whose accuracy verdict is FAILED / NOT MEANINGFUL may be chosen
+
+
+TRUSTED_VERDICTS = ("PASSED",)
+
+
+def verdict_ok(c: Candidate) -> bool:
+    """Whether ``c``'s accuracy verdict lets it be chosen without ``--allow-failed``."""
+    return c.accuracy_status is None or c.accuracy_status in TRUSTED_VERDICTS
 
 
 @dataclass(frozen=True)
@@ -60,12 +75,13 @@ class Decision:
     verdicts: tuple[Verdict, ...]  # every candidate, fastest first
     front: tuple[Candidate, ...]
     note: str  # which model the choice is for, and why
+    warning: str | None = None  # the chosen setting's accuracy verdict is not PASSED (--allow-failed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": "lookupvit-pick", "run_dir": str(self.run_dir), "profile": self.profile, "backend": self.backend,
             "model": self.model, "batch": self.batch, "percentile": self.percentile, "budget_ms": self.budget_ms,
-            "min_top1": self.min_top1, "chosen": self.chosen.to_dict(), "note": self.note,
+            "min_top1": self.min_top1, "chosen": self.chosen.to_dict(), "note": self.note, "warning": self.warning,
             "front": [f"g{c.grid} {c.precision}" for c in self.front],
             "candidates": [v.to_dict() for v in self.verdicts],
         }
@@ -141,10 +157,20 @@ def pick(run: RunMeasurements, req: PickRequest) -> Decision:
     p = req.percentile
     cands = sorted((c for c in run.candidates if c.model == model and c.batch == batch),
                    key=lambda c: (c.latency(p), -(c.top1 or 0.0)))
-    scored = [c for c in cands if c.top1 is not None]
-    if not scored:
+    measured = [c for c in cands if c.top1 is not None]
+    if not measured:
         raise UserError(f"Run {run.run_dir} has no accuracy for {model} at the grids it timed.",
                         "Rerun `lookupvit run` so that its compare stages finish.")
+    scored = [c for c in measured if req.allow_failed or verdict_ok(c)]
+    if not scored:
+        seen = ", ".join(sorted({str(c.accuracy_status) for c in measured}))
+        raise UserError(f"Every measured setting of {model} in run {run.run_dir} has an accuracy verdict other than "
+                        f"PASSED ({seen}): none is chosen.",
+                        "Fix the cause (see the run's report), or pass --allow-failed to choose among them anyway.")
+    for c in cands:  # the figures are claims about the bytes measured: the graphs must still be those
+        graph = run.graph(c.model, c.grid, c.precision)
+        if graph is not None and run.artefacts is not None:
+            run.verified(graph)
     front = pareto_front(scored, p)
     within = [c for c in scored if c.latency(p) <= req.budget_ms]
     floor = req.min_top1
@@ -156,8 +182,11 @@ def pick(run: RunMeasurements, req: PickRequest) -> Decision:
     else:
         chosen = min(ok, key=lambda c: (c.latency(p), -(c.top1 or 0.0)))
     verdicts = tuple(_verdict(c, chosen, scored, front, req) for c in cands)
+    warning = None if verdict_ok(chosen) else (
+        f"the chosen setting g{chosen.grid} {chosen.precision} has the accuracy verdict {chosen.accuracy_status}: "
+        "chosen only because --allow-failed was given")
     return Decision(run.run_dir, run.profile, run.backend, model, batch, p, req.budget_ms, floor, chosen, verdicts,
-                    tuple(front), note)
+                    tuple(front), note, warning)
 
 
 def _verdict(c: Candidate, chosen: Candidate, scored: list[Candidate], front: list[Candidate], req: PickRequest) -> Verdict:
@@ -166,9 +195,13 @@ def _verdict(c: Candidate, chosen: Candidate, scored: list[Candidate], front: li
     if c is chosen:
         why = (f"the fastest setting within {_ms(req.budget_ms)} whose top-1 reaches {req.min_top1:g}%"
                if req.min_top1 is not None else f"the most accurate setting within {_ms(req.budget_ms)}")
+        if not verdict_ok(c):
+            why += f" (its accuracy verdict is {c.accuracy_status}: chosen because of --allow-failed)"
         return Verdict(c, on_front, True, f"chosen: {why}")
     if c.top1 is None:
         reason = "no accuracy measured for it"
+    elif not verdict_ok(c) and c not in scored:
+        reason = f"its accuracy verdict is {c.accuracy_status}: never chosen without --allow-failed"
     elif c.latency(p) > req.budget_ms:
         reason = f"slower than the budget: {p} {_ms(c.latency(p))} > {_ms(req.budget_ms)}"
     elif req.min_top1 is not None and c.top1 < req.min_top1:
@@ -179,8 +212,8 @@ def _verdict(c: Candidate, chosen: Candidate, scored: list[Candidate], front: li
         reason = f"slower than the choice ({_ms(c.latency(p))} > {_ms(chosen.latency(p))})"
     else:
         reason = f"less accurate than the choice (top-1 {_pct(c.top1)} < {_pct(chosen.top1)})"
-    if c.accuracy_status == "FAILED":
-        reason += "; its compare verdict FAILED"
+    if not verdict_ok(c) and c in scored:
+        reason += f"; its accuracy verdict is {c.accuracy_status}"
     return Verdict(c, on_front, False, reason)
 
 

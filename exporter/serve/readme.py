@@ -34,6 +34,10 @@ def write_readme(result: Any, profiles: list[Any]) -> None:
              f"Written by `lookupvit package` for profile{'s' if len(profiles) > 1 else ''} "
              f"{', '.join(p.name for p in profiles)} ({prof.backend}{', ' + prof.gpu if prof.gpu else ''}).", "",
              f"Choice: {result.choice}. Default model: `{result.default_model}`."]
+    if result.notes:
+        lines += ["", "## WARNING: settings that did not pass", ""] + [f"- **{n}.**" for n in result.notes] + [
+            "", "Their accuracy verdict (the run's `compare`) is not PASSED: the top-1 above is not a claim that the "
+                "model works. Do not serve them without checking why (see the run's report)."]
     if len(result.models) > 1:
         lines += ["", "Each compressed grid is its own model (a LookupViT's grid is fixed when it is exported): a client "
                       "chooses its latency budget per request through the model name; `lookupvit pick RUN_DIR "

@@ -41,6 +41,7 @@ from typing import Any
 
 from ..errors import UserError
 from .pbtxt import ONNX_TO_TRITON, InstanceGroup, ModelConfigText, TensorConfig, Warmup
+from .pick import TRUSTED_VERDICTS
 
 LABELS = "labels.txt"
 PLUGIN_DOMAIN = "lookupvit"
@@ -133,34 +134,24 @@ class PackageRequest:
     labels: Path | None = None
     name: str | None = None  # Triton model name (one model only)
     force: bool = False
+    allow_failed: bool = False  # may ship a setting whose accuracy verdict is FAILED / NOT MEANINGFUL
 
 
 # --- what to package -----------------------------------------------------------------------------
 
 
-def _graph_in_run(run_dir: Path, variant: str, grid: str, precision: str) -> Path:
-    folder = run_dir / variant / f"g{grid}" / "onnx"
-    stem = f"{variant}_g{grid}"
-    names = ([f"{stem}.opt.onnx", f"{stem}.onnx"] if precision == "fp32"
-             else [f"{stem}.opt.{precision}.onnx", f"{stem}.{precision}.onnx"])
-    for n in names:
-        if (folder / n).is_file():
-            return folder / n
-    raise UserError(f"Run {run_dir} has no {precision} graph of {variant} at grid {grid} (looked for "
-                    f"{', '.join(str(folder / n) for n in names)}).",
-                    f"Package a grid and precision the run made (--grids/--precision), or rerun `lookupvit run` into {run_dir}.")
-
-
-def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | None, str]:
+def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | None, str, tuple[str, ...]]:
     """The graphs to package from a run folder, a sentence saying how they were chosen, the run's
-    profile, and the grid chosen (the repository's default model)."""
+    profile, the grid chosen (the repository's default model) and warnings for the README (a setting
+    shipped with ``--allow-failed``). Every graph and engine is checked against the sha256 the run
+    recorded (:meth:`~exporter.serve.measurements.RunMeasurements.verified`)."""
     from .measurements import load_run
     from .pareto import make_front
-    from .pick import PickRequest, pick
+    from .pick import PickRequest, pick, verdict_ok
 
     run = load_run(req.source)
     if req.latency_ms is not None:
-        d = pick(run, PickRequest(req.latency_ms, req.batch, req.min_top1, "p50", req.model))
+        d = pick(run, PickRequest(req.latency_ms, req.batch, req.min_top1, "p50", req.model, req.allow_failed))
         variant, grid, precision = d.model, d.chosen.grid, d.chosen.precision
         how = (f"`lookupvit pick {req.source} --latency-ms {req.latency_ms:g}` chose {variant} g{grid} {precision} "
                f"(p50 {d.chosen.p50_ms:.3g} ms at batch {d.batch}, top-1 {d.chosen.top1:.2f}%)")
@@ -168,7 +159,8 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
         models = [m for m in run.accuracy_models if run.has_accuracy(m) and run.timed(m)]
         variant = req.model or (models[0] if models else (run.accuracy_models or run.latency_models or ("",))[0])
         batches = run.batches(variant)
-        front = make_front(run.candidates, variant, batches[0], "p50") if batches else None
+        eligible = [c for c in run.candidates if req.allow_failed or verdict_ok(c)]
+        front = make_front(eligible, variant, batches[0], "p50") if batches else None
         best = front.best if front else None
         if best is not None:
             grid, precision = best.grid, best.precision
@@ -177,6 +169,12 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
         elif req.grids and req.precision:
             grid, precision = req.grids[0], req.precision
             how = f"as asked: {variant} g{grid} {precision}"
+        elif any(c.model == variant and c.top1 is not None for c in run.candidates):
+            verdicts = sorted({str(c.accuracy_status) for c in run.candidates if c.model == variant and not verdict_ok(c)})
+            raise UserError(f"Every measured setting of {variant} in run {req.source} has an accuracy verdict other than "
+                            f"PASSED ({', '.join(verdicts)}): none is packaged.",
+                            "Fix the cause (see the run's report), or pass --allow-failed to ship one anyway (the "
+                            "repository's README then says so).")
         else:
             raise UserError(f"Run {req.source} has no measured setting of {variant or 'any model'} to choose from.",
                             "Name the setting with --grids G --precision P, or rerun `lookupvit run`.")
@@ -186,14 +184,33 @@ def select_from_run(req: PackageRequest) -> tuple[list[Selection], str, str | No
     if req.grids or req.precision:
         how += f"; packaged: grid{'s' if len(grids) > 1 else ''} {', '.join(grids)} in {precision}"
     cells = {(c.grid, c.batch): c for c in run.candidates if c.model == variant and c.precision == precision}
+    statuses = {(a.grid, a.precision): a.status for a in run.accuracy if a.model == variant}
     out = []
+    warnings: list[str] = []
     for g in grids:
-        onnx_path = _graph_in_run(run.run_dir, variant, g, precision)
+        status = statuses.get((g, precision))
+        if status is not None and status not in TRUSTED_VERDICTS:
+            if not req.allow_failed:
+                raise UserError(f"Run {req.source} measured {variant} g{g} {precision} with the accuracy verdict {status}: "
+                                "such a setting is never packaged unless asked for.",
+                                "Package another grid or precision, or pass --allow-failed to ship it anyway (the "
+                                "repository's README then says so).")
+            warnings.append(f"{variant} g{g} {precision} has the accuracy verdict {status}; it was packaged only because "
+                            "--allow-failed was given")
+        onnx_path = run.graph(variant, g, precision)
+        if onnx_path is None:
+            names = run.graph_names(variant, g, precision)
+            raise UserError(f"Run {run.run_dir} has no {precision} graph of {variant} at grid {g} (looked for "
+                            f"{', '.join(str(n) for n in names)}).",
+                            f"Package a grid and precision the run made (--grids/--precision), or rerun `lookupvit run` "
+                            f"into {run.run_dir}.")
+        run.verified(onnx_path)  # the claims copied into the repository are about these bytes
         b1 = cells.get((g, min((b for (gg, b) in cells if gg == g), default=1)))
-        engines = tuple((p.name, p) for p in sorted((run.run_dir / variant / f"g{g}" / "engines").glob(f"*/*.{precision}.plan")))
-        out.append(Selection(variant, g, precision, onnx_path, b1.p50_ms if b1 else None,
-                             tuple((p.parent.name, p) for _, p in engines)))
-    return out, how, run.profile_spec, grid
+        engines = []
+        for p in sorted((run.run_dir / variant / f"g{g}" / "engines").glob(f"*/*.{precision}.plan")):
+            engines.append((p.parent.name, run.verified(p)))
+        out.append(Selection(variant, g, precision, onnx_path, b1.p50_ms if b1 else None, tuple(engines)))
+    return out, how, run.profile_spec, grid, tuple(warnings)
 
 
 def select_model(path: Path) -> Selection:
@@ -236,8 +253,11 @@ def _plugin_nodes(model: Any) -> int:
 
 
 def model_name(sel: Selection, req: PackageRequest, n: int) -> str:
+    """The Triton model name: ``--name`` (one model; a single path component), else ``<variant>_g<grid>``."""
+    from ..safe_paths import single_component
+
     if req.name and n == 1:
-        return req.name
+        return single_component(req.name, "--name", "Give a plain Triton model name, e.g. --name digits.")
     base = sel.variant + (f"_g{sel.grid}" if sel.grid else "")
     return "".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in base)
 
@@ -384,10 +404,16 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
     say = say or (lambda _t: None)
     if req.input_mode not in ("raw", "float"):
         raise UserError(f"--input {req.input_mode} is not raw or float.")
+    from .repository import open_repository
+
     src = Path(req.source)
     run_profile, chosen = None, None
+    warnings: tuple[str, ...] = ()
+    if req.name is not None:
+        model_name(Selection("", None, "", src), req, 1)  # a single path component, checked first
+    repo = open_repository(req.out_dir, req.force)  # refuses a folder that is not the tool's to write into
     if src.is_dir():
-        sels, how, run_profile, chosen = select_from_run(req)
+        sels, how, run_profile, chosen, warnings = select_from_run(req)
     elif src.suffix == ".onnx" and src.is_file():
         if req.grids or req.precision or req.latency_ms is not None:
             raise UserError("--grids, --precision and --latency-ms choose among a run's models; MODEL.onnx is packaged as it is.",
@@ -402,23 +428,27 @@ def package(req: PackageRequest, say: Any = None) -> PackageResult:
     profiles = [load_profile(n) for n in names]
     _check_profiles(profiles)
     check_writable_dir(req.out_dir)
+    model_names = [model_name(sel, req, len(sels)) for sel in sels]
+    for name in model_names:  # every refusal before anything is written
+        repo.check_model(name)
+    repo.check_readme()
     req.out_dir.mkdir(parents=True, exist_ok=True)
     models = []
-    for sel in sels:
-        name = model_name(sel, req, len(sels))
+    for sel, name in zip(sels, model_names):
         final = req.out_dir / name
-        if final.exists() and not req.force:
-            raise UserError(f"{final} exists.", "Pass --force to replace it, or give another -o folder.")
         say(f"package {name}")
         with private_folder(final) as staging:
             m = package_model(sel, name, profiles, req, staging / name, say)
-            if final.exists():
-                shutil.rmtree(final)
+            repo.replace_model(name)
             os.replace(staging / name, final)
+        repo.add_folder(name)
+        repo.save()
         models.append(m)
     default = next((m.name for m in models if m.grid == chosen), models[0].name)  # the grid pick chose
-    result = PackageResult(req.out_dir, tuple(models), req.out_dir / "README.md", default, how)
+    result = PackageResult(req.out_dir, tuple(models), req.out_dir / "README.md", default, how, tuple(warnings))
     write_readme(result, profiles)
+    repo.add(["README.md"])
+    repo.save()
     return result
 
 

@@ -65,6 +65,15 @@ def compare_runners(reference, candidate, feeds: Iterable[dict[str, np.ndarray]]
     joined = {
         n: (np.concatenate([it[n] for it in cand_iters]), np.concatenate([it[n] for it in ref_iters])) for n in names
     }
+    for n in names:
+        if joined[n][0].shape != joined[n][1].shape:
+            from ..errors import UserError
+
+            raise UserError(
+                f"The model's output {n!r} has shape {list(joined[n][0].shape)}, its reference's "
+                f"{list(joined[n][1].shape)}: the reference is not this model's.",
+                "Compare against the variant the model was exported from (--reference VARIANT).",
+            )
     metrics = {n: output_metrics(*joined[n]) for n in names}
     atol = {n: tolerance.max_error * m["scale"] for n, m in metrics.items()}  # type: ignore[operator]
     accuracy = Comparator.compare_accuracy(

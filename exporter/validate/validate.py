@@ -85,8 +85,10 @@ def reference_source(
     """The PyTorch reference for an ONNX model: from its validated metadata, optionally overridden.
 
     Metadata is data: a factory recorded in it is never imported (:func:`factory_refusal` asks the user
-    to name it with ``--model``), and the checkpoint found for the reference must hash to the weights id
-    recorded at export, unless the user chose other weights with ``--weights``.
+    to name it with ``--model``), and a checkpoint path recorded in it is never opened (docs/security.md,
+    "Metadata never names a file to read"): the reference's weights are the ``--weights`` the user passed,
+    or the variant's shipped weights (the tool's package data), which must hash to the weights id
+    recorded at export.
     """
     meta = read_model_metadata(model_path)
     if meta.source is not None:
@@ -104,12 +106,13 @@ def reference_source(
         src.factory, src.variant, src.overrides = factory, None, {}
     if src.factory is not None and factory is None:
         raise factory_refusal(Path(model_path), src.factory)
-    if weights is not None:
-        src.weights = weights
-    elif src.weights and not Path(src.weights).is_file():
+    recorded, src.weights = src.weights, weights  # only a path the user passed is ever opened
+    if weights is None and recorded and variant is None:
         raise UserError(
-            f"The weights {src.weights} recorded in {model_path} are not there any more.",
-            "Pass the checkpoint with --weights.",
+            f"{Path(model_path).name} was exported from a checkpoint of its own (its metadata records "
+            f"{recorded[:200]!r}); this tool never opens a file named in a model's metadata.",
+            "Pass that checkpoint with --weights FILE, or compare against the variant's shipped weights with "
+            "--reference VARIANT.",
         )
     if weights is None and variant is None and meta.weights_id is not None:
         now = src.weights_id()
@@ -122,6 +125,26 @@ def reference_source(
                 "checkpoint on purpose.",
             )
     return src
+
+
+def check_reference_fits(model_path: str | Path, loaded: LoadedModel, named: str | None) -> None:
+    """Refuse a reference whose input does not fit the model's image input (``--reference`` of another
+    variant): the two would be fed different images, or the comparison would fail on shapes."""
+    model = load_onnx(model_path, weights=False)
+    inits = {t.name for t in model.graph.initializer}
+    image = next((i for i in model.graph.input if i.name not in inits), None)
+    if image is None:
+        return
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim][1:]
+    want = list(loaded.input_shape)
+    if len(dims) != len(want) or any(d is not None and d != w for d, w in zip(dims, want)):
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise UserError(
+            f"{Path(model_path).name} takes images of shape {shown} (after the batch), but its reference"
+            + (f" {named}" if named else "") + f" takes {'x'.join(map(str, want))}: they cannot be compared.",
+            "Name the variant the model was exported from with --reference (`lookupvit variants` lists them), or "
+            "drop --reference to use the one its metadata records.",
+        )
 
 
 def _short_id(weights_id: str) -> str:
@@ -218,6 +241,7 @@ def validate_onnx(
     check_image_model(model_path, grid_input.name if grid_input else None)
     src = reference_source(model_path, variant, factory, weights)
     loaded = load_source(src)
+    check_reference_fits(model_path, loaded, variant or factory)
     precision = precision or meta.precision
     if backend == "openvino":
         from ..backends.openvino import OpenVinoRunner, compile_onnx

@@ -1,0 +1,25 @@
+"""One typed schema layer for every document this tool reads back (docs/security.md, "Documents we read").
+
+- :mod:`.bounds`: size and nesting bounds checked on the text before any parser runs (JSON and TOML);
+- :mod:`.core`: read, bound, parse, validate; :class:`SchemaError` (exit 2) names the file and the key;
+- :mod:`.run_folder`: ``stages.json``, ``summary.json``, ``latency.json``, ``accuracy.json``;
+- :mod:`.pace`: ``pace.json``; :mod:`.metadata`: a model's JSON metadata values;
+- :mod:`.repository`: a package repository's record of the files the tool wrote.
+
+The models are pydantic v2 (strict types, no NaN/Inf, value ranges as field constraints). A
+deployment profile (exporter/profiles/profile.py) is bounded here (:func:`check_toml`) before
+``tomllib`` reads it; its fields can move onto models of this package the same way.
+"""
+
+from .core import (
+    SchemaError,
+    check_toml,
+    load_document,
+    parse_json_text,
+    read_json,
+    read_sidecar,
+    validate,
+    validate_value,
+)
+
+__all__ = ["SchemaError", "check_toml", "load_document", "parse_json_text", "read_json", "read_sidecar", "validate", "validate_value"]
