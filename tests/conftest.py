@@ -1,9 +1,24 @@
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# Under pytest-xdist (`make test` runs two workers, one per core) each worker computes on one thread.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+# Test files whose tests share a session fixture run on one worker (the fixture is then made once).
+SHARED_WORKER = {"test_run": "quickstart", "test_readme": "quickstart",
+                 "test_untrusted": "digits_run", "test_untrusted_property": "digits_run"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """With `pytest -n 2 --dist loadgroup`: each test file runs on one worker, so its module fixtures
+    (exports, a Ray cluster, a Triton server, the TensorRT graphs) are made once and never twice at a
+    time; files sharing a session fixture share a worker. Without xdist the marks change nothing."""
+    for item in items:
+        name = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else item.nodeid
+        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
 
 
 @pytest.fixture(scope="session", autouse=True)

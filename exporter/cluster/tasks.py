@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..pipeline.manifest import write_entries
 from ..pipeline.unit import CellGrid
 from ..run.job import RunOptions
 from .transport import (
@@ -37,7 +38,6 @@ from .transport import (
     read_entries,
     relocate,
     stage_entries,
-    write_entries,
 )
 
 

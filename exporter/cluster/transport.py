@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_path, json_text
-from ..pipeline.manifest import MANIFEST
+from ..pipeline.manifest import MANIFEST, write_entries
 
 CACHE = "lookupvit-cache"
 WORK = "lookupvit-work"
@@ -173,12 +173,6 @@ def read_entries(folder: Path) -> dict[str, dict[str, Any]]:
     return stage_entries(text, folder / MANIFEST)
 
 
-def write_entries(folder: Path, entries: dict[str, dict[str, Any]]) -> None:
-    from ..io import write_json
-
-    write_json(folder / MANIFEST, {"kind": "lookupvit-run-stages", "stages": entries})
-
-
 def write_back(folder: Path, files: dict[str, str], blob: Callable[[str], bytes], old_root: str) -> int:
     """The driver's side: write a task's files into the run folder ``folder`` (each atomically,
     the manifest last, so an interrupted write-back still resumes); files already there with the
@@ -188,6 +182,10 @@ def write_back(folder: Path, files: dict[str, str], blob: Callable[[str], bytes]
     for rel in order:
         digest = files[rel]
         dst = folder / rel
+        if rel == MANIFEST:  # through the manifest's own writer, relocated
+            entries = relocate(stage_entries(blob(digest).decode(), dst), old_root, str(folder.resolve()))
+            written += write_entries(folder, entries).stat().st_size
+            continue
         if rel in RELOCATED:
             doc = relocate(json.loads(blob(digest)), old_root, str(folder.resolve()))
             data = json_text(doc).encode()

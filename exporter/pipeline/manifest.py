@@ -279,4 +279,11 @@ class Manifest:
         return outcome
 
     def save(self) -> None:
-        write_json(self.path, {"kind": "lookupvit-run-stages", "stages": self.entries})
+        write_entries(self.root, self.entries)
+
+
+def write_entries(root: str | Path, entries: dict[str, dict[str, Any]]) -> Path:
+    """``root/stages.json`` holding ``entries``, written atomically: the one place the manifest is
+    written (a run's stages as they finish; a cluster node seeding a task's folder; the driver writing
+    back a task's folder)."""
+    return write_json(Path(root) / MANIFEST, {"kind": "lookupvit-run-stages", "stages": entries})
