@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("bench/results/trt_builds.json"))
     args = ap.parse_args(argv)
 
+    from exporter.backends.tensorrt.env import build_target
     from exporter.check import check_graph
     from exporter.engine.build import prepare_build, trial_build
-    from exporter.engine.env import build_target
     from exporter.errors import UserError
     from exporter.latency.machine import machine_info
     from exporter.models import get_variant, parse_grid

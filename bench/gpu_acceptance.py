@@ -101,8 +101,8 @@ class Acceptance:
 
 
 def detect() -> Environment:
-    """What this machine has, through the project's own probes (exporter.engine.env, exporter.backends)."""
-    from exporter.engine import env
+    """What this machine has, through the project's own probes (exporter.backends.tensorrt.env, exporter.backends)."""
+    from exporter.backends.tensorrt import env
 
     gpu = env.detect_gpu()
     try:

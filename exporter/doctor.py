@@ -2,7 +2,7 @@
 
 Versions come from package metadata where that is enough; torch and ONNX Runtime are imported to
 ask about CUDA and execution providers; TensorRT / TensorRT-RTX and the GPU are detected the way a
-build detects them (:mod:`exporter.engine.env`), so the report and the build never disagree.
+build detects them (:mod:`exporter.backends.tensorrt.env`), so the report and the build never disagree.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .engine import env
+from .backends.tensorrt import env
 from .versions import package_version
 
 
@@ -94,7 +94,7 @@ def diagnose() -> list[Finding]:
 
 def _engines() -> list[Finding]:
     """What this machine builds and runs, per the shipped TensorRT profiles: each profile's engines are
-    built here or not (and why: :func:`exporter.engine.env.build_target`, the function a build uses),
+    built here or not (and why: :func:`exporter.backends.tensorrt.env.build_target`, the function a build uses),
     and engines run here only with a GPU."""
     from .errors import CannotRunHere
     from .profiles import list_profiles

@@ -15,16 +15,16 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from exporter.engine import env
+from exporter.backends.tensorrt import env
+from exporter.backends.tensorrt.env import check_gpu_matches
+from exporter.backends.tensorrt.sidecar import sidecar_path
 from exporter.engine.build import BuildRequest, _cached, prepare_build
-from exporter.engine.env import check_gpu_matches
 from exporter.engine.plan import (
     cache_key,
     engine_paths,
     make_build_plan,
     read_onnx,
     resolve_precision,
-    sidecar_path,
 )
 from exporter.errors import UserError
 from exporter.io import sha256_file
@@ -373,7 +373,7 @@ def test_profile_gpu_mismatch(model, tmp_path):
 
 
 def test_trt_runner_error_paths(tmp_path, monkeypatch):
-    from exporter.engine.trt import trt_runner
+    from exporter.backends.tensorrt.runner import trt_runner
 
     with pytest.raises(UserError, match="does not exist"):
         trt_runner(tmp_path / "missing.plan")
@@ -396,7 +396,7 @@ def test_load_tensorrt_refuses_to_switch_flavour_mid_process(monkeypatch):
     import polygraphy.backend.trt  # binds the flavour Polygraphy uses in this process
     import polygraphy.config
 
-    from exporter.engine.trt import load_tensorrt
+    from exporter.backends.tensorrt.loader import load_tensorrt
 
     current = "tensorrt-rtx" if polygraphy.config.USE_TENSORRT_RTX else "tensorrt"
     other = "tensorrt" if current == "tensorrt-rtx" else "tensorrt-rtx"

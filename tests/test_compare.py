@@ -8,10 +8,10 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from exporter.engine.env import module_status
+from exporter.backends.tensorrt.env import module_status
+from exporter.compare import compare_precisions, locate_divergence
 from exporter.errors import UserError
 from exporter.precision import convert_precision
-from exporter.precision.compare import compare_precisions, locate_divergence
 from exporter.validate.tolerances import TOLERANCES, Tolerance, tolerance_for
 
 

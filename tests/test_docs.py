@@ -1,10 +1,12 @@
 """The documents that describe the code stay true to it: docs/cli.md is what the click commands say
 (regenerate with `python -m exporter.cli.reference > docs/cli.md`), and docs/architecture.md's
-checkable claims hold: which modules import TensorRT, Ray and OpenVINO."""
+checkable claims hold: which modules import TensorRT, Ray and OpenVINO, and that the packages import
+one another in one direction only (Layers)."""
 
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,3 +44,80 @@ def test_architecture_names_every_module_that_imports_an_optional_framework():
     for package in ("tensorrt", "tensorrt_rtx", "ray", "openvino"):
         for module in _importers(package):
             assert module in text, f"{module} imports {package} but docs/architecture.md does not say so"
+
+
+# --- the import graph -------------------------------------------------------------------------------
+
+
+def _package_of(module: str) -> str:
+    """``exporter.engine.build`` -> ``engine``; a top-level module is its own node (``errors``)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "<exporter>"
+
+
+def _package_imports() -> dict[str, dict[str, str]]:
+    """For each package (or top-level module) of exporter/, the packages it imports, with one place
+    that does (any import statement, at any depth: function-level imports included)."""
+    graph: dict[str, dict[str, str]] = {}
+    for f in sorted((ROOT / "exporter").rglob("*.py")):
+        rel = f.relative_to(ROOT).with_suffix("")
+        module = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        here = module.split(".") if rel.name == "__init__" else module.split(".")[:-1]
+        source = _package_of(module)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = here[:len(here) - node.level + 1]
+                targets = [".".join([*base, node.module] if node.module else base)]
+                if not node.module:  # `from . import env`: the names are modules of that package
+                    targets = [".".join([*base, a.name]) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "exporter":
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.split(".")[0] == "exporter"]
+            else:
+                continue
+            for target in targets:
+                if target == "exporter":
+                    continue
+                dest = _package_of(target)
+                if dest != source:
+                    graph.setdefault(source, {}).setdefault(dest, f"{rel}.py:{node.lineno}")
+    return graph
+
+
+def test_no_package_of_the_library_imports_itself_back():
+    """docs/architecture.md, Layers: the packages form a directed acyclic graph (no two packages import
+    each other, directly or through others), so a reader can follow a run downwards only."""
+    graph = _package_imports()
+    seen: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        seen[node] = 1
+        for nxt, _where in graph.get(node, {}).items():
+            if seen.get(nxt) == 1:
+                cycle = [*path[path.index(nxt):], nxt] if nxt in path else [node, nxt]
+                steps = [f"{a} -> {b} ({graph[a][b]})" for a, b in itertools.pairwise(cycle)]
+                raise AssertionError("packages import each other in a loop: " + "; ".join(steps))
+            if nxt not in seen:
+                visit(nxt, [*path, nxt])
+        seen[node] = 2
+
+    for start in sorted(graph):
+        if start not in seen:
+            visit(start, [start])
+    assert {"engine", "backends", "pipeline", "run", "cluster"} <= set(graph)  # the walk found the library
+
+
+def test_the_layers_in_architecture_are_the_import_graph():
+    """docs/architecture.md, Layers: each package imports only packages to its right in the order shown
+    there (packages it does not name are the top-level modules, the last rank)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    ranks = [[name.strip() for name in rank.split(",")] for rank in block.replace("\n", " ").split(">")]
+    rank_of = {name: i for i, rank in enumerate(ranks) for name in rank}
+    last = len(ranks) - 1
+    graph = _package_imports()
+    assert {"cli", "pipeline", "backends", "engine"} <= set(rank_of)
+    upward = [f"{a} -> {b} ({where})" for a, targets in graph.items() for b, where in targets.items()
+              if rank_of.get(b, last) < rank_of.get(a, last)]
+    assert not upward, "imports against the documented layers: " + "; ".join(upward)

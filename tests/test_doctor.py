@@ -9,7 +9,7 @@ import onnxruntime
 import pytest
 import torch
 
-from exporter.engine import env
+from exporter.backends.tensorrt import env
 
 COMPONENTS = ["Python", "torch", "onnxruntime", "onnx", "onnxscript", "onnx-graphsurgeon", "polygraphy",
               "TensorRT", "TensorRT-RTX", "GPU", "engine builds", "not built here", "engine runs"]

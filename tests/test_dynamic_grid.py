@@ -222,7 +222,7 @@ def test_tensorrt_plan_has_one_profile_per_grid_and_batch_and_says_which_serves_
 
 @pytest.fixture(scope="module")
 def dynamic_compare(digits_dynamic: Path):
-    from exporter.precision.compare import compare_precisions
+    from exporter.compare import compare_precisions
 
     return compare_precisions(str(digits_dynamic), precisions="fp32", grids="3,6", out_dir=digits_dynamic.parent / "cmp",
                               optimize=False)
@@ -238,7 +238,7 @@ def test_compare_sweeps_the_grids_of_one_dynamic_file(dynamic_compare):
 
 
 def test_compare_top1_per_grid_matches_the_static_model_of_that_grid(dynamic_compare, tmp_path: Path):
-    from exporter.precision.compare import compare_precisions
+    from exporter.compare import compare_precisions
 
     static = export_onnx(resolve_variant_source("lookupvit_digits", grid="3"), tmp_path).path
     fixed = compare_precisions(str(static), precisions="fp32", out_dir=tmp_path / "cmp", optimize=False)
@@ -248,7 +248,7 @@ def test_compare_top1_per_grid_matches_the_static_model_of_that_grid(dynamic_com
 
 
 def test_compare_refuses_a_grid_the_file_does_not_serve(digits_dynamic: Path, tmp_path: Path):
-    from exporter.precision.compare import compare_precisions
+    from exporter.compare import compare_precisions
 
     with pytest.raises(UserError, match="serves the grids 1x1, 2x2, 3x3, 4x4, 6x6"):
         compare_precisions(str(digits_dynamic), precisions="fp32", grids="5", out_dir=tmp_path)
@@ -268,7 +268,7 @@ def _sidecar(digits_dynamic: Path, tmp_path: Path) -> dict:
 
 
 def test_the_runner_selects_the_profile_of_the_requested_grid_and_batch(digits_dynamic, tmp_path):
-    from exporter.engine.plan import ProfileSelector
+    from exporter.backends.tensorrt.profiles import ProfileSelector
 
     sel = ProfileSelector.from_sidecar(_sidecar(digits_dynamic, tmp_path), "m.fp32.plan")
     assert sel.grid_input == "grid" and len(sel.entries) == 15
@@ -283,7 +283,8 @@ def test_the_runner_selects_the_profile_of_the_requested_grid_and_batch(digits_d
 
 
 def test_a_one_grid_engine_selects_by_batch_and_an_old_sidecar_keeps_profile_zero(tmp_path):
-    from exporter.engine.plan import ProfileSelector, make_build_plan, read_onnx
+    from exporter.backends.tensorrt.profiles import ProfileSelector
+    from exporter.engine.plan import make_build_plan, read_onnx
     from exporter.profiles import load_profile
 
     static = export_onnx(resolve_variant_source("lookupvit_digits", grid="3"), tmp_path).path
@@ -300,14 +301,14 @@ def test_a_one_grid_engine_selects_by_batch_and_an_old_sidecar_keeps_profile_zer
     [{"index": 0, "grid": None, "batch": {"min": 0, "opt": 1, "max": True}}],
 ])
 def test_a_sidecar_profile_list_is_read_as_data_and_a_bad_one_names_the_fix(bad):
-    from exporter.engine.plan import ProfileSelector
+    from exporter.backends.tensorrt.profiles import ProfileSelector
 
     with pytest.raises(UserError, match="Rebuild the engine"):
         ProfileSelector.from_sidecar({"plan": {"profile_index": bad}}, "m.plan")
 
 
 def test_tensorrt_engine_of_a_dynamic_grid_model_validates_per_grid_with_its_profiles(digits_dynamic, tmp_path):
-    from exporter.engine.env import tensorrt_usable
+    from exporter.backends.tensorrt.env import tensorrt_usable
 
     if not tensorrt_usable():
         pytest.skip("needs TensorRT and a CUDA GPU (the runner's profile selection is tested above without them)")

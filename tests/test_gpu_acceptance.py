@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine import env
+from exporter.backends.tensorrt import env
 
 SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "gpu_acceptance.py"
 

@@ -334,7 +334,7 @@ def test_cli_plugin_target(cli, exports):
 
 
 def test_build_refuses_a_plugin_graph_when_the_plugin_cannot_load(tmp_path):
-    from exporter.engine.plugin import load_plugin, plugin_nodes, register_if_available
+    from exporter.backends.tensorrt.plugin import load_plugin, plugin_nodes, register_if_available
 
     path = tmp_path / "pair.onnx"
     onnx.save(pair_model(1, 2, 4, 16, 32, 0.25, False), str(path))

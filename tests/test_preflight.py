@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine.env import tensorrt_usable
+from exporter.backends.tensorrt.env import tensorrt_usable
 from exporter.pipeline.manifest import StageOutcome
 from exporter.run.job import RunVerdict, run_verdict
 from exporter.run.state import RunState
@@ -97,7 +97,7 @@ TINY_AOT = Path(__file__).parent / "profiles" / "tiny-aot.toml"
 
 
 def _builds_without_gpu() -> bool:
-    from exporter.engine.env import detect_gpu, rtx_compute_capabilities
+    from exporter.backends.tensorrt.env import detect_gpu, rtx_compute_capabilities
 
     return (8, 9) in rtx_compute_capabilities() and detect_gpu() is None
 

@@ -289,7 +289,7 @@ def test_plots_from_a_sweep(torch_sweep, tmp_path):
 
 
 def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
-    from exporter.engine.env import tensorrt_usable
+    from exporter.backends.tensorrt.env import tensorrt_usable
 
     has_trt = tensorrt_usable()
     if not has_trt:  # the preflight: a backend named on the command line that cannot run here is an error

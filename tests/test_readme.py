@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.engine.env import rtx_compute_capabilities
+from exporter.backends.tensorrt.env import rtx_compute_capabilities
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

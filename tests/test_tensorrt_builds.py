@@ -1,5 +1,5 @@
 """Every graph we hand to TensorRT, built by a real TensorRT builder: TensorRT-RTX, ahead of time,
-without a GPU (exporter/engine/env.py). Skipped, with the reason, where TensorRT-RTX is not installed
+without a GPU (exporter/backends/tensorrt/env.py). Skipped, with the reason, where TensorRT-RTX is not installed
 (the README's test command installs it).
 
 - The matrix: graph form (attention, trt-mha, plugin with its local functions) x precision (the five)
@@ -26,8 +26,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from exporter.backends.tensorrt import env
 from exporter.check import check_graph
-from exporter.engine import env
 from exporter.errors import UserError
 from exporter.precisions import PRECISIONS
 from exporter.profiles import load_profile
@@ -260,6 +260,29 @@ def test_a_build_past_its_memory_bound_is_refused(graph, folder):
 
     failed, _ = _bounded_build(graph, folder, "small", BuildLimits(host_memory_bytes=400 << 20))
     assert failed.kind == "memory" and "memory bound (0.4 GiB)" in failed.message, failed.message
+
+
+def test_a_build_process_that_fails_before_the_builder_answers_is_crashed_not_refused(graph, folder, tmp_path,
+                                                                                     monkeypatch):
+    # the child's interpreter finds a broken `exporter` package first (`python -m` puts its working
+    # folder first on sys.path), as when the installation changes while a build runs
+    shadow = tmp_path / "shadow"
+    (shadow / "exporter").mkdir(parents=True)
+    (shadow / "exporter" / "__init__.py").write_text("raise ImportError('exporter is half installed')\n")
+    path = graph("digits", "attention", "fp16")
+    monkeypatch.chdir(shadow)
+    from exporter.engine.child import BuildFailed, build_in_child
+    from exporter.engine.plan import make_build_plan, read_onnx
+
+    plan = make_build_plan(load_profile(_profile(folder, "8.9")), read_onnx(path), "fp16", tmp_path / "eng",
+                           backend="tensorrt-rtx")
+    plan.engine.parent.mkdir(parents=True, exist_ok=True)
+    with pytest.raises(BuildFailed) as e:
+        build_in_child(plan, plan.engine)
+    assert e.value.kind == "crashed", e.value.message
+    assert "before the builder answered" in e.value.message and "half installed" in e.value.message
+    assert "doctor" in (e.value.hint or "")
+    assert list(plan.engine.parent.iterdir()) == []
 
 
 # --- the verb -------------------------------------------------------------------------------------

@@ -144,8 +144,8 @@ def compare(
     reported as unsupported with the runtime's reason. Writes accuracy.json and accuracy.png.
     Exit status: 0 every cell that ran passed, 1 a cell failed, 2 bad input.
     """
+    from ..compare import compare_precisions
     from ..precision import DEFAULT_CALIB_SIZE
-    from ..precision.compare import compare_precisions
 
     size = DEFAULT_CALIB_SIZE if calib_size is None else calib_size
     with progress_status(f"compare {model}") as say:

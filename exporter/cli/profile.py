@@ -140,7 +140,7 @@ def profile(
 
         prof = load_profile(profile_name)
     if "trt" in backend_list:  # preflight: TensorRT and the profile's GPU, before any model is made
-        from ..engine.env import require_build_environment
+        from ..backends.tensorrt.env import require_build_environment
         from ..engine.preflight import preflight
 
         if prof is not None:
@@ -197,7 +197,7 @@ def _threads(text: str) -> int | Literal["auto"]:
 
 def _auto_backends() -> tuple[str, ...]:
     """torch and ort always; trt only where TensorRT and a CUDA GPU are present."""
-    from ..engine.env import tensorrt_usable
+    from ..backends.tensorrt.env import tensorrt_usable
 
     return ("torch", "ort", "trt") if tensorrt_usable() else ("torch", "ort")
 

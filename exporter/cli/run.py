@@ -129,7 +129,7 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
     if budget_min is not None and budget_min < 0:
         raise UserError(f"--budget {budget_min} must be a number of minutes (0: no budget).")
     budget = None if budget_min is None else (math.inf if budget_min == 0 else 60.0 * budget_min)
-    from ..run.fleet import parse_profiles
+    from ..fleet import parse_profiles
 
     names = parse_profiles(profile_name)
     opts = RunOptions(profile=names[0], out_dir=Path(out_dir), optimize=optimize, repeats=repeats, budget_s=budget,
@@ -261,7 +261,7 @@ def _fleet_progress() -> Any:
     a plain line per change elsewhere (CI logs)."""
     import time
 
-    from ..run.fleet import FleetProgress, ProfileLine
+    from ..run.outcome import FleetProgress, ProfileLine
     from .options import elapsed
 
     class LineProgress(FleetProgress):
@@ -286,8 +286,8 @@ def _fleet_progress() -> Any:
 
 def run_fleet_verb(names: tuple[str, ...], opts: Any, cluster: str | None, as_json: bool,
                    shared_dir: Path | None = None) -> None:
-    """Several profiles, or any on a cluster (exporter.run.fleet); exits with the fleet's status."""
-    from ..run.fleet import run_fleet
+    """Several profiles, or any on a cluster (exporter.fleet); exits with the fleet's status."""
+    from ..fleet import run_fleet
 
     progress = _fleet_progress()
     if stderr.is_terminal:

@@ -1,9 +1,12 @@
-"""TensorRT engines per GPU profile (docs/architecture.md, The stages and The backend axis).
+"""Building TensorRT engines per GPU profile (docs/architecture.md, The stages and The backend axis).
 
-- :mod:`.profiles`: the ``profiles/*.toml`` deployment profiles, parsed and validated.
 - :mod:`.plan`: what an ONNX graph declares, the build plan handed to Polygraphy, cache keys and the
   output layout; pure Python, no TensorRT.
-- :mod:`.env`: which TensorRT flavour and which GPU this machine has.
 - :mod:`.build`: the cached, atomic `lookupvit build`.
-- :mod:`.trt`: the only module importing TensorRT (through Polygraphy): the build and ``trt_runner``.
+- :mod:`.child`: the build in a child process (crash, timeout and memory limit reported as such).
+- :mod:`.trt`: the build itself, through Polygraphy.
+
+Running an engine, what this machine offers (flavour, GPU, build target), the plugin library and
+the sidecar format are the TensorRT backend's (:mod:`exporter.backends.tensorrt`), which this package
+uses and which never imports it.
 """

@@ -7,7 +7,7 @@ into a temporary file and renamed into place, and its sidecar is written last, s
 half-written engine and never a sidecar without its engine.
 
 Where no GPU is visible, TensorRT-RTX builds ahead of time for the profile's compute capability
-(:func:`exporter.engine.env.build_target`); the sidecar's ``build`` entry says so, and that the engine
+(:func:`exporter.backends.tensorrt.env.build_target`); the sidecar's ``build`` entry says so, and that the engine
 has not been executed.
 
 Output layout: ``DIR/engines/<profile>/<model-stem>.<precision>.plan`` with the sidecar
@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..backends.tensorrt import env
+from ..backends.tensorrt.plugin import load_plugin
+from ..backends.tensorrt.sidecar import read_sidecar
 from ..io import atomic_path, sha256_file, write_json
 from ..profiles import Profile, load_profile
 from ..versions import tool_versions
-from . import env
 from .plan import (
     BuildPlan,
     BuildProgress,
@@ -35,10 +37,8 @@ from .plan import (
     check_tensorrt_profile,
     make_build_plan,
     read_onnx,
-    read_sidecar,
     resolve_precision,
 )
-from .plugin import load_plugin
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
 def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress | None = None) -> BuildResult:
     """Build (or reuse) the engine of a prepared request (:func:`prepare_build`); see the module
     docstring. Raises :class:`CannotRunHere`, before writing anything, where no TensorRT here can
-    build for the profile (:func:`exporter.engine.env.build_target`); :class:`exporter.check.CheckFailed`
+    build for the profile (:func:`exporter.backends.tensorrt.env.build_target`); :class:`exporter.check.CheckFailed`
     (exit 1) for a graph TensorRT's parser would refuse, before TensorRT is looked for; and
     :class:`~.child.BuildFailed` (exit 1) when the builder refuses the graph, crashes or exceeds its
     time or memory bound (the build runs in a child process: :mod:`.child`)."""

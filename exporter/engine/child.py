@@ -13,6 +13,9 @@ Bounds (``[builder]`` of the profile, :class:`BuildLimits`):
   quarters of this machine's memory); past it the builder's allocations fail (``std::bad_alloc``) and
   the build is refused with that message.
 
+A child that exits without writing its outcome (an import that fails, an interpreter error) is a
+crashed build, never a refusal: the builder did not judge the graph.
+
 Protocol (between this module's two halves only): the parent writes ``request.json`` (the plan, from
 :meth:`~.plan.BuildPlan.to_doc`, and the destination) into a private folder next to the engine; the
 child writes progress events as JSON lines to an inherited pipe, its log (TensorRT's and Polygraphy's
@@ -113,6 +116,15 @@ def _pump(fd: int, sink: BuildProgress | None, open_phases: list[str]) -> None:
                     sink.phase_finish(str(e["name"]))
 
 
+_OUT_OF_MEMORY = ("bad_alloc", "MemoryError", "cannot allocate memory", "Cannot allocate memory")
+
+
+def _out_of_memory(lines: list[str]) -> bool:
+    """Whether the child's messages say an allocation failed (the builder's ``std::bad_alloc``, Python's
+    ``MemoryError``, or the loader's failure to map a library under ``RLIMIT_AS``)."""
+    return any(marker in line for line in lines for marker in _OUT_OF_MEMORY)
+
+
 def build_in_child(plan: BuildPlan, dest: Path, progress: BuildProgress | None = None,
                    limits: BuildLimits | None = None) -> ChildResult:
     """Build ``plan`` into ``dest`` in a child process (see the module docstring); raises
@@ -167,6 +179,17 @@ def build_in_child(plan: BuildPlan, dest: Path, progress: BuildProgress | None =
             f"The TensorRT build of {graph} for profile {plan.profile} did not finish within {limits.timeout_s:.0f} s "
             f"and was stopped{during}. Its last messages:\n{messages}",
             "Raise [builder] timeout_s in the profile, or lower builder.optimization_level.", "timeout", tail)
+    if outcome.get("status") == "built" and code == 0:
+        return ChildResult(float(outcome["seconds"]), int(outcome["network_layers"]), int(outcome["engine_bytes"]),
+                           [str(w) for w in outcome.get("warnings", [])])
+    errors = [str(e) for e in outcome.get("errors", [])] or tail
+    details = "\n".join(f"  {e}" for e in errors[-LOG_TAIL:]) or messages
+    if _out_of_memory(errors + tail):  # whether the allocation failure was caught, aborted or killed the loader
+        raise BuildFailed(
+            f"The TensorRT build of {graph} for profile {plan.profile} ran out of its memory bound "
+            f"({(memory or 0) / (1 << 30):.1f} GiB){during}:\n{details}",
+            "Raise [builder] host_memory in the profile (default: three quarters of this machine's memory).",
+            "memory", tail)
     if code < 0:
         what = _signal_name(code)
         raise BuildFailed(
@@ -174,17 +197,12 @@ def build_in_child(plan: BuildPlan, dest: Path, progress: BuildProgress | None =
             f"({plan.backend}, strongly typed). Its last messages:\n{messages}",
             "This is a defect of the builder, not of your input; `lookupvit check --build` on the graph names the "
             "known causes. Other cells are not affected.", "crashed", tail)
-    if outcome.get("status") == "built" and code == 0:
-        return ChildResult(float(outcome["seconds"]), int(outcome["network_layers"]), int(outcome["engine_bytes"]),
-                           [str(w) for w in outcome.get("warnings", [])])
-    errors = [str(e) for e in outcome.get("errors", [])] or tail
-    details = "\n".join(f"  {e}" for e in errors[-LOG_TAIL:]) or messages
-    if any("bad_alloc" in e for e in errors + tail):
+    if not outcome:
         raise BuildFailed(
-            f"The TensorRT build of {graph} for profile {plan.profile} ran out of its memory bound "
-            f"({(memory or 0) / (1 << 30):.1f} GiB):\n{details}",
-            "Raise [builder] host_memory in the profile (default: three quarters of this machine's memory).",
-            "memory", tail)
+            f"The build process for {graph} (profile {plan.profile}) exited with code {code} before the builder "
+            f"answered{during}; the builder did not judge the graph. Its last messages:\n{messages}",
+            "Run `lookupvit doctor` to check the installation; a package changed or removed while a build runs "
+            "causes this. Build again once it passes.", "crashed", tail)
     raise BuildFailed(
         f"TensorRT could not build {graph} for profile {plan.profile}:\n{details}",
         "Check that every op is supported by this TensorRT version (`lookupvit check --build "

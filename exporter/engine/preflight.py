@@ -9,9 +9,9 @@ TensorRT parser's rules), so that only the build and the measurements run on the
 
 A TensorRT engine is specific to the GPU it is built for (TensorRT developer guide, "Engine
 compatibility"): full TensorRT needs a GPU of the profile's compute capability here unless the profile
-asks for hardware compatibility (:func:`exporter.engine.env.check_gpu_matches`); TensorRT-RTX compiles
+asks for hardware compatibility (:func:`exporter.backends.tensorrt.env.check_gpu_matches`); TensorRT-RTX compiles
 ahead of time for the profile's compute capability, with or without a GPU, where its
-``ComputeCapability`` list has it (:func:`exporter.engine.env.build_target`). A machine that can
+``ComputeCapability`` list has it (:func:`exporter.backends.tensorrt.env.build_target`). A machine that can
 build but has no GPU passes the preflight: the stages that run an engine (validation, timing) are
 then reported as not run here.
 
@@ -43,7 +43,7 @@ def preflight(profile: Profile, verb: str) -> None:
         return
     if not profile.is_tensorrt:
         return
-    from .env import build_target
+    from ..backends.tensorrt.env import build_target
 
     try:
         build_target(profile, f"run profile {profile.name} ({verb})")

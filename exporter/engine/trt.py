@@ -1,5 +1,6 @@
-"""The module that talks to TensorRT: a strongly typed engine build through Polygraphy (run in a
-child process by :mod:`.child`), and a Polygraphy ``TrtRunner`` over a built engine.
+"""The build's side of TensorRT: a strongly typed engine build through Polygraphy (run in a child
+process by :mod:`.child`). Running an engine is exporter/backends/tensorrt (its runner, loader, the
+environment check, plugin loading and the optimisation-profile selector).
 
 Rules relied upon:
 - TensorRT 11 removed the fp16/int8/bf16/fp8 builder flags, implicit quantization and
@@ -29,56 +30,22 @@ Everything TensorRT-specific is imported lazily: importing this module costs not
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
-import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ..backends.tensorrt.loader import load_tensorrt
 from ..errors import UserError
-from .env import RTX_SWITCH, TENSORRT_MODULES, require_build_environment
-from .plan import BuildPlan, BuildProgress, ProfileSelector, read_sidecar, sidecar_path
+from .plan import BuildPlan, BuildProgress
 
 if TYPE_CHECKING:  # type-checked against tensorrt-stubs; bound at run time by load_tensorrt()
     import tensorrt as trt
 else:
-
-    class _LazyTensorRT:
-        """Stands for the ``tensorrt`` or ``tensorrt_rtx`` module chosen by :func:`load_tensorrt`."""
-
-        module: ModuleType | None = None
-
-        def __getattr__(self, name: str) -> Any:
-            if self.module is None:
-                raise RuntimeError("TensorRT is used before load_tensorrt() selected it")
-            return getattr(self.module, name)
-
-    trt = _LazyTensorRT()
-
-
-def load_tensorrt(backend: str) -> ModuleType:
-    """Select ``tensorrt`` or ``tensorrt_rtx`` for Polygraphy and this module, and import it."""
-    import polygraphy.config as polygraphy_config
-
-    want_rtx = backend == "tensorrt-rtx"
-    if "polygraphy.backend.trt" in sys.modules and bool(polygraphy_config.USE_TENSORRT_RTX) != want_rtx:
-        current = "TensorRT-RTX" if polygraphy_config.USE_TENSORRT_RTX else "TensorRT"
-        raise UserError(
-            f"Polygraphy's TensorRT backend was already loaded for {current} in this process.",
-            f"Run this in a fresh process, with {RTX_SWITCH}={'1' if want_rtx else '0'} set from the start.",
-        )
-    os.environ[RTX_SWITCH] = "1" if want_rtx else "0"
-    polygraphy_config.USE_TENSORRT_RTX = want_rtx
-    module = importlib.import_module(TENSORRT_MODULES[backend])
-    if not TYPE_CHECKING:
-        trt.module = module
-    return module
+    from ..backends.tensorrt.loader import trt
 
 
 # --- Polygraphy's log, captured -----------------------------------------------------------------
@@ -240,53 +207,3 @@ def build_engine_file(plan: BuildPlan, dest: Path, progress: BuildProgress | Non
         dest.write_bytes(data)
         del blob
     return BuiltEngine(seconds, layers, len(data), list(dict.fromkeys(log.warnings)))
-
-
-# --- running ------------------------------------------------------------------------------------
-
-
-def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
-    """A Polygraphy ``TrtRunner`` over a built engine, for comparisons (``Comparator.run``) and timing.
-
-    The TensorRT flavour is the one recorded in the engine's sidecar (else full TensorRT, falling
-    back to TensorRT-RTX). The engine is deserialized when the runner is activated. Before each
-    inference the runner selects the optimisation profile the sidecar lists for the feed's batch (and,
-    for a dynamic-grid engine, the shape of its grid input), switching only when it changes.
-    """
-    path = Path(engine_path)
-    if not path.is_file():
-        raise UserError(
-            f"Engine {path} does not exist.",
-            "Build it first: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
-        )
-    recorded = (read_sidecar(sidecar_path(path)) or {}).get("tensorrt")
-    backend = str(recorded.get("backend", "tensorrt")) if isinstance(recorded, dict) else "tensorrt"
-    choice, _ = require_build_environment(backend, action="run a TensorRT engine", exact=recorded is not None)
-    load_tensorrt(choice.backend)
-    if (read_sidecar(sidecar_path(path)) or {}).get("plugin"):
-        from .plugin import register_if_available
-
-        register_if_available()  # the engine carries the plugin's compiled kernels; registering does no harm
-    from polygraphy.backend.trt import EngineFromPath, TrtRunner
-
-    side = read_sidecar(sidecar_path(path)) or {}
-    selector = ProfileSelector.from_sidecar(side, path.name)
-
-    class ProfileSelectingRunner(TrtRunner):  # type: ignore[misc, valid-type]
-        """Polygraphy's runner, its optimisation profile selected per feed (see trt_runner)."""
-
-        active_profile: int | None = None
-
-        def infer(self, feed_dict: Any, *args: Any, **kwargs: Any) -> Any:
-            index = selector.for_feed(feed_dict)
-            if index is not None and index != self.active_profile:
-                self.set_profile(index)
-                self.active_profile = index
-            return super().infer(feed_dict, *args, **kwargs)
-
-        def deactivate_impl(self) -> None:
-            self.active_profile = None
-            super().deactivate_impl()
-
-    return ProfileSelectingRunner(EngineFromPath(str(path)), name=name or path.name)
-

@@ -17,10 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..backends.tensorrt.sidecar import ENGINE_SUFFIX, read_sidecar, sidecar_path
 from ..errors import UntrustedFile, UserError
 from ..io import sha256_file, write_json
 from ..safe_paths import confined
-from .plan import ENGINE_SUFFIX, read_sidecar, sidecar_path
 
 ENGINE_SUFFIXES = (ENGINE_SUFFIX, ".engine", ".trt")
 
@@ -88,7 +88,7 @@ def validate_engine(
     """TensorRT on ``engine_path`` against the PyTorch reference on ``data`` (``"auto"``: the data the
     model declares, else random; exporter.validate.validate); writes the report to ``out`` when given.
     Returns :class:`exporter.validate.ValidationReport`."""
-    from .trt import trt_runner
+    from ..backends.tensorrt.runner import trt_runner
 
     engine = Path(engine_path)
     onnx_path, meta = engine_source(engine)

@@ -83,7 +83,7 @@ def resolve_target(spec: str, grids: str | None = None, dynamic_grid: bool = Fal
     if path.suffix in (".plan", ".engine"):
         if not path.is_file():
             raise UserError(f"Engine {path} does not exist.", "Build one with `lookupvit build MODEL.onnx --profile NAME`.")
-        from ..engine.plan import read_sidecar, sidecar_path
+        from ..backends.tensorrt.sidecar import read_sidecar, sidecar_path
 
         side = read_sidecar(sidecar_path(path)) or {}
         meta = {k.removeprefix("lookupvit."): v for k, v in (side.get("onnx", {}).get("metadata") or {}).items()}
@@ -224,7 +224,7 @@ def build_spec(req: ProfileRequest) -> SweepSpec:
 
 def tensorrt_missing() -> str:
     """Why TensorRT engines cannot run here ("" when TensorRT and a GPU are present)."""
-    from ..engine import env
+    from ..backends.tensorrt import env
 
     choice, why = env.choose_tensorrt()
     missing = []

@@ -44,7 +44,7 @@ def load_average() -> float | None:
 
 def machine_info() -> dict[str, object]:
     """A plain description of this machine for reports and sidecars."""
-    from ..engine import env
+    from ..backends.tensorrt import env
 
     info: dict[str, object] = {
         "os": platform.platform(),

@@ -77,7 +77,7 @@ class Artefacts:
         self.shared: dict[str, GridSet] = {}  # variant -> the grids its one dynamic-grid graph serves
         self._stems: dict[str, tuple[str, GridSet]] = {}  # a dynamic-grid file's stem -> its cell
         self._modules: dict[str, Any] = {}
-        self._target: Any = None  # exporter.engine.env.BuildTarget, once asked
+        self._target: Any = None  # exporter.backends.tensorrt.env.BuildTarget, once asked
 
     # --- dynamic-grid graphs ---------------------------------------------------------------------
 
@@ -226,14 +226,14 @@ class Artefacts:
         return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def build_target(self) -> Any:
-        """How this machine builds the profile's engines (:func:`exporter.engine.env.build_target`),
+        """How this machine builds the profile's engines (:func:`exporter.backends.tensorrt.env.build_target`),
         asked once; raises :class:`CannotRunHere` where it cannot."""
         if self._target is None:
             prof = self.settings.profile
             if prof is None:
                 raise CannotRunHere("A TensorRT engine needs a GPU profile.",
                                     "Pass --profile NAME (`lookupvit profiles` lists them).")
-            from ..engine.env import build_target
+            from ..backends.tensorrt.env import build_target
 
             self._target = build_target(prof, f"build the engines of profile {prof.name}")
         return self._target

@@ -1,5 +1,5 @@
 """Precision stage: an fp32 ONNX graph -> fp16 / bf16 (casts with fp32 islands) or int8 / fp8
-(calibrated Q/DQ pairs), and the accuracy comparison across precisions (:mod:`.compare`).
+(calibrated Q/DQ pairs); the accuracy comparison across precisions is :mod:`exporter.compare`.
 
 TensorRT builds strongly typed networks (docs/architecture.md, Precisions), so the precision is written into the graph and
 the same file feeds ONNX Runtime and TensorRT.

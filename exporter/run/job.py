@@ -682,8 +682,8 @@ def _compare_step(
     state: RunState,
 ) -> Callable[[], None]:
     def step() -> None:
+        from ..compare import compare_precisions
         from ..precision import DEFAULT_CALIB_SIZE
-        from ..precision.compare import compare_precisions
 
         fp32 = artefacts.optimized(variant, grid)
         folder = artefacts.folder(variant, grid)

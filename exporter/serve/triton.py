@@ -288,8 +288,8 @@ def _engine_slots(profiles: list[Any], sel: Selection, source: Path, folder: Pat
     """One engine per TensorRT profile: copied from the run (float input only: the run's engines take
     the float graph), else built here when TensorRT and the profile's GPU are present, else missing
     with the command that makes it."""
+    from ..backends.tensorrt.env import build_target
     from ..engine.build import build_engine, prepare_build
-    from ..engine.env import build_target
 
     slots = []
     for prof in profiles:

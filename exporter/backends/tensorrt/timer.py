@@ -3,7 +3,7 @@
 A dynamic-grid engine (docs/dynamic-grid.md) is timed at one grid per timer: the grid input
 of that shape is fed next to the images, and the runner selects the optimisation profile the
 engine's sidecar lists for that batch and grid (``plan.profile_index``; exporter/engine/plan.py,
-:class:`~exporter.engine.plan.ProfileSelector`) before the first, untimed call.
+:class:`~.profiles.ProfileSelector`) before the first, untimed call.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ def trt_timer(engine_path: str | Path, batch: int, input_shape: tuple[int, ...],
               grid: tuple[int, ...] | None = None) -> Timer:
     """A TensorRT engine through Polygraphy's runner; the time is the runner's own inference time.
     ``grid``: the grid a dynamic-grid engine runs at (ignored by a one-grid engine)."""
-    from ...engine.plan import ProfileSelector, read_sidecar, sidecar_path
-    from ...engine.trt import trt_runner
     from ...errors import UserError
+    from .profiles import ProfileSelector
+    from .runner import trt_runner
+    from .sidecar import read_sidecar, sidecar_path
 
     path = Path(engine_path)
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ...errors import UserError
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def plugin_nodes(onnx_path: str | Path) -> dict[str, int]:
     """How many LookupGather/LookupScatter nodes the graph has (weights stay on disk)."""
     from plugins.onnx_form import plugin_nodes as count
 
-    from ..onnx_io import load_onnx
+    from ...onnx_io import load_onnx
 
     return {op: n for op, n in count(load_onnx(Path(onnx_path), weights=False)).items() if n}
 

@@ -27,10 +27,10 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import CannotRunHere
+from ...errors import CannotRunHere
 
 if TYPE_CHECKING:
-    from ..profiles import Profile
+    from ...profiles import Profile
 
 TENSORRT_MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}
 RTX_SWITCH = "POLYGRAPHY_USE_TENSORRT_RTX"
@@ -291,7 +291,7 @@ def check_gpu_matches(profile: Profile, gpu: GpuInfo, choice: TensorRTChoice) ->
     """Full TensorRT tunes an engine for the GPU it builds on: building an sm_90 profile on an sm_89
     GPU would give an L4 engine labelled H100. Allowed when the profile asks for hardware
     compatibility; TensorRT-RTX compiles for the profile's compute capability instead."""
-    from ..profiles import list_profiles
+    from ...profiles import list_profiles
 
     want, have = profile.compute_capability, gpu.compute_capability
     if choice.backend == "tensorrt-rtx" or want is None or have is None or want == have:

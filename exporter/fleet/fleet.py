@@ -1,6 +1,8 @@
 """Several deployment profiles in one run (``lookupvit run --profile h100,l4,cpu``), and the fleet report.
 
-docs/architecture.md, Distribution. Each profile runs the main job (:func:`exporter.run.job.run_job`)
+docs/architecture.md, Distribution. The fleet sits above its executors: here, one profile after the
+other, or a Ray cluster (:mod:`exporter.cluster`); neither imports it. Each profile runs the main job
+(:func:`exporter.run.job.run_job`)
 into its own folder, ``DIR/<profile>/``, laid out exactly as a run of that profile alone, so a later
 run of one profile into that folder resumes it. Without ``--cluster`` the profiles run here one
 after the other; with it, on a Ray cluster (:mod:`exporter.cluster`, imported only then). A single
@@ -24,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from .job import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress, run_job
+from ..run.job import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress, run_job
+from ..run.outcome import FleetProgress, ProfileLine, ProfileOutcome, rel_to
 
 FLEET_JSON = "fleet.json"
 
@@ -35,55 +38,6 @@ def parse_profiles(text: str) -> tuple[str, ...]:
     if not all(names):
         raise UserError(f"--profile {text!r} has an empty name.", "Separate profile names with commas: --profile h100,l4,cpu.")
     return tuple(dict.fromkeys(names))
-
-
-@dataclass(frozen=True)
-class ProfileLine:
-    """One profile's progress line: stages done / total, the current stage, the node."""
-
-    profile: str
-    state: str  # waiting, preparing, running, PASSED, FAILED, INCOMPLETE, not run, failed
-    done: int = 0
-    total: int = 0
-    stage: str = ""
-    node: str = ""
-    note: str = ""
-
-    def text(self) -> str:
-        count = f" {self.done}/{self.total}" if self.total else ""
-        head = f"{count.strip()} graphs prepared" if self.state == "preparing" else f"{self.state}{count}"
-        parts = [f"{self.profile}: {head}"]
-        if self.stage:
-            parts.append(self.stage)
-        if self.node:
-            parts.append(f"on {self.node}")
-        if self.note:
-            parts.append(self.note)
-        return " | ".join(parts)
-
-
-class FleetProgress:
-    """Receives each profile's line when it changes; this base class ignores them, the CLI draws them."""
-
-    def update(self, line: ProfileLine) -> None:
-        pass
-
-
-@dataclass
-class ProfileOutcome:
-    name: str
-    folder: Path
-    status: str  # PASSED, FAILED, INCOMPLETE (the run's verdict), or "not run" / "failed" (its task)
-    exit_code: int
-    message: str = ""
-    lines: list[str] = field(default_factory=list)
-    node: str | None = None
-    seconds: float = 0.0
-
-    def to_dict(self, root: Path) -> dict[str, Any]:
-        return {"profile": self.name, "folder": str(_rel(self.folder, root)), "status": self.status,
-                "exit_code": self.exit_code, "message": self.message, "verdict_lines": self.lines,
-                "node": self.node, "seconds": round(self.seconds, 2)}
 
 
 @dataclass
@@ -103,13 +57,6 @@ class FleetResult:
     @property
     def status(self) -> str:
         return {0: "PASSED", 1: "FAILED", 2: "INCOMPLETE"}[self.exit_code]
-
-
-def _rel(p: Path, root: Path) -> Path:
-    try:
-        return p.resolve().relative_to(root.resolve())
-    except ValueError:
-        return p
 
 
 def profile_folders(out_dir: Path, names: list[str]) -> dict[str, Path]:
@@ -237,7 +184,7 @@ def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None,
     """``DIR/fleet.json`` (with the cluster's task records) and, for several profiles, ``DIR/report.html``."""
     from .. import __version__
     from ..io import atomic_path, write_json
-    from .report import _CSS, _table
+    from ..run.report import _CSS, _table
 
     tables = fleet_tables(result.outcomes)
     doc = {
@@ -262,11 +209,11 @@ def write_fleet_report(out_dir: Path, result: FleetResult, cluster: str | None,
         "<h2>Profiles</h2>",
         _table(["profile", "status", "node", "seconds", "report", "notes"],
                [[o.name, o.status, o.node or "-", f"{o.seconds:.0f}",
-                 f"{_rel(o.folder, out_dir)}/{REPORT_HTML}" if (o.folder / REPORT_HTML).is_file() else "-",
+                 f"{rel_to(o.folder, out_dir)}/{REPORT_HTML}" if (o.folder / REPORT_HTML).is_file() else "-",
                  "; ".join([o.message, *o.lines][:4]) or "-"] for o in result.outcomes],
                classes=["" if o.exit_code == 0 else "bad" for o in result.outcomes]),
         "<p>" + " &middot; ".join(
-            f"<a href='{html.escape(str(_rel(o.folder, out_dir)))}/{REPORT_HTML}'>{html.escape(o.name)}: its report</a>"
+            f"<a href='{html.escape(str(rel_to(o.folder, out_dir)))}/{REPORT_HTML}'>{html.escape(o.name)}: its report</a>"
             for o in result.outcomes if (o.folder / REPORT_HTML).is_file()) + "</p>",
         "<h2>Latency per grid (p50 ms, smallest batch)</h2>",
         _table(["model", "grid", "precision", "batch", *names],

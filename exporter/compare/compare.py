@@ -45,11 +45,11 @@ from ..io import atomic_path, check_writable_dir, write_json
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError
+from ..precision.convert import DEFAULT_CALIB_SIZE, check_precision
+from ..precision.quantize import resolve_calibration
 from ..precisions import PRECISIONS
 from ..profiles import Profile
 from ..versions import package_version, tool_versions
-from .convert import DEFAULT_CALIB_SIZE, check_precision
-from .quantize import resolve_calibration
 
 BACKENDS = ("ort", "trt", "openvino")
 NOT_MEANINGFUL = "NOT MEANINGFUL"
@@ -283,7 +283,7 @@ class _TrtBackend:
     target = "tensorrt"  # the runtime the converted graphs are written for
 
     def __init__(self, profile: str | Path | Profile | None, out_dir: Path) -> None:
-        from ..engine.env import require_build_environment
+        from ..backends.tensorrt.env import require_build_environment
         from ..engine.preflight import preflight
         from ..profiles import list_profiles, load_profile
 
@@ -314,7 +314,7 @@ class _TrtBackend:
     def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
         if self.unavailable:
             return None, self.unavailable, None
-        from ..engine.trt import trt_runner
+        from ..backends.tensorrt.runner import trt_runner
 
         try:
             if path.suffix == ".onnx":  # a converted file the user gave: built here, as it is
