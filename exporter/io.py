@@ -225,12 +225,15 @@ def environment_cause(e: BaseException | None) -> OSError | None:
     return None
 
 
-def _fmt_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
+def format_bytes(n: float | None) -> str:
+    """A byte count for people, in decimal units (``5.3 GB``, ``576.0 MB``, ``812 B``; ``-`` for none):
+    the one formatter of sizes in messages, tables and reports."""
+    if n is None:
+        return "-"
+    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{int(n)} B"
 
 
 def os_error(e: OSError, action: str | None = None) -> UserError:
@@ -291,8 +294,8 @@ def check_writable_dir(folder: str | Path, need_bytes: int = 0) -> None:
         free = shutil.disk_usage(base).free
         if free < need_bytes:
             raise UserError(
-                f"Not enough free space for {folder}: about {_fmt_bytes(need_bytes)} is needed, "
-                f"{_fmt_bytes(free)} is free.",
+                f"Not enough free space for {folder}: about {format_bytes(need_bytes)} is needed, "
+                f"{format_bytes(free)} is free.",
                 f"Free some space (`df -h {base}` shows it) or give -o a folder on another disk.",
             )
 
@@ -318,7 +321,7 @@ def check_memory(need_bytes: float, what: str, hint: str) -> None:
     total = memory_bytes()
     if total and need_bytes > total:
         raise UserError(
-            f"{what} needs about {_fmt_bytes(need_bytes)} of memory; this machine has {_fmt_bytes(total)}.", hint
+            f"{what} needs about {format_bytes(need_bytes)} of memory; this machine has {format_bytes(total)}.", hint
         )
 
 

@@ -153,7 +153,7 @@ def run(profile_name: str, cluster: str | None, shared_dir: Path | None, out_dir
         stderr.print(f"stages: {counts}; {result.seconds:.0f} s")
         disk = result.summary.get("disk")
         if disk:
-            from ..run.report import format_bytes
+            from ..io import format_bytes
 
             stderr.print(f"disk: wrote {format_bytes(disk['written'])}, run folder {format_bytes(disk['folder'])}"
                          + (f" (--keep final removed {format_bytes(disk['dropped'])} of exported graphs)"

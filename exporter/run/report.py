@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..io import format_bytes
 from ..pipeline.manifest import StageOutcome
 from ..pipeline.unit import Unit
 from ..profiles import Profile
@@ -54,15 +55,6 @@ def _spread(c: dict[str, Any]) -> str:
 
     text = f"{100 * lat['spread']:.1f}%"
     return (f"{text} NOISY (load {c.get('load')})" if c.get("noisy") else text) + slow_flag(c.get("slow"), c.get("pace"))
-
-
-def format_bytes(n: int | float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if abs(n) >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 # Profile keys that apply only to TensorRT builds (left out of a CPU profile's settings table).
