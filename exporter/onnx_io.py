@@ -134,3 +134,10 @@ def save_onnx(model: onnx.ModelProto, path: str | Path, sidecar: Callable[[str],
         if sidecar is not None:
             (folder / f"{path.name}.json").write_text(json_text(sidecar(sha256_file(folder / path.name))))
     return path
+
+
+def onnx_static_batch(path: str | Path) -> int | None:
+    """The batch an ONNX model's first input is fixed to (None: a dynamic batch)."""
+    model = load_onnx(path, weights=False)
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.HasField("dim_value") else None

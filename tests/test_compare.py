@@ -69,7 +69,7 @@ def test_onnx_input_uses_its_grid(result, run_dir, tmp_path):
     assert not list((tmp_path / "given").rglob("*.onnx"))  # never converted again
 
 
-def test_locate_finds_a_broken_weight(run_dir):
+def test_locate_finds_a_broken_weight(result, run_dir):  # the graphs `result` wrote
     fp32 = run_dir / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.opt.onnx"
     fp16 = run_dir / "lookupvit_digits" / "g2" / "onnx" / "lookupvit_digits_g2.opt.fp16.onnx"
     model = onnx.load(str(fp16))

@@ -13,7 +13,7 @@ import pytest
 from exporter.export import ModelSource, export_onnx, read_metadata
 from exporter.passes import optimize_model
 from exporter.passes.check import seeded_feeds
-from exporter.validate import validate_onnx
+from exporter.validate import validate_model
 
 pytestmark = pytest.mark.slow  # the exports take a few seconds each on 2 cores
 
@@ -89,7 +89,7 @@ def test_cpu_target_merges_kv_and_writes_skip_layernorm(name, exports):
     feeds = seeded_feeds(model, seed=3, batch=1)
     got, want = ort_full(report.output, feeds)[0], ort_full(paths[name], feeds)[0]
     assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
-    assert validate_onnx(report.output).passed
+    assert validate_model(report.output).passed
 
 
 @pytest.mark.parametrize("name", list(FOREIGN))
@@ -104,7 +104,7 @@ def test_cpu_target_on_foreign_lookupvits(name, exports):
     after = ops(report.output)
     assert after["SkipLayerNormalization"] == passes["skip-layernorm"].matches
     if name == "sdpa_lookupvit":  # a factory model validates against its PyTorch module, named explicitly
-        assert validate_onnx(report.output, factory=f"tests.foreign.{name}:build").passed
+        assert validate_model(report.output, factory=f"tests.foreign.{name}:build").passed
 
 
 def test_cpu_passes_need_the_cpu_target(exports):

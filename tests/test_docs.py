@@ -121,3 +121,42 @@ def test_the_layers_in_architecture_are_the_import_graph():
     upward = [f"{a} -> {b} ({where})" for a, targets in graph.items() for b, where in targets.items()
               if rank_of.get(b, last) < rank_of.get(a, last)]
     assert not upward, "imports against the documented layers: " + "; ".join(upward)
+
+
+BACKEND_SPELLINGS = {"torch", "pytorch", "ort", "onnxruntime", "openvino", "ov", "trt", "tensorrt"}
+
+
+def _backend_name_comparisons(tree: ast.AST) -> list[int]:
+    """Lines where a backend's name is compared (==, !=, in, not in) with something: a dispatch over
+    backend names. A comparison with a precision ``target`` (the runtime a graph is written for,
+    `precision --target`) is that stage's own setting, not a backend dispatch."""
+    lines = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare) or not any(
+                isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)) for op in node.ops):
+            continue
+        sides = (node.left, *node.comparators)
+        if any((isinstance(x, ast.Name) and x.id == "target") or (isinstance(x, ast.Attribute) and x.attr == "target")
+               for x in sides):
+            continue
+        for side in sides:
+            values = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+            if any(isinstance(v, ast.Constant) and v.value in BACKEND_SPELLINGS for v in values):
+                lines.append(node.lineno)
+                break
+    return lines
+
+
+def test_backends_are_dispatched_by_the_registry_not_by_name():
+    """No module outside exporter/backends/ compares a backend's name: verbs ask the registry
+    (exporter/backends/registry.py) and call the backend it returns."""
+    found = {}
+    for path in sorted((ROOT / "exporter").rglob("*.py")):
+        if (ROOT / "exporter" / "backends") in path.parents:
+            continue
+        lines = _backend_name_comparisons(ast.parse(path.read_text()))
+        if lines:
+            found[str(path.relative_to(ROOT))] = lines
+    assert found == {}
+    # the check can fail: it finds a dispatch over names
+    assert _backend_name_comparisons(ast.parse('if backend == "trt":\n    pass\nelif b in ("ort", "ov"):\n    pass')) == [1, 3]

@@ -22,7 +22,7 @@ from exporter.export import (
 from exporter.export.grid_input import check_node_name
 from exporter.export.metadata import parse_metadata
 from exporter.models import create_model
-from exporter.validate import validate_onnx
+from exporter.validate import validate_model
 
 DIGITS_GRIDS = [(1, 1), (2, 2), (3, 3), (4, 4), (6, 6)]
 
@@ -88,14 +88,14 @@ def test_a_grid_outside_the_allowed_set_is_an_onnx_runtime_error_naming_the_allo
 
 
 def test_validate_passes_at_every_grid_and_reports_per_grid(digits_dynamic: Path):
-    report = validate_onnx(digits_dynamic, data="random")
+    report = validate_model(digits_dynamic, data="random")
     assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
     assert [o.output for o in report.outputs] == [f"logits @ {g}" for g in report.grids]
 
 
 def test_video_and_feature_models_take_the_grid_the_same_way(tmp_path: Path):
     video = _dynamic("lookupvit_tiny32_video", ["1x2x2", "2x4x4"], tmp_path / "v").path
-    report = validate_onnx(video, data="random")
+    report = validate_model(video, data="random")
     assert report.passed and report.grids == ["1x2x2", "2x4x4"]
     meta = read_model_metadata(video)
     assert meta.grid_input is not None and meta.grid_input.shape == ("grid_t", "grid_h", "grid_w")
@@ -103,7 +103,7 @@ def test_video_and_feature_models_take_the_grid_the_same_way(tmp_path: Path):
 
 def test_feature_head_validates_both_streams_per_grid(tmp_path: Path):
     feats = _dynamic("lookupvit_tiny32", ["2", "4"], tmp_path, head="features").path
-    report = validate_onnx(feats, data="random")
+    report = validate_model(feats, data="random")
     assert report.passed
     assert [o.output for o in report.outputs] == [
         "lookup_tokens @ 2x2", "compressed_tokens @ 2x2", "lookup_tokens @ 4x4", "compressed_tokens @ 4x4"]
@@ -170,7 +170,7 @@ def test_passes_fuse_every_attention_with_symbolic_sequence_lengths(digits_optim
     # digits: 4 layers x (gather, compressed self-attention, scatter), as in a one-grid model
     assert ops["Attention"] == 12 and ops.get("Softmax", 0) == 0
     assert read_model_metadata(digits_optimised).grids == tuple(DIGITS_GRIDS)
-    report = validate_onnx(digits_optimised, data="random")
+    report = validate_model(digits_optimised, data="random")
     assert report.passed and len(report.outputs) == len(DIGITS_GRIDS)
 
 
@@ -179,7 +179,7 @@ def test_fp16_converts_validates_at_every_grid_and_keeps_the_grid_check(digits_o
 
     out = digits_optimised.parent / "fp16.onnx"
     convert_precision(digits_optimised, out, "fp16")
-    report = validate_onnx(out, data="random")
+    report = validate_model(out, data="random")
     assert report.passed and report.precision == "fp16" and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
     with pytest.raises(Exception, match="allowed_grids_1x1_2x2_3x3_4x4_6x6"):
         _session(out).run(None, {"images": np.zeros((1, 1, 32, 32), np.float32), "grid": np.zeros((5, 5), np.float32)})
@@ -192,7 +192,7 @@ def test_int8_calibrates_at_every_grid_and_validates_on_digits(digits_optimised:
     out = digits_optimised.parent / "int8.onnx"
     convert_precision(digits_optimised, out, "int8", calib_size=64)
     assert _ops(out)["QuantizeLinear"] > 0
-    report = validate_onnx(out, data="digits", iterations=2)
+    report = validate_model(out, data="digits", iterations=2)
     assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
     reader = _Reader("images", np.zeros((64, 1, 32, 32), np.float32), 32, None, ("grid", tuple(DIGITS_GRIDS)))
     assert [f["grid"].shape for f in reader.feeds] == DIGITS_GRIDS * 2  # each batch at each grid
@@ -313,11 +313,11 @@ def test_tensorrt_engine_of_a_dynamic_grid_model_validates_per_grid_with_its_pro
     if not tensorrt_usable():
         pytest.skip("needs TensorRT and a CUDA GPU (the runner's profile selection is tested above without them)")
     from exporter.engine.build import build_engine, prepare_build
-    from exporter.engine.validate import validate_engine
     from exporter.profiles import load_profile
+    from exporter.validate import validate_model
 
     built = build_engine(prepare_build(digits_dynamic, load_profile("h100"), "fp32", tmp_path))
-    report = validate_engine(built.engine, data="random")
+    report = validate_model(built.engine, data="random")
     assert report.passed and report.grids == ["1x1", "2x2", "3x3", "4x4", "6x6"]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from exporter.export import export_onnx, read_metadata, resolve_variant_source
 from exporter.models import create_model, save_weights
-from exporter.validate import validate_onnx
+from exporter.validate import validate_model
 
 FAMILIES = [
     ("lookupvit_tiny32", ["2", "4"], "logits"),
@@ -35,7 +35,7 @@ def test_every_family_exports_and_validates(exported):
         assert model.opset_import[0].version == 23
         batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
         assert batch_dim.dim_param  # dynamic batch by default
-        report = validate_onnx(result.path)
+        report = validate_model(result.path)
         assert report.passed, (variant, grid, [o.to_dict() for o in report.outputs])
         assert not result.path.with_suffix(".validate.json").exists()  # nothing written beside a model
 
@@ -70,7 +70,7 @@ def test_weights_change_the_cache_key(tmp_path):
     b = export_onnx(resolve_variant_source("lookupvit_tiny32", weights=str(w), grid="2"), tmp_path)
     assert not b.reused
     assert read_metadata(b.path)["weights"].startswith("sha256:")
-    assert validate_onnx(b.path, weights=str(w)).passed  # a checkpoint named in metadata is never opened: passed
+    assert validate_model(b.path, weights=str(w)).passed  # a checkpoint named in metadata is never opened: passed
     assert a.path == b.path  # same file name, new content
 
 
@@ -90,7 +90,7 @@ def test_static_batch_and_lower_opset(tmp_path):
     model = onnx.load(str(r.path))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 3
     assert model.opset_import[0].version == 20
-    assert validate_onnx(r.path).passed
+    assert validate_model(r.path).passed
 
 
 def test_foreign_lookupvit_via_model_factory(tmp_path, cli):

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("openvino", reason="the openvino extra is not installed (pip install -e '.[openvino]')")
 
 from exporter.backends.openvino import OpenVinoRunner, ov_timer
+from exporter.backends.registry import backend
 from exporter.errors import UserError
 from exporter.export import ModelSource, export_onnx
-from exporter.latency.timers import BACKENDS
 from exporter.passes import optimize_model
 
 GRID = (2, 2)
@@ -42,7 +42,7 @@ def test_timer_runs_a_fixed_batch(exported, hint):
     timer = ov_timer(path, 4, (3, 32, 32), threads=2, hint=hint)
     assert timer.backend == "openvino" and timer.device == "cpu" and f"{hint} hint" in timer.detail
     assert timer() > 0
-    assert "openvino" in BACKENDS
+    assert backend("ov").key == "openvino" and backend("openvino").timing_options == ("hint",)
     if hint == "throughput":  # several requests in flight, the time per batch amortised over them
         assert "requests in flight" in timer.detail and "amortised" in timer.detail
 
@@ -79,10 +79,10 @@ def test_profile_on_openvino(cli, exported, tmp_path):
 
 
 def test_validate_on_openvino(cli, exported):
-    from exporter.validate import validate_onnx
+    from exporter.validate import validate_model
 
     _, path = exported
-    report = validate_onnx(path, backend="openvino", data="random")
+    report = validate_model(path, backend="openvino", data="random")
     assert report.passed and "openvino" in report.candidate
     result = cli("validate", str(path), "--backend", "openvino", "--iters", "1")
     assert result.exit_code == 0, result.output

@@ -17,7 +17,7 @@ from exporter.export import ModelSource, export_onnx, read_metadata
 from exporter.passes import PassResult, optimize_model, register_pass
 from exporter.passes import registry as pass_registry
 from exporter.passes.canonical import _einsum_plan
-from exporter.validate import validate_onnx
+from exporter.validate import validate_model
 
 pytestmark = pytest.mark.slow  # the shared exports take ~25 s on 2 cores; each test then takes < 2 s
 
@@ -108,7 +108,7 @@ def test_our_lookupvit_gets_three_attention_per_layer_and_validates(ours, models
     assert side["kind"] == "onnx-optimize" and side["status"] == "PASSED" and side["kept"] == ["gather", "scatter"]
     assert side["passes"][6]["name"] == "gather" and side["passes"][6]["op_delta"]["Attention"] == DEPTH
     assert side["output_sha256"] and side["versions"]["onnxruntime"]
-    report = validate_onnx(ours.output)
+    report = validate_model(ours.output)
     assert report.passed, [o.to_dict() for o in report.outputs]
 
 
@@ -124,7 +124,7 @@ def test_foreign_lookupvits_are_fused(name, models):
     assert rewriting <= kept, [(p.name, p.status, p.note) for p in report.passes]
     assert all(p.status != "rolled back" for p in report.passes)
     if name == "sdpa_lookupvit":  # a factory model validates against its PyTorch module, named explicitly
-        assert validate_onnx(report.output, factory="tests.foreign.sdpa_lookupvit:build").passed
+        assert validate_model(report.output, factory="tests.foreign.sdpa_lookupvit:build").passed
 
 
 def test_opset18_export_is_upgraded_and_fused(models):

@@ -19,7 +19,7 @@ import torch
 from exporter.errors import UserError
 from exporter.export import ModelSource, export_onnx
 from exporter.passes import optimize_model
-from exporter.validate import validate_onnx
+from exporter.validate import validate_model
 from plugins import DOMAIN, GATHER, PLUGIN_NAMESPACE, PLUGIN_VERSION, SCATTER
 from plugins.onnx_form import pair_model, plugin_nodes
 from plugins.reference import lookup_gather, lookup_scatter, register_polygraphy
@@ -299,7 +299,7 @@ def test_plugin_graph_validates_against_pytorch(exports, name):
     out, paths = exports
     dest = out / "opt" / f"{name}.validate.onnx"
     optimize_model(paths[name], dest, target="plugin")
-    result = validate_onnx(dest, iterations=2, data="random")
+    result = validate_model(dest, iterations=2, data="random")
     assert result.passed, result
 
 

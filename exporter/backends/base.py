@@ -9,6 +9,7 @@ reports instead of failing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -57,3 +58,18 @@ def random_batch(batch: int, input_shape: tuple[int, ...], seed: int = 0) -> np.
 def first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:300]
+
+
+def error_line(e: BaseException | str) -> str:
+    """A runtime's error as one readable line (ONNX Runtime's ``[ONNXRuntimeError] : N : KIND : text``
+    as ``KIND: text``), at most 500 characters."""
+    text = str(e).strip() or type(e).__name__
+    m = re.search(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*(\w+)\s*:\s*(.*)", text, re.S)
+    if m:
+        text = f"{m.group(1)}: {m.group(2)}"
+    return " ".join(text.split())[:500]
+
+
+def one_image(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The first image of a feed; other inputs (a dynamic-grid model's grid) as they are."""
+    return {k: v[:1] if k == "images" else v for k, v in sample.items()}

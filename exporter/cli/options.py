@@ -56,26 +56,27 @@ def grids_option(fn: F) -> F:
 
 class BackendChoice(click.ParamType):
     """A backend by name (torch, onnxruntime, openvino, tensorrt) or alias (ort, trt, ov); the value is
-    the code's key (exporter/backends/names.py). ``many``: a comma-separated list."""
+    the code's key (exporter/backends/registry.py). ``allowed``: the keys this verb runs (None: every
+    registered backend). ``many``: a comma-separated list."""
 
     name = "backend"
 
-    def __init__(self, allowed: tuple[str, ...], many: bool = False, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, allowed: tuple[str, ...] | None = None, many: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.allowed, self.many, self.extra = allowed, many, extra
 
     def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
-        from ..backends.names import backend_name
+        from ..backends.registry import backend, backends
 
-        names = "|".join([*(backend_name(k) for k in self.allowed), *self.extra])
-        return f"[{names}]" + (",..." if self.many else "")
+        names = [backend(k).name for k in self.allowed] if self.allowed else [b.name for b in backends()]
+        return f"[{'|'.join([*names, *self.extra])}]" + (",..." if self.many else "")
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from ..backends.names import backend_key
+        from ..backends.registry import backend
 
         if not isinstance(value, str) or value in self.extra:
             return value
         option = param.opts[0] if param is not None and param.opts else "--backend"
-        keys = [backend_key(v, self.allowed, option) for v in value.split(",") if v.strip()]
+        keys = [backend(v, self.allowed, option).key for v in value.split(",") if v.strip()]
         if not keys:
             raise click.BadParameter("no backend given", ctx=ctx, param=param)
         return tuple(dict.fromkeys(keys)) if self.many else keys[0]

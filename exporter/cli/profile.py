@@ -27,7 +27,7 @@ _DEFAULTS = SweepSettings()
               help="Comma-separated: fp32, fp16, bf16, int8, fp8. Default: fp32 for a variant; a given ONNX file or "
               "engine runs in the precision it declares (asking for another is an error).")
 @click.option("--batch", "batch", default="1", show_default=True, help="Batch sizes, e.g. 1,8,32.")
-@click.option("--backend", "--backends", "backends", type=BackendChoice(("torch", "ort", "trt", "openvino"), many=True,
+@click.option("--backend", "--backends", "backends", type=BackendChoice(None, many=True,
                                                                        extra=("auto",)),
               default="auto", show_default=True,
               help="Comma-separated: torch (PyTorch eager), onnxruntime (ort), tensorrt (trt), openvino (ov: OpenVINO's "
@@ -115,7 +115,9 @@ def profile(
     tgt = resolve_target(target, grids, dynamic_grid)
     backend_list = backends if isinstance(backends, tuple) else _auto_backends()  # keys (BackendChoice), or "auto"
     if tgt.kind == "engine":
-        backend_list = ("trt",)
+        from ..backends.registry import backends as registered
+
+        backend_list = tuple(b.key for b in registered() if b.runs == "engine")
     chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
@@ -139,14 +141,12 @@ def profile(
         from ..profiles import load_profile
 
         prof = load_profile(profile_name)
-    if "trt" in backend_list:  # preflight: TensorRT and the profile's GPU, before any model is made
-        from ..backends.tensorrt.env import require_build_environment
-        from ..engine.preflight import preflight
+    from ..backends.registry import backend
 
-        if prof is not None:
-            preflight(prof, "lookupvit latency --backend tensorrt")
-        else:
-            require_build_environment("tensorrt", action="time TensorRT engines (--backends trt)")
+    for key in backend_list:  # preflight: each backend named can run here (TensorRT: the profile's), before any model is made
+        be = backend(key)
+        if be.missing() or be.runs == "engine":
+            be.require(prof, f"time {be.title} (lookupvit latency --backend {be.name})")
     req = ProfileRequest(
         targets=[tgt], precisions=chosen, batches=parse_batches(batch),
         backends=backend_list, baseline=None if baseline == "none" else baseline, settings=settings,
@@ -196,10 +196,11 @@ def _threads(text: str) -> int | Literal["auto"]:
 
 
 def _auto_backends() -> tuple[str, ...]:
-    """torch and ort always; trt only where TensorRT and a CUDA GPU are present."""
-    from ..backends.tensorrt.env import tensorrt_usable
+    """The backends timed by default that can run here: PyTorch and ONNX Runtime; TensorRT where it and a
+    CUDA GPU are present."""
+    from ..backends.registry import backends
 
-    return ("torch", "ort", "trt") if tensorrt_usable() else ("torch", "ort")
+    return tuple(b.key for b in backends() if b.by_default and not b.missing())
 
 
 def _exit_code(result, say) -> int:

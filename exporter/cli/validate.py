@@ -22,9 +22,9 @@ from .options import BackendChoice, json_option, print_json, print_table, stderr
               "(folder or .npz).")
 @click.option("--iters", "--iterations", "iterations", type=int, default=None, help="Batches to compare (default: 4 random, or the whole dataset).")
 @click.option("--precision", default=None, help="Tolerance row to apply (default: the model's precision metadata, else fp32).")
-@click.option("--backend", type=BackendChoice(("ort", "openvino")), default="onnxruntime", show_default=True,
-              help="Runtime for an .onnx model: onnxruntime (ort) or openvino (ov: OpenVINO's CPU plugin, fp32; the "
-              "openvino extra). An engine runs on TensorRT.")
+@click.option("--backend", type=BackendChoice(("ort", "openvino")), default=None,
+              help="Runtime for an .onnx model: onnxruntime (ort; the default) or openvino (ov: OpenVINO's CPU plugin, "
+              "fp32; the openvino extra). An engine runs on TensorRT.")
 @click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False),
               help="Also write the report (JSON) to this file. Nothing is written otherwise: never next to MODEL, "
               "which may be a run's file.")
@@ -42,14 +42,10 @@ def validate(
     `run`), else seeded random images; the table says which. With -o FILE the report is also written
     there. Exit status: 0 all passed, 1 a comparison failed, 2 bad input.
     """
-    from ..engine.validate import is_engine_path, validate_engine
     from ..errors import UserError
-    from ..validate import validate_onnx
+    from ..validate import validate_model
 
-    if is_engine_path(model_path) and backend != "ort":
-        raise UserError(f"--backend openvino runs .onnx models; {model_path} is a TensorRT engine.",
-                        "Drop --backend, or pass the engine's ONNX model.")
-    run = validate_engine if is_engine_path(model_path) else functools.partial(validate_onnx, backend=backend)
+    run = functools.partial(validate_model, backend=backend)
 
     if variant and factory:
         raise UserError("Give --reference or --model, not both.")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -38,9 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..backends.base import error_line
+from ..backends.registry import Backend, Setup, Tried
+from ..backends.registry import backend as registered
 from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
-from ..errors import CannotRunHere, UserError
+from ..errors import UserError
 from ..io import atomic_path, check_writable_dir, write_json
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
@@ -48,10 +50,10 @@ from ..pipeline.manifest import Manifest, StageError
 from ..precision.convert import DEFAULT_CALIB_SIZE, check_precision
 from ..precision.quantize import resolve_calibration
 from ..precisions import PRECISIONS
-from ..profiles import Profile
-from ..versions import package_version, tool_versions
+from ..profiles import Profile, load_profile
+from ..versions import tool_versions
 
-BACKENDS = ("ort", "trt", "openvino")
+BACKENDS = ("ort", "trt", "openvino")  # the registered backends that run a converted graph (keys)
 NOT_MEANINGFUL = "NOT MEANINGFUL"
 DEFAULT_PRECISIONS = PRECISIONS
 LOCATE_SAMPLES = 16
@@ -188,146 +190,32 @@ def _recording(inner: Any, name: str | None = None) -> Any:
     return RecordingRunner()
 
 
-def _reason(e: BaseException) -> str:
-    """A runtime's error as one readable line."""
-    text = str(e).strip() or type(e).__name__
-    m = re.search(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*(\w+)\s*:\s*(.*)", text, re.S)
-    if m:
-        text = f"{m.group(1)}: {m.group(2)}"
-    return " ".join(text.split())[:500]
+@dataclass
+class _Runtime:
+    """A registered backend made ready for the comparison, and where it builds what it runs."""
 
+    backend: Backend
+    setup: Setup
+    out_dir: Path
 
-class _OrtBackend:
-    name = "ort"
-    target = "onnxruntime"  # the runtime the converted graphs are written for
-    max_batch: int | None = None
+    def tried(self, g: _Grid, precision: str, path: Path, artefacts: Artefacts,
+              sample: dict[str, np.ndarray]) -> Tried:
+        """The backend's runner for one cell's file: the graph itself, or the engine the pipeline builds
+        from it (a converted file the user gave is built here, as it is)."""
+        if self.backend.runs != "engine":
+            return self.backend.tried(path, precision, sample)
+        if g.given is None:
+            return self.backend.tried(artefacts.engine(g.model, g.grid, precision), precision, sample)
+        from ..engine.build import build_engine, prepare_build
 
-    def __init__(self) -> None:
-        from ..backends import ort_providers
-
-        self.providers = ort_providers()
-        self.description = f"onnxruntime {package_version('onnxruntime')} ({self.providers[0]})"
-
-    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
-        """A Polygraphy runner for ``path``, or None and why ONNX Runtime cannot run it; and a note.
-
-        Tried for real on one image. When the session fails at ONNX Runtime's default optimisation
-        level, the graph is tried again at the basic level, which skips the fusions of Q/DQ pairs
-        into ONNX Runtime's own integer kernels (those reject fp8, for example), so the Q/DQ pairs
-        run as written: the numerics of the graph, without ONNX Runtime's quantized kernels.
-        """
-        import onnxruntime as ort
-
-        from ..backends import ort_runner
-
-        feed = _one_image(sample)
-        default_error = _try_session(path, self.providers, feed, None)
-        if default_error is None:
-            return ort_runner(path, self.providers, name=f"onnxruntime-{precision}"), None, None
-        basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        if _try_session(path, self.providers, feed, basic) is not None:
-            return None, f"ONNX Runtime ({self.providers[0]}) cannot run this graph: {default_error}", None
-        note = (
-            f"run at ONNX Runtime's basic optimisation level (Q/DQ pairs executed as written): at the default "
-            f"level the session fails with {default_error}"
-        )
-        return ort_runner(path, self.providers, name=f"onnxruntime-{precision}", level=basic), None, note
-
-
-class _OvBackend:
-    """OpenVINO's CPU plugin (fp32 inference precision) on the same graphs (exporter.backends.openvino)."""
-
-    name = "openvino"
-    target = "onnxruntime"  # OpenVINO reads the graphs converted for ONNX Runtime (standard ONNX ops, Q/DQ)
-    max_batch: int | None = None
-
-    def __init__(self) -> None:
-        from ..backends.openvino import openvino_missing
-
-        missing = openvino_missing()
-        if missing:
-            raise CannotRunHere(missing, "pip install -e '.[openvino]'")
-        self.description = f"openvino {package_version('openvino')} (CPU, f32)"
-
-    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
-        """OpenVINO's runner for ``path``, tried on one image; or None and why OpenVINO cannot run it."""
-        from ..backends.openvino import OpenVinoRunner
-
-        runner = OpenVinoRunner(path, name=f"openvino-{precision}")
+        assert self.setup.profile is not None  # an engine backend's setup chooses one (named, or this GPU's)
         try:
-            with runner:
-                runner.infer(_one_image(sample))
-        except Exception as e:
-            return None, f"OpenVINO cannot run this graph: {_reason(getattr(e, 'message', e))}", None
-        return OpenVinoRunner(path, name=f"openvino-{precision}"), None, None
-
-
-def _one_image(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The first image of a feed; other inputs (a dynamic-grid model's grid) as they are."""
-    return {k: v[:1] if k == "images" else v for k, v in sample.items()}
-
-
-def _try_session(path: Path, providers: list[str], feed: dict[str, np.ndarray], level: Any) -> str | None:
-    """None when ONNX Runtime creates a session for ``path`` and runs ``feed``; else the reason."""
-    from ..backends import ort_session
-
-    try:
-        ort_session(path, providers, level=level).run(None, feed)
-    except Exception as e:
-        return _reason(e)
-    return None
-
-
-class _TrtBackend:
-    name = "trt"
-    target = "tensorrt"  # the runtime the converted graphs are written for
-
-    def __init__(self, profile: str | Path | Profile | None, out_dir: Path) -> None:
-        from ..backends.tensorrt.env import require_build_environment
-        from ..engine.preflight import preflight
-        from ..profiles import list_profiles, load_profile
-
-        self.out_dir = out_dir
-        self.unavailable: str | None = None
-        self.description = "tensorrt"
-        # a named profile is checked first, so a typo is an error even where TensorRT is missing
-        self.profile: Profile | None = load_profile(profile) if isinstance(profile, (str, Path)) else profile
-        if self.profile is not None:  # preflight: fail within seconds, before any export, writing nothing
-            preflight(self.profile, "lookupvit compare --backend trt")
-        choice, gpu = require_build_environment("tensorrt", action="compare on TensorRT engines (--backend trt)")
-        self.description = f"{choice.label} on {gpu.name}"
-        if self.profile is None:
-            matching = [
-                r.profile for r in list_profiles()
-                if r.profile is not None and r.profile.is_tensorrt
-                and r.profile.compute_capability == gpu.compute_capability
-            ]
-            if not matching:
-                raise UserError(
-                    f"No TensorRT profile targets this GPU ({gpu.name}, compute capability "
-                    f"{'.'.join(map(str, gpu.compute_capability or ()))}).",
-                    "Name one with --profile, or write one (`lookupvit profiles` lists them).",
-                )
-            self.profile = matching[0]
-        self.max_batch: int | None = self.profile.batch.max if self.profile is not None else None  # engine's batch range
-
-    def runner(self, path: Path, precision: str, sample: dict[str, np.ndarray]) -> tuple[Any | None, str | None, str | None]:
-        if self.unavailable:
-            return None, self.unavailable, None
-        from ..backends.tensorrt.runner import trt_runner
-
-        try:
-            if path.suffix == ".onnx":  # a converted file the user gave: built here, as it is
-                from ..engine.build import build_engine, prepare_build
-
-                assert self.profile is not None  # chosen in __init__ (named, or the one matching this GPU)
-
-                path = build_engine(prepare_build(path, self.profile, None, self.out_dir)).engine
-            return trt_runner(path, name=f"tensorrt-{precision}"), None, None
+            engine = build_engine(prepare_build(path, self.setup.profile, None, self.out_dir)).engine
         except UserError as e:
-            return None, f"TensorRT cannot run the {precision} graph: {e.message}", None
-        except Exception as e:  # a builder or runtime failure: report it in the cell
-            return None, f"TensorRT failed on the {precision} graph: {_reason(e)}", None
+            return Tried(None, f"TensorRT cannot run the {precision} graph: {e.message}")
+        except Exception as e:  # a builder failure: report it in the cell
+            return Tried(None, f"TensorRT failed on the {precision} graph: {error_line(e)}")
+        return self.backend.tried(engine, precision, sample)
 
 
 @contextlib.contextmanager
@@ -378,7 +266,7 @@ def locate_divergence(
         ref = _run_all(ref_model, feed, providers)
         cand = _run_all(_all_outputs(Path(candidate)), feed, providers)
     except Exception as e:
-        result.reason = f"the graphs with every tensor marked could not run on ONNX Runtime: {_reason(e)}"
+        result.reason = f"the graphs with every tensor marked could not run on ONNX Runtime: {error_line(e)}"
         return result
     result.nodes = len(ref_model.graph.node)
     for position, node in enumerate(ref_model.graph.node):
@@ -530,9 +418,7 @@ def compare_precisions(
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     wanted = parse_precisions(precisions)
-    if backend not in BACKENDS:
-        raise UserError(f"Unknown backend {backend!r}.",
-                        "Use --backend ort (ONNX Runtime), trt (TensorRT) or openvino (OpenVINO on the CPU).")
+    be = registered(backend, BACKENDS)  # any of its names; unknown ones refused with the choices
     if calib_size < 1:
         raise UserError(f"--calib-size {calib_size} must be at least 1.")
     if data not in BUILTIN_DATA and not Path(data).exists():  # before any export: fail fast
@@ -545,11 +431,11 @@ def compare_precisions(
     name = Path(model).stem if model.endswith(".onnx") else model
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
     check_writable_dir(out)  # before any export or conversion
-    runtime: Any = (_OrtBackend() if backend == "ort" else _OvBackend() if backend == "openvino"
-                    else _TrtBackend(profile, out))
+    named = load_profile(profile) if isinstance(profile, (str, Path)) else profile  # a typo is an error first
+    runtime = _Runtime(be, be.setup(named, f"lookupvit compare --backend {be.name}"), out)
     if artefacts is None:
         settings = ChainSettings(optimize=optimize, calib=calib, calib_size=calib_size, weights=weights,
-                                 profile=runtime.profile if backend == "trt" else None)
+                                 profile=runtime.setup.profile)
         artefacts = Artefacts(out, settings, Manifest(out), say)
     name, source, plan, given_precision = _plan_grids(model, weights, grids, artefacts, factory)
     if given_precision is not None:
@@ -577,7 +463,7 @@ def compare_precisions(
     fit = accuracy_fit(dataset, spec, _classes(loaded_first, dataset), source.get("weights_id"))
     meaningless = require_meaningful(fit, name, allow_meaningless)
     static = _static_batch(first_graph)
-    batch = static or min(BATCH, runtime.max_batch or BATCH)
+    batch = static or min(BATCH, runtime.setup.max_batch or BATCH)
     n = len(dataset) - (len(dataset) % batch if static else 0)
     if n == 0:
         raise UserError(f"{first_graph.name} takes batches of {static}; {dataset.source} has only {len(dataset)} images.")
@@ -585,7 +471,7 @@ def compare_precisions(
     labels = dataset.labels[:n]
 
     result = ComparisonResult(
-        name=name, source=source, data=dataset.source, samples=n, backend=runtime.description,
+        name=name, source=source, data=dataset.source, samples=n, backend=runtime.setup.description,
         grids=[g.label for g in plan], precisions=wanted, reference={},
     )
     result.meaningless = meaningless
@@ -636,7 +522,7 @@ def _classes(loaded: Any, dataset: Any) -> int | None:
 
 
 def _static_batch(path: Path) -> int | None:
-    from ..validate.validate import onnx_static_batch
+    from ..onnx_io import onnx_static_batch
 
     return onnx_static_batch(path)
 
@@ -651,7 +537,7 @@ def _run_cell(
     labels: np.ndarray, compare_runners: Any, tolerance_for: Any,
 ) -> Cell:
     t0 = time.perf_counter()
-    cell = Cell(grid=g.label, precision=precision, status="error", backend=runtime.description)
+    cell = Cell(grid=g.label, precision=precision, status="error", backend=runtime.setup.description)
     try:
         path = g.given or artefacts.converted(g.model, g.grid, precision)  # the pipeline's file for this cell
     except (UserError, StageError) as e:
@@ -659,10 +545,10 @@ def _run_cell(
         return cell
     cell.model = str(path)
     try:
-        target = artefacts.engine(g.model, g.grid, precision) if runtime.name == "trt" and g.given is None else path
-        runner, why, cell.note = runtime.runner(target, precision, feeds[0])
+        tried = runtime.tried(g, precision, path, artefacts, feeds[0])
+        runner, why, cell.note = tried.runner, tried.reason, tried.note
     except Exception as e:
-        cell.reason = f"preparing the {precision} runner failed: {_reason(e)}"
+        cell.reason = f"preparing the {precision} runner failed: {error_line(e)}"
         return cell
     if runner is None:
         cell.status, cell.reason = "unsupported", why
@@ -674,7 +560,7 @@ def _run_cell(
         with _polygraphy_failures_quiet():
             outputs = compare_runners(reference, candidate, feeds, tolerance)
     except Exception as e:
-        cell.reason = f"running the {precision} graph failed: {_reason(e)}"
+        cell.reason = f"running the {precision} graph failed: {error_line(e)}"
         return cell
     first = next((o for o in outputs if o.top1_agreement is not None), outputs[0] if outputs else None)
     if first is None:

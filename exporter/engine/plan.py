@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..backends.tensorrt.env import TENSORRT_MODULES
 from ..backends.tensorrt.profiles import ProfileEntry, select_profile
 from ..backends.tensorrt.sidecar import ENGINE_SUFFIX, SIDECAR_SUFFIX
 from ..errors import UserError
@@ -319,8 +320,8 @@ def make_build_plan(
 ) -> BuildPlan:
     """The strongly typed build of ``info`` for ``profile``: a pure function of its arguments."""
     check_tensorrt_profile(profile)
-    if backend not in ("tensorrt", "tensorrt-rtx"):
-        raise ValueError(f"unknown TensorRT backend {backend!r}")
+    if backend not in TENSORRT_MODULES:  # the flavour: full TensorRT or TensorRT-RTX
+        raise ValueError(f"unknown TensorRT flavour {backend!r}")
     engine, sidecar = engine_paths(out_dir, profile.name, info.path, precision)
     shapes = _batch_shapes(info, profile)
     if info.grid_input is not None:  # one profile per (grid, latency-critical batch), grid-major

@@ -31,7 +31,7 @@ from ..models.config import Grid, read_grid_spec
 from ..profiles import Profile
 from .plots import AccuracyPoint, plot_all
 from .sweep import Cell, SweepModel, SweepResult, SweepSettings, SweepSpec, run_sweep
-from .timers import BACKENDS, StageFailed, Timer, Unsupported, ort_timer, ov_timer, torch_timer, trt_timer
+from .timers import StageFailed, Timer, Unsupported
 
 LATENCY_JSON = "latency.json"
 PLOTS_DIR = "plots"
@@ -192,9 +192,9 @@ class ProfileRequest:
 
 def build_spec(req: ProfileRequest) -> SweepSpec:
     """The sweep's models: each target, plus its ViT baseline (once, shared by targets of one width)."""
-    bad = [b for b in req.backends if b not in BACKENDS]
-    if bad:
-        raise UserError(f"Unknown backend(s) {', '.join(bad)}.", f"Choose from {', '.join(BACKENDS)}.")
+    from ..backends.registry import backend
+
+    keys = tuple(dict.fromkeys(backend(b).key for b in req.backends))  # any spelling; unknown ones refused
     models: list[SweepModel] = []
     baselines: dict[str, SweepModel] = {}
     for t in req.targets:
@@ -219,20 +219,7 @@ def build_spec(req: ProfileRequest) -> SweepSpec:
             models.append(m)
         else:  # a ViT target that is also a baseline: time it as the baseline only
             models = [x if x.name != name else m for x in models]
-    return SweepSpec(tuple(models), req.precisions, req.batches, req.backends, req.settings)
-
-
-def tensorrt_missing() -> str:
-    """Why TensorRT engines cannot run here ("" when TensorRT and a GPU are present)."""
-    from ..backends.tensorrt import env
-
-    choice, why = env.choose_tensorrt()
-    missing = []
-    if choice is None:
-        missing.append(f"TensorRT is not installed ({why})")
-    if env.detect_gpu() is None:
-        missing.append("no CUDA GPU is visible")
-    return "; ".join(missing)
+    return SweepSpec(tuple(models), req.precisions, req.batches, keys, req.settings)
 
 
 def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Callable[[Cell], Timer]:
@@ -241,7 +228,8 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
     from ..validate import reference_source
 
     targets = {t.name: t for t in req.targets}
-    engine_reason: dict[str, str] = {}
+    engine_reason: dict[str, str] = {}  # model -> why its engines cannot be made
+    missing: dict[str, str] = {}  # backend key -> why it cannot run here
 
     def input_shape(cell: Cell) -> tuple[int, ...]:
         if cell.variant:
@@ -258,65 +246,29 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
         raise Unsupported(f"the input shape of {cell.model} is unknown (no lookupvit metadata)")
 
     def make(cell: Cell) -> Timer:
-        n = cell.threads or threads  # a cell's own count: one of the sweep's thread trials (sweep.py)
+        """The backend's timer over the artefact it runs (exporter/backends/registry.py): the PyTorch
+        module, the graph converted for ONNX Runtime, or the engine; a given file as it is."""
+        from ..backends.registry import Timing, backend
+
+        be = backend(cell.backend)
         t = targets.get(cell.model)
-        shape = input_shape(cell)
-        fed = cell.grid if t is not None and t.dynamic_grid else None  # a given dynamic-grid file or engine
+        given = t if t is not None and t.path is not None else None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                if cell.backend == "torch":
-                    if t is not None and t.kind == "engine":
-                        raise Unsupported("an engine runs on TensorRT only")
-                    if t is not None and t.kind == "onnx" and t.path is not None:
-                        module = load_source(reference_source(t.path)).module
-                    elif cell.variant:
-                        module = artefacts.torch_module(cell.variant)
-                    else:
-                        raise Unsupported("no PyTorch model for this file")
-                    return torch_timer(module, cell.batch, shape, cell.precision, cell.grid, n)
-                if cell.backend == "ort":
-                    if t is not None and t.kind == "engine":
-                        raise Unsupported("an engine runs on TensorRT only")
-                    if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ort_timer(t.path, cell.batch, shape, n, grid=fed)
-                    return ort_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, n,
-                                     grid=artefacts.fed_grid(cell.model, cell.grid))
-                if cell.backend == "openvino":  # the graphs written for ONNX Runtime: standard ONNX ops, Q/DQ int8
-                    from ..profiles import OPENVINO_PRECISIONS
-
-                    hint = req.profile.benchmark.hint if req.profile is not None and req.profile.backend == "openvino" else "latency"
-                    if t is not None and t.kind == "engine":
-                        raise Unsupported("an engine runs on TensorRT only")
-                    if t is not None and t.kind == "onnx" and t.path is not None:  # timed as given
-                        return ov_timer(t.path, cell.batch, shape, n, hint, grid=fed)
-                    if cell.precision not in OPENVINO_PRECISIONS:
-                        raise Unsupported(f"OpenVINO cells time {' and '.join(OPENVINO_PRECISIONS)} graphs (the CPU plugin "
-                                          f"runs no {cell.precision} graph as written)")
-                    return ov_timer(artefacts.converted(cell.model, cell.grid, cell.precision), cell.batch, shape, n,
-                                    hint, grid=artefacts.fed_grid(cell.model, cell.grid))
-                if cell.backend == "trt":
-                    if t is not None and t.kind == "engine" and t.path is not None:
-                        return trt_timer(t.path, cell.batch, shape, grid=fed)
-                    if "trt" not in engine_reason:
-                        engine_reason["trt"] = tensorrt_missing()
-                    if engine_reason["trt"]:
-                        raise Unsupported(engine_reason["trt"])
-                    if t is not None and t.kind == "onnx" and t.path is not None:  # built from the file as given
-                        if req.profile is None:
-                            raise Unsupported("a TensorRT engine needs a GPU profile: pass --profile NAME")
-                        from ..engine.build import build_engine, prepare_build
-
-                        built = build_engine(prepare_build(t.path, req.profile, t.precision, artefacts.folder(t.name, None)))
-                        return trt_timer(built.engine, cell.batch, shape, grid=fed)
-                    if cell.model in engine_reason:
-                        raise Unsupported(engine_reason[cell.model])
-                    try:
-                        path = artefacts.engine(cell.model, cell.grid, cell.precision)
-                    except CannotRunHere as e:  # the same for every cell of the model: say it once
-                        engine_reason[cell.model] = e.message
-                        raise Unsupported(e.message) from None
-                    return trt_timer(path, cell.batch, shape, grid=artefacts.fed_grid(cell.model, cell.grid))
+                if given is not None and given.kind == "engine" and be.runs != "engine":
+                    raise Unsupported("an engine runs on TensorRT only")
+                if be.key not in missing:  # asked once per backend: the same for every cell
+                    missing[be.key] = be.missing()
+                if missing[be.key]:
+                    raise Unsupported(missing[be.key])
+                why = be.precision_reason(cell.precision) if given is None else None
+                if why:
+                    raise Unsupported(why)
+                model, fed = _artefact(be.runs, cell, given)
+                hint = req.profile.benchmark.hint if req.profile is not None else "latency"  # OpenVINO's; others ignore it
+                return be.timer(model, Timing(cell.batch, input_shape(cell), cell.precision, cell.grid, fed,
+                                              cell.threads or threads, hint))  # a cell's own count: a thread trial's (sweep.py)
         except UserError as e:
             raise Unsupported(e.message) from None
         except Unsupported:
@@ -325,7 +277,37 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
             from ..pipeline.manifest import error_text
 
             raise StageFailed(error_text(e)) from None
-        raise Unsupported(f"unknown backend {cell.backend}")
+
+    def _artefact(runs: str, cell: Cell, given: Target | None) -> tuple[Any, Any]:
+        """The model a backend runs for ``cell`` and the grid fed as an input (None: the grid is fixed);
+        ``given``: a target file (its path set)."""
+        path = given.path if given is not None else None
+        if runs == "module":
+            if given is not None and given.kind == "onnx" and path is not None:
+                return load_source(reference_source(path)).module, None
+            if given is not None or not cell.variant:
+                raise Unsupported("no PyTorch model for this file")
+            return artefacts.torch_module(cell.variant), None
+        fed = cell.grid if given is not None and given.dynamic_grid else None  # a given dynamic-grid file or engine
+        if runs == "graph":
+            if given is not None:  # timed as given
+                return given.path, fed
+            return artefacts.converted(cell.model, cell.grid, cell.precision), artefacts.fed_grid(cell.model, cell.grid)
+        if given is not None and given.kind == "engine":
+            return given.path, fed
+        if given is not None and path is not None:  # an engine built from the file as given
+            if req.profile is None:
+                raise Unsupported("a TensorRT engine needs a GPU profile: pass --profile NAME")
+            from ..engine.build import build_engine, prepare_build
+
+            return build_engine(prepare_build(path, req.profile, given.precision, artefacts.folder(given.name, None))).engine, fed
+        if cell.model in engine_reason:
+            raise Unsupported(engine_reason[cell.model])
+        try:
+            return artefacts.engine(cell.model, cell.grid, cell.precision), artefacts.fed_grid(cell.model, cell.grid)
+        except CannotRunHere as e:  # the same for every cell of the model: say it once
+            engine_reason[cell.model] = e.message
+            raise Unsupported(e.message) from None
 
     return make
 

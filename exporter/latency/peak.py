@@ -185,6 +185,15 @@ def _ort_step(size: int, threads: int, dtype: str) -> Callable[[], None]:
     return step
 
 
+def _cpu_steps(engine: str, n: int, threads: int) -> list[tuple[str, Callable[[], None]]]:
+    """The CPU matrix multiplies an engine is measured with: PyTorch fp32; ONNX Runtime fp32 and int8."""
+    steps: dict[str, Callable[[], list[tuple[str, Callable[[], None]]]]] = {
+        "torch": lambda: [("fp32", _torch_step("cpu", "fp32", n))],
+        "onnxruntime": lambda: [("fp32", _ort_step(n, threads, "fp32")), ("int8", _ort_step(n, threads, "int8"))],
+    }
+    return steps[engine]()
+
+
 def measure_peak(
     threads: int,
     sizes: tuple[int, ...] = DEFAULT_SIZES,
@@ -211,11 +220,9 @@ def measure_peak(
     try:
         for t in counts:
             for n in sizes:
-                if "torch" in engines:
-                    kernels.append(_Kernel("torch", "cpu", "fp32", n, _torch_step("cpu", "fp32", n), t))
-                if "onnxruntime" in engines:
-                    kernels.append(_Kernel("onnxruntime", "cpu", "fp32", n, _ort_step(n, t, "fp32"), t))
-                    kernels.append(_Kernel("onnxruntime", "cpu", "int8", n, _ort_step(n, t, "int8"), t))
+                for engine in engines:  # each engine's CPU kernels: (dtype, step) per size and thread count
+                    for dtype, step in _cpu_steps(engine, n, t):
+                        kernels.append(_Kernel(engine, "cpu", dtype, n, step, t))
         if cuda:
             torch.backends.cuda.matmul.allow_tf32 = False
             for dtype in ("fp32", "fp16", "bf16"):

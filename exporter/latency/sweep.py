@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
+from ..backends.registry import timer_threads
 from ..models.config import Grid, grid_label
 from ..profiles import BenchmarkSettings
 from .machine import load_average
@@ -61,7 +62,6 @@ from .timers import Timer, Unsupported
 
 AUTO_THREADS: Literal["auto"] = "auto"
 THREAD_TOLERANCE = 0.05  # fewer threads win unless more are faster by more than 5%
-BACKENDS_WITH_THREADS = ("torch", "ort", "openvino")  # on the CPU; a GPU cell keeps the sweep's count
 
 
 @dataclass(frozen=True)
@@ -500,7 +500,7 @@ def _run_group(
     try:
         if settings.threads == AUTO_THREADS:
             for m in [*live, *([base] if base and live else [])]:
-                if m.cell.backend in BACKENDS_WITH_THREADS and m.timer.device == "cpu":
+                if m.timer.device == "cpu" and timer_threads(m.cell.backend):  # a GPU cell keeps the sweep's count
                     try:
                         _choose_threads(m, make_timer, resolve_threads(AUTO_THREADS), say)
                     except Unsupported as e:

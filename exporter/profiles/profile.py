@@ -57,6 +57,8 @@ CPU_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")
 OPENVINO_PRECISIONS: tuple[str, ...] = ("fp32", "int8")
 CPU_PRECISIONS: dict[str, tuple[str, ...]] = {"onnxruntime": ONNXRUNTIME_CPU_PRECISIONS, "openvino": OPENVINO_PRECISIONS}
 CPU_RUNTIME_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+# [benchmark] keys that only some backends read (the registered backend's timing_options come from here)
+BACKEND_BENCHMARK_KEYS: dict[str, tuple[str, ...]] = {"hint": ("openvino",)}
 PERFORMANCE_HINTS: tuple[str, ...] = ("latency", "throughput")
 HARDWARE_LEVELS: tuple[str, ...] = ("none", "ampere_plus", "same_compute_capability")
 MIN_TENSORRT_CC = (7, 5)
@@ -285,7 +287,8 @@ class Profile:
             "batch": {"min": self.batch.min, "opt": list(self.batch.opt), "max": self.batch.max},
             "builder": asdict(self.builder),
             "compatibility": asdict(self.compatibility),
-            "benchmark": {k: v for k, v in asdict(self.benchmark).items() if k != "hint" or self.backend == "openvino"},
+            "benchmark": {k: v for k, v in asdict(self.benchmark).items()
+                          if self.backend in BACKEND_BENCHMARK_KEYS.get(k, (self.backend,))},
             "cluster": {**asdict(self.cluster), "resources": dict(self.cluster.resources)},
             "pick": asdict(self.pick),
             "build_hash": self.build_hash,
@@ -638,7 +641,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
         if isinstance(value, (int, float)) and value > limit:
             raise UserError(f"{src}: benchmark.{key} = {be.data[key]!r} is beyond {limit} {unit}.",
                             f"Use a value up to {limit}; the defaults are sound for most machines.")
-    if "hint" in be.data and backend != "openvino":
+    if "hint" in be.data and backend not in BACKEND_BENCHMARK_KEYS["hint"]:
         raise UserError(
             f"{src}: benchmark.hint = {be.data['hint']!r} is OpenVINO's performance hint, but backend = \"{backend}\".",
             "Remove benchmark.hint, or set backend = \"openvino\".",

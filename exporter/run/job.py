@@ -180,8 +180,10 @@ def _quiet() -> Iterator[None]:
 
 
 def _backend_of(profile: Profile) -> str:
-    """The latency, validation and comparison backend of a profile (the names of ``--backend``)."""
-    return "trt" if profile.is_tensorrt else "openvino" if profile.backend == "openvino" else "ort"
+    """The key of a profile's latency, validation and comparison backend (exporter/backends/registry.py)."""
+    from ..backends.registry import backend
+
+    return backend(profile.backend, option=f"profile {profile.name}: backend").key
 
 
 def plan_models(profile: Profile) -> list[tuple[str, str, tuple[Grid | None, ...]]]:
@@ -216,7 +218,7 @@ def dynamic_grid_sets(profile: Profile, models: list[tuple[str, str, tuple[Grid 
 
 def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     """Run the pipeline of ``opts.profile`` into ``opts.out_dir`` (see the module docstring)."""
-    from ..engine.preflight import preflight
+    from ..backends.registry import backend as registered
     from ..latency.peak import measure_peak
     from ..latency.sweep import resolve_threads
     from ..profiles import load_profile
@@ -225,7 +227,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     started = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     prof = load_profile(opts.profile)
     if not opts.prepare_only:
-        preflight(prof, "lookupvit run")  # before anything is written
+        registered(prof.backend).preflight(prof, "lookupvit run")  # before anything is written
     out = Path(opts.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from .keep import finish, snapshot
@@ -610,17 +612,20 @@ def _chain_steps(
     (the accuracy models' dataset: the inputs their int8/fp8 graphs were calibrated for), else seeded
     random images. ``prepare_only``: stop before validation (the chain of ``run --prepare-only``), and
     before the build unless ``build``."""
+    from ..backends.registry import backend as registered
+
     p = precision
     unit = Unit(variant, grid, p)
+    engines = registered(backend).runs == "engine"
     steps = [  # asked for by every precision; the first one makes them, the others find them
         Step(Unit(variant, grid), "export", partial(artefacts.exported, variant, grid)),
         Step(Unit(variant, grid), "optimize", partial(artefacts.optimized, variant, grid)),
     ]
     if p != "fp32" or artefacts.for_tensorrt:
         steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
-    if backend == "trt":  # the parser's rules and the fusion estimate first, then the build (which checks too)
+    if engines:  # the parser's rules and the fusion estimate first, then the build (which checks too)
         steps.append(Step(unit, "check", partial(_record_check, artefacts, manifest, variant, grid, p, state)))
-    if backend == "trt" and (build or not prepare_only):
+    if engines and (build or not prepare_only):
         prof = artefacts.settings.profile
         steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p), (prof.name,) if prof else ()))
     if prepare_only:
@@ -636,27 +641,20 @@ def _validate(
 ) -> None:
     """The model as the backend runs it, against the PyTorch fp32 reference, on the data
     ``lookupvit validate`` would feed it (exporter.validate.validate, ``auto``)."""
+    from ..backends.registry import backend as registered
+    from ..validate import validate_model
     from ..validate.validate import resolve_data
 
     data = resolve_data("auto", artefacts.converted(variant, grid, precision))
-    if backend == "trt":
-        from ..engine.validate import validate_engine
-
+    if registered(backend).runs == "engine":
         target = artefacts.engine(variant, grid, precision)
-        report_path = target.with_name(target.name + ".validate.json")
-
-        def validate() -> Any:
-            return validate_engine(target, None, None, None, data, opts.validate_iterations, precision,
-                                   out=report_path)
     else:  # the graph the chain wrote for ONNX Runtime, on ONNX Runtime or OpenVINO
-        from ..validate import validate_onnx
-
         target = artefacts.converted(variant, grid, precision)
-        report_path = target.with_suffix(".validate.json")
+    report_path = target.with_name(target.name.removesuffix(".onnx") + ".validate.json")
 
-        def validate() -> Any:
-            return validate_onnx(target, data=data, iterations=opts.validate_iterations, precision=precision,
-                                 backend=backend, out=report_path)
+    def validate() -> Any:
+        return validate_model(target, data=data, iterations=opts.validate_iterations, precision=precision,
+                              backend=backend, out=report_path)
 
     def run() -> tuple[Any, list[Path]]:
         r = validate()
@@ -695,7 +693,7 @@ def _compare_step(
                 grids=grid_label(grid) if isinstance(grid, tuple) else _accuracy_grids(prof, variant),
                 data=ACCURACY_DATA, backend=backend, out_dir=folder, calib=artefacts.settings.calib,
                 calib_size=artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
-                profile=prof if backend == "trt" else None, progress=artefacts.say, artefacts=artefacts,
+                profile=prof, progress=artefacts.say, artefacts=artefacts,
             )
             d = r.to_dict()
             keep = ("grid", "precision", "status", "reason", "top1", "top1_delta", "agreement", "max_rel", "cosine", "samples")
@@ -769,6 +767,7 @@ def _profile_step(
     """The sweep over every accuracy-model cell and the admitted latency-model cells."""
     import json
 
+    from ..backends.registry import backend as registered
     from ..latency.api import LATENCY_JSON, ProfileRequest, make_timer_factory, write_sweep
     from ..latency.sweep import Cell, SweepResult, resolve_threads, run_sweep, spec_to_dict
     from ..latency.timers import NotRun, Timer
@@ -798,8 +797,7 @@ def _profile_step(
     accuracy = _accuracy_points(state)
 
     def run() -> tuple[Any, list[Path]]:
-        req = ProfileRequest(targets=[], settings=spec.settings, optimize=opts.optimize,
-                             profile=prof if prof.backend != "onnxruntime" else None)  # engines; OpenVINO's hint
+        req = ProfileRequest(targets=[], settings=spec.settings, optimize=opts.optimize, profile=prof)
         make = make_timer_factory(req, artefacts, resolve_threads(spec.settings.threads))
 
         def factory(cell: Cell) -> Timer:
@@ -814,8 +812,8 @@ def _profile_step(
 
     chosen = sorted(f"{m}:{_g(g)}:{p}:b{b}" for m, g, p, b in admitted)
     settings = {"spec": spec_to_dict(spec), "latency_cells": chosen, "peak_sizes": list(opts.peak_sizes or ())}
-    if prof.backend == "openvino":  # its performance hint shapes every timing
-        settings["hint"] = prof.benchmark.hint
+    for key in registered(prof.backend).timing_options:  # e.g. OpenVINO's performance hint shapes every timing
+        settings[key] = getattr(prof.benchmark, key)
     outcome = manifest.stage("profile", "profile", settings, inputs, run)
     path = manifest.output_path("profile", outcome.result["path"], "result.path")
     state.sweep = SweepResult.from_dict(json.loads(path.read_text()))

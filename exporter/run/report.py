@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..backends.registry import runs_engines
 from ..io import format_bytes
 from ..pipeline.manifest import StageOutcome
 from ..pipeline.unit import Unit
@@ -64,7 +65,7 @@ TENSORRT_ONLY = ("gpu", "compute_capability", "builder", "compatibility", "build
 
 def settings_rows(prof: dict[str, Any]) -> list[list[str]]:
     """The profile's settings as (key, value) rows, without the keys that do not apply to its backend."""
-    tensorrt = prof.get("backend") in ("tensorrt", "tensorrt-rtx")
+    tensorrt = runs_engines(prof.get("backend"))
     rows: list[list[str]] = []
 
     def walk(prefix: str, value: Any) -> None:
@@ -586,7 +587,7 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
                      + "</p>")
 
     parts.append("<h2>Settings (the profile)</h2>")
-    if prof.get("backend") not in ("tensorrt", "tensorrt-rtx"):
+    if not runs_engines(prof.get("backend")):
         parts.append("<p class='sub'>TensorRT-only keys (builder, compatibility, batch range, CUDA graphs) do not "
                      "apply to this backend and are left out.</p>")
     parts.append(_table(["key", "value"], settings_rows(prof), left=2))

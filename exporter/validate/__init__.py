@@ -2,9 +2,9 @@
 
 from .comparison import OutputComparison, compare_runners, output_metrics
 from .tolerances import TOLERANCES, Tolerance, tolerance_for
-from .validate import ValidationReport, make_feeds, reference_source, run_validation, validate_onnx
+from .validate import ValidationReport, make_feeds, reference_source, run_validation, validate_model
 
 __all__ = [
     "TOLERANCES", "OutputComparison", "Tolerance", "ValidationReport", "compare_runners", "make_feeds",
-    "output_metrics", "reference_source", "run_validation", "tolerance_for", "validate_onnx",
+    "output_metrics", "reference_source", "run_validation", "tolerance_for", "validate_model",
 ]

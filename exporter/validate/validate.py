@@ -1,4 +1,7 @@
-"""``validate``: an exported model (ONNX Runtime) against its PyTorch reference, through Polygraphy.
+"""``validate``: an exported model or a TensorRT engine against its PyTorch reference, through Polygraphy.
+
+One entry point (:func:`validate_model`) for every backend of the registry (exporter/backends/registry.py):
+the backend supplies the candidate runner, this module the reference, the inputs and the verdict.
 
 The reference is rebuilt from the model's ONNX metadata (variant or factory, grid, image size,
 head, weights) unless given explicitly. Inputs are seeded random images, the digits held-out split,
@@ -25,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import TorchRunner, ort_providers, ort_runner
+from ..backends import TorchRunner
 from ..data import InputSpec, load_data
 from ..errors import UserError
 from ..export import GridInput, LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata
 from ..io import write_json
 from ..models.config import Grid, grid_dims
-from ..onnx_io import check_image_model, load_onnx
+from ..onnx_io import check_image_model, load_onnx, onnx_static_batch
 from ..versions import tool_versions
 from .comparison import OutputComparison, compare_runners
 from .tolerances import tolerance_for
@@ -174,12 +177,6 @@ def make_feeds(
     return feeds, dataset.source
 
 
-def onnx_static_batch(path: str | Path) -> int | None:
-    model = load_onnx(path, weights=False)
-    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.dim_value if dim.HasField("dim_value") else None
-
-
 def run_validation(
     candidate, candidate_desc: str, model_path: str | Path, loaded: LoadedModel, src: ModelSource,
     data: str, iterations: int | None, precision: str, batch: int | None,
@@ -218,7 +215,7 @@ def run_validation(
     )
 
 
-def validate_onnx(
+def validate_model(
     model_path: str | Path,
     variant: str | None = None,
     factory: str | None = None,
@@ -227,38 +224,45 @@ def validate_onnx(
     iterations: int | None = None,
     precision: str | None = None,
     out: str | Path | None = None,
-    backend: str = "ort",
+    backend: str | None = None,
 ) -> ValidationReport:
-    """ONNX Runtime (``backend="ort"``) or OpenVINO's CPU plugin (``"openvino"``, fp32; the openvino
-    extra) on ``model_path`` against the PyTorch reference on ``data`` (see the module docstring);
-    writes the report to ``out`` when given."""
-    if backend not in ("ort", "openvino"):
-        raise UserError(f"Unknown backend {backend!r} for an ONNX model.", "Use --backend ort or --backend openvino.")
-    model_path = Path(model_path)
-    meta = read_model_metadata(model_path)
-    grid_input = meta.grid_input
-    # one image input (and a dynamic-grid model's grid), known operator domains, external data in its folder
-    check_image_model(model_path, grid_input.name if grid_input else None)
-    src = reference_source(model_path, variant, factory, weights)
-    loaded = load_source(src)
-    check_reference_fits(model_path, loaded, variant or factory)
-    precision = precision or meta.precision
-    if backend == "openvino":
-        from ..backends.openvino import OpenVinoRunner, compile_onnx
+    """``model_path`` on ``backend`` (any name of a registered backend; default ONNX Runtime for an
+    ``.onnx``, TensorRT for an engine) against the PyTorch reference on ``data`` (see the module
+    docstring); writes the report to ``out`` when given. An engine's reference is found through its
+    sidecar: the ONNX model it was built from, checked by sha256, and that model's metadata."""
+    from ..backends.registry import for_file
 
-        compile_onnx(model_path)  # refuses here, with the fix, what OpenVINO cannot read
-        candidate, description = OpenVinoRunner(model_path, name="openvino"), "openvino (CPU, f32)"
-    else:
-        providers = ort_providers()
-        try:
-            candidate = ort_runner(model_path, providers, name="onnxruntime")
-        except Exception as e:
-            raise UserError(f"ONNX Runtime cannot load {model_path}: {e}") from None
-        description = f"onnxruntime ({providers[0]})"
+    model_path = Path(model_path)
+    be = for_file(model_path, backend)
+    if be.runs == "graph":  # one image input (and a grid input), known operator domains, external data in its folder
+        meta = read_model_metadata(model_path)
+        check_image_model(model_path, meta.grid_input.name if meta.grid_input else None)
+    candidate = be.candidate(model_path)  # fails here, naming the fix, where the backend cannot run it
+    meta = read_model_metadata(candidate.onnx)
+    src = reference_source(candidate.onnx, variant, factory, weights)
+    loaded = load_source(src)
+    check_reference_fits(candidate.onnx, loaded, variant or factory)
+    data = resolve_data(data, candidate.onnx)
+    batches = candidate.batches
+    if batches is None:
+        static = onnx_static_batch(candidate.onnx)
+        batches = (static, static) if static else None
     report = run_validation(
-        candidate, description, model_path, loaded, src, resolve_data(data, model_path), iterations, precision,
-        onnx_static_batch(model_path), grid_input, meta.grids,
+        candidate.runner, candidate.description, model_path, loaded, src, data, iterations,
+        precision or candidate.precision or meta.precision, _batch(batches, data), meta.grid_input, meta.grids,
     )
     if out is not None:
         write_json(out, report.to_dict())
     return report
+
+
+def _batch(batches: tuple[int, int] | None, data: str) -> int | None:
+    """The validation batch: a static batch as it is (feeds of exactly that size); inside a batch range,
+    the default (None) where it fits, else the nearest end of the range."""
+    if batches is None:
+        return None
+    lo, hi = batches
+    if lo == hi:
+        return lo
+    default = RANDOM_BATCH if data == "random" else 32
+    return None if lo <= default <= hi else min(max(default, lo), hi)
