@@ -114,7 +114,7 @@ def _load() -> float:
 def _plan(profile: Any, variant: str) -> tuple[list[Any], list[str]]:
     """The grids and precisions the profile makes of ``variant`` (its default grids in fp32 when absent)."""
     from exporter.models import get_variant
-    from exporter.run.job import plan_models
+    from exporter.run.scope import plan_models
 
     m = profile.models
     for role, name, grids in plan_models(profile):

@@ -160,3 +160,47 @@ def test_backends_are_dispatched_by_the_registry_not_by_name():
     assert found == {}
     # the check can fail: it finds a dispatch over names
     assert _backend_name_comparisons(ast.parse('if backend == "trt":\n    pass\nelif b in ("ort", "ov"):\n    pass')) == [1, 3]
+
+
+def test_the_profile_key_reference_is_current_and_complete():
+    """docs/profiles.md's "Every key" is what exporter.profiles.reference generates (regenerate with
+    `python -m exporter.profiles.reference --write docs/profiles.md`); every key the parser accepts
+    has a meaning and a default there, and no other key does."""
+    from exporter.profiles import reference as ref
+
+    page = (ROOT / "docs" / "profiles.md").read_text()
+    assert ref.with_reference(page) == page, "python -m exporter.profiles.reference --write docs/profiles.md"
+    accepted = {(table, k) for table, keys, _ in ref.TABLES for k in keys}
+    assert set(ref.MEANING) == accepted
+    for table, keys, defaults in ref.TABLES:
+        for k in keys:
+            assert ref.default_of(table, k, defaults)
+
+
+def test_a_profile_that_leaves_keys_out_gets_the_dataclass_defaults(tmp_path):
+    """Every default is stated once, in the dataclasses: the parser fills an omitted key from them."""
+    from dataclasses import replace
+
+    from exporter.profiles import load_profile
+    from exporter.profiles.profile import (
+        BatchSettings,
+        BenchmarkSettings,
+        BuilderSettings,
+        ClusterSettings,
+        Compatibility,
+        Models,
+        PickSettings,
+    )
+
+    cpu = tmp_path / "bare-cpu.toml"
+    cpu.write_text('backend = "onnxruntime"\nprecisions = ["fp32"]\n[models]\naccuracy = ["lookupvit_digits"]\n')
+    p = load_profile(cpu)
+    assert p.benchmark == BenchmarkSettings() and p.pick == PickSettings() and p.batch == BatchSettings()
+    assert replace(p.models, accuracy=()) == Models()
+    assert p.cluster == replace(ClusterSettings(), gpus=0.0)
+    gpu = tmp_path / "bare-gpu.toml"
+    gpu.write_text('backend = "tensorrt"\ncompute_capability = "8.9"\nprecisions = ["fp16"]\n'
+                   '[models]\naccuracy = ["lookupvit_digits"]\n')
+    p = load_profile(gpu)
+    assert p.builder == replace(BuilderSettings(), timing_cache="timing-cache/bare-gpu.cache")
+    assert p.compatibility == Compatibility() and p.cluster == replace(ClusterSettings(), gpus=1.0)

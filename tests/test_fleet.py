@@ -53,7 +53,8 @@ def test_a_dynamic_grid_profile_is_prepared_as_one_graph_per_lookupvit(tmp_path)
     from exporter.cluster.scheduler import plan_graphs
     from exporter.pipeline.unit import GridSet
     from exporter.profiles import load_profile
-    from exporter.run.job import RunOptions, prepare_graph
+    from exporter.run.options import RunOptions
+    from exporter.run.prepare import prepare_graph
 
     profile = Path(__file__).resolve().parent / "profiles" / "tiny-dynamic.toml"
     sets = plan_graphs([load_profile(profile)])

@@ -8,8 +8,8 @@ import pytest
 
 from exporter.backends.tensorrt.env import tensorrt_usable
 from exporter.pipeline.manifest import StageOutcome
-from exporter.run.job import RunVerdict, run_verdict
 from exporter.run.state import RunState
+from exporter.run.verdict import RunVerdict, run_verdict
 
 TINY_TRT = Path(__file__).parent / "profiles" / "tiny-trt.toml"
 HAS_TRT = tensorrt_usable()
@@ -68,8 +68,8 @@ def test_the_run_report_shows_tensorrt_readiness_per_graph(tmp_path):
     attentions TensorRT is expected to fuse (here from real checks of prepared graphs)."""
     from exporter.pipeline import Artefacts, ChainSettings, Manifest
     from exporter.profiles import load_profile
-    from exporter.run.job import _record_check
     from exporter.run.report import write_report
+    from exporter.run.stages import record_check
     from exporter.run.state import RunState
     from tests.serve_data import summary, write_run
 
@@ -77,7 +77,7 @@ def test_the_run_report_shows_tensorrt_readiness_per_graph(tmp_path):
     artefacts = Artefacts(tmp_path / "graphs", ChainSettings(profile=prof), Manifest(tmp_path / "graphs"))
     state = RunState(float("inf"))
     for p in ("fp32", "fp16"):
-        _record_check(artefacts, artefacts.manifest, "lookupvit_tiny32", (2, 2), p, state)
+        record_check(artefacts, artefacts.manifest, "lookupvit_tiny32", (2, 2), p, state)
     fp32, fp16 = state.checks
     assert fp32["passed"] and fp16["passed"]
     assert fp16["attention"]["fused"] == fp16["attention"]["total"] > 0  # fp16: fused attention expected
@@ -140,7 +140,8 @@ def test_a_prepare_task_builds_the_engines_of_every_profile_sharing_its_graphs(t
     once, an engine per profile (each under its own stage id), no GPU needed."""
     from exporter.cluster.scheduler import plan_graphs
     from exporter.profiles import load_profile
-    from exporter.run.job import RunOptions, prepare_graph
+    from exporter.run.options import RunOptions
+    from exporter.run.prepare import prepare_graph
 
     other = tmp_path / "tiny-aot-a100.toml"
     other.write_text(TINY_AOT.read_text().replace('compute_capability = "8.9"', 'compute_capability = "8.0"'))

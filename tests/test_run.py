@@ -177,7 +177,7 @@ def test_rerun_after_a_change_reruns_only_what_depends_on_it(first_run, tmp_path
 
 def test_cpu_profile_plan():
     from exporter.profiles import load_profile
-    from exporter.run.job import plan_models, sweep_spec
+    from exporter.run.scope import plan_models, sweep_spec
 
     prof = load_profile("cpu")
     models = plan_models(prof)
@@ -215,7 +215,7 @@ def test_the_sweep_holds_only_the_cells_the_profile_asks_for():
     latency_batches): those are the only b16 cells of the sweep (no "not run" rows for the others),
     while the accuracy model is timed at every precision and batch."""
     from exporter.profiles import load_profile
-    from exporter.run.job import plan_models, sweep_spec
+    from exporter.run.scope import plan_models, sweep_spec
 
     prof = load_profile("cpu")
     spec = sweep_spec(prof, "ort", plan_models(prof))

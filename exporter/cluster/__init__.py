@@ -5,7 +5,7 @@ each profile's device work (build, validate, compare, latency) runs on a node wh
 matches the profile's ``[cluster]`` table, while the GPU-independent work (export, optimize,
 precision conversion and calibration) runs once per graph on any node. The unit scheduled is the
 pipeline's own (:mod:`exporter.pipeline.unit`), made by the run's own stage chain
-(:func:`exporter.run.job.prepare_graph`, :func:`exporter.run.job.run_job`).
+(:func:`exporter.run.prepare.prepare_graph`, :func:`exporter.run.job.run_job`).
 
 - :mod:`.address`: ``--cluster`` forms and connecting (Ray is imported here, and only when asked);
 - :mod:`.resources`: what a profile needs against what the alive nodes offer (fail fast);

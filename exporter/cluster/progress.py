@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..run.job import RunProgress
+from ..run.options import RunProgress
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class ProgressBoard:
 
 
 class BoardProgress(RunProgress):
-    """A run's progress (:class:`exporter.run.job.RunProgress`) sent to the board; fire and forget."""
+    """A run's progress (:class:`exporter.run.options.RunProgress`) sent to the board; fire and forget."""
 
     def __init__(self, board: Any, profile: str, node: str) -> None:
         self.board, self.profile, self.node = board, profile, node

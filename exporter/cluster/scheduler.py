@@ -33,8 +33,9 @@ from typing import Any
 from ..models.config import Grid
 from ..pipeline.unit import CellGrid, GridSet
 from ..profiles import Profile
-from ..run.job import RunOptions, dynamic_grid_sets, plan_models
+from ..run.options import RunOptions
 from ..run.outcome import FleetProgress, ProfileLine, ProfileOutcome
+from ..run.scope import dynamic_grid_sets, plan_models
 from .address import ClusterAddress, connect
 from .resources import alive_nodes, fits, infeasible_message, profile_needs
 from .tasks import DeviceJob, DeviceResult, GraphJob, PreparedGraph, Refusal, device_task, prepare_task

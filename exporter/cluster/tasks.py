@@ -1,7 +1,7 @@
 """The two kinds of task a cluster run schedules (docs/architecture.md, Distribution).
 
 - :func:`prepare_task`: one model at one grid, exported, optimised and converted into the
-  precisions the profiles ask for (:func:`exporter.run.job.prepare_graph`), for one target runtime;
+  precisions the profiles ask for (:func:`exporter.run.prepare.prepare_graph`), for one target runtime;
   for TensorRT profiles also their engines where the node builds them without a GPU (TensorRT-RTX
   ahead of time), so a prepare task needs no GPU resource and runs on any node;
   1 CPU, any node. Returns its files by content hash and the manifest entries of its stages.
@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import UserError
 from ..pipeline.manifest import write_entries
 from ..pipeline.unit import CellGrid
-from ..run.job import RunOptions
+from ..run.options import RunOptions
 from .transport import (
     WORK,
     FileSet,
@@ -147,7 +147,7 @@ def _profile_file(base: Path, name: str, text: str) -> Path:
 
 
 def prepare_task(job: GraphJob) -> PreparedGraph | Refusal:
-    from ..run.job import prepare_graph
+    from ..run.prepare import prepare_graph
 
     t = Timing(node_label(), time.time())
     refused = _version_refusal(job.version, t.node) or _shared_refusal(job.shared_dir, t.node)

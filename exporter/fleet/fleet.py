@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..run.job import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress, run_job
+from ..run.job import run_job
+from ..run.options import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress
 from ..run.outcome import FleetProgress, ProfileLine, ProfileOutcome, rel_to
 
 FLEET_JSON = "fleet.json"

@@ -77,3 +77,8 @@ class Unit:
 
     def at(self, precision: str | None) -> Unit:
         return Unit(self.model, self.grid, precision)
+
+
+def grid_tag(grid: CellGrid) -> str:
+    """The tag of a cell's grid (:attr:`Unit.grid_tag`): ``g7``, ``gdynamic``, ``-``."""
+    return Unit("", grid).grid_tag

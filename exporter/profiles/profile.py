@@ -539,7 +539,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
                         "Remove gpu_memory from a CPU profile.")
 
     bt = top.table("batch", BATCH_KEYS)
-    bmin = bt.get("min", 1, _is_pos_int, "a positive integer")
+    bmin = bt.get("min", BatchSettings().min, _is_pos_int, "a positive integer")
     opt_raw = bt.get("opt", [bmin], _is_batch_list, "a positive integer or a non-empty list of them (the latency-critical batches)")
     opt = tuple(opt_raw) if isinstance(opt_raw, list) else (cast(int, opt_raw),)
     bmax = bt.get("max", max(opt), _is_pos_int, "a positive integer")
@@ -578,8 +578,9 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
                     f"{src}: [{key}] applies to TensorRT builds, but backend = \"{backend}\".",
                     f"Remove the [{key}] table, or set backend = \"tensorrt\" with a compute_capability.",
                 )
-    level = bu.get("optimization_level", 3, lambda v: _is_int(v) and 0 <= cast(int, v) <= 5, "an integer 0..5")
-    workspace = parse_size(bu.data["workspace"], f"{src}: builder.workspace") if "workspace" in bu.data else 4 << 30
+    db = BuilderSettings()  # the defaults, stated once
+    level = bu.get("optimization_level", db.optimization_level, lambda v: _is_int(v) and 0 <= cast(int, v) <= 5, "an integer 0..5")
+    workspace = parse_size(bu.data["workspace"], f"{src}: builder.workspace") if "workspace" in bu.data else db.workspace_bytes
     tc_raw = bu.get("timing_cache", f"timing-cache/{name}.cache", lambda v: isinstance(v, str) or v is False,
                     "a path (relative paths resolve against the build's -o folder) or false to disable")
     if gpu_memory is not None and workspace > gpu_memory:
@@ -591,23 +592,25 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
     if workspace > MAX_GPU_MEMORY:
         raise UserError(f"{src}: builder.workspace = {bu.data['workspace']!r} is larger than any GPU's memory.",
                         "Use e.g. workspace = \"16GiB\".")
-    timeout_s = bu.get("timeout_s", 1800, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 7 * 86400,
+    timeout_s = bu.get("timeout_s", db.timeout_s, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 7 * 86400,
                        "seconds, more than 0 and at most a week")
-    host_memory = parse_size(bu.data["host_memory"], f"{src}: builder.host_memory") if "host_memory" in bu.data else None
+    host_memory = (parse_size(bu.data["host_memory"], f"{src}: builder.host_memory") if "host_memory" in bu.data
+                   else db.host_memory_bytes)
     if host_memory is not None and host_memory < 256 << 20:
         raise UserError(f"{src}: builder.host_memory = {bu.data['host_memory']!r} is too small for a TensorRT build.",
                         "Give the builder at least \"1GiB\" (the default is three quarters of this machine's memory).")
     builder = BuilderSettings(level, workspace, tc_raw or None, float(timeout_s), host_memory)
 
-    hardware = ct.get("hardware", "none", lambda v: v in HARDWARE_LEVELS, f"one of {', '.join(HARDWARE_LEVELS)}")
+    dc = Compatibility()
+    hardware = ct.get("hardware", dc.hardware, lambda v: v in HARDWARE_LEVELS, f"one of {', '.join(HARDWARE_LEVELS)}")
     if hardware == "ampere_plus" and cc is not None and cc < (8, 0):
         raise UserError(
             f"{src}: compatibility.hardware = \"ampere_plus\" needs an Ampere or newer GPU, "
             f"but compute_capability is {cc[0]}.{cc[1]}.",
             "Use hardware = \"none\" for this GPU.",
         )
-    version_compatible = ct.get("version_compatible", False, _is_bool, "true or false")
-    exclude_lean = ct.get("exclude_lean_runtime", False, _is_bool, "true or false")
+    version_compatible = ct.get("version_compatible", dc.version_compatible, _is_bool, "true or false")
+    exclude_lean = ct.get("exclude_lean_runtime", dc.exclude_lean_runtime, _is_bool, "true or false")
     if exclude_lean and not version_compatible:
         raise UserError(
             f"{src}: compatibility.exclude_lean_runtime = true needs version_compatible = true.",
@@ -654,11 +657,12 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
 
     cluster = _parse_cluster(top, src, is_trt)
     pt = top.table("pick", PICK_KEYS)
+    dp = PickSettings()
     pick = PickSettings(
-        pt.get("latency_ms", None, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 3_600_000,
+        pt.get("latency_ms", dp.latency_ms, lambda v: _is_number(v) and 0 < float(cast(float, v)) <= 3_600_000,
                "a latency in milliseconds, more than 0"),
-        pt.get("min_top1", None, lambda v: _is_number(v) and 0 <= float(cast(float, v)) <= 100, "a top-1 in percent, 0..100"),
-        pt.get("percentile", "p50", lambda v: v in ("p50", "p99"), "\"p50\" or \"p99\""),
+        pt.get("min_top1", dp.min_top1, lambda v: _is_number(v) and 0 <= float(cast(float, v)) <= 100, "a top-1 in percent, 0..100"),
+        pt.get("percentile", dp.percentile, lambda v: v in ("p50", "p99"), "\"p50\" or \"p99\""),
     )
 
     return Profile(
@@ -686,7 +690,8 @@ def _parse_cluster(top: _Table, src: str, is_trt: bool) -> ClusterSettings:
     def units(v: object) -> bool:
         return _is_nonneg_number(v) and cast(float, v) <= MAX_CLUSTER_UNITS
 
-    accelerator = ct.get("accelerator", None, _is_str, "one of Ray's accelerator types, e.g. \"H100\"")
+    dc = ClusterSettings()
+    accelerator = ct.get("accelerator", dc.accelerator, _is_str, "one of Ray's accelerator types, e.g. \"H100\"")
     if accelerator is not None and accelerator not in RAY_NVIDIA_ACCELERATORS:
         near = closest(accelerator, RAY_NVIDIA_ACCELERATORS, n=1)
         raise UserError(
@@ -697,7 +702,7 @@ def _parse_cluster(top: _Table, src: str, is_trt: bool) -> ClusterSettings:
             "(ray start --resources '{\"my-gpu\": 1}') and set cluster.resources = { \"my-gpu\" = 1 }.",
         )
     gpus = float(ct.get("gpus", 1 if is_trt else 0, units, f"a number of GPUs from 0 to {MAX_CLUSTER_UNITS}"))
-    cpus = float(ct.get("cpus", 1, units, f"a number of CPUs from 0 to {MAX_CLUSTER_UNITS}"))
+    cpus = float(ct.get("cpus", dc.cpus, units, f"a number of CPUs from 0 to {MAX_CLUSTER_UNITS}"))
     raw: dict[str, Any] = ct.get("resources", {}, lambda v: isinstance(v, dict) and all(units(x) for x in v.values()),
                  f"a table of custom resource amounts, e.g. {{ \"jetson-orin\" = 1 }} (each 0 to {MAX_CLUSTER_UNITS})")
     resources = tuple(sorted((str(k), float(v)) for k, v in raw.items()))

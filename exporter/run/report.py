@@ -132,7 +132,7 @@ def shared_graphs(prof: Profile, out: Path, outcomes: list[StageOutcome]) -> lis
     """Per LookupViT of a ``dynamic_grid`` profile: the one graph per precision serving all its grids
     (the file the backend ran: engine, converted graph, optimised or exported graph), and its bytes
     against K per-grid graphs (an estimate: each holds the same weights; they are not made)."""
-    from .job import dynamic_grid_sets, plan_models
+    from .scope import dynamic_grid_sets, plan_models
 
     latest = {o.id: o for o in outcomes}
     suffix = ".plan" if prof.is_tensorrt else ".onnx"

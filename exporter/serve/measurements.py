@@ -23,7 +23,7 @@ from ..io import sha256_file
 from ..safe_paths import confined, relative_inside
 from ..schema.run_folder import AccuracyDoc, LatencyCell, LatencyDoc, SummaryDoc
 
-SUMMARY_JSON = "summary.json"  # exporter.run.job.SUMMARY_JSON (not imported: that module pulls in the pipeline)
+SUMMARY_JSON = "summary.json"  # exporter.run.options.SUMMARY_JSON (not imported: serve sits below run)
 PERCENTILES = ("p50", "p99")
 
 
