@@ -26,6 +26,17 @@ def test_run_on_a_tensorrt_profile_stops_at_once_and_writes_nothing(cli, tmp_pat
 
 
 @needs_no_trt
+def test_a_profile_of_another_backend_is_not_preflighted_as_the_named_backends(cli, tmp_path):
+    """`--backend tensorrt --profile cpu`: the CPU profile is not run through TensorRT's preflight (no
+    "--prepare-only" advice for a profile that builds nothing); compare names the mismatch."""
+    r = cli("latency", "lookupvit_tiny32", "--backend", "tensorrt", "--profile", "cpu", "-o", str(tmp_path / "l"))
+    assert r.exit_code == 2 and "Cannot time TensorRT" in r.output and "prepare-only" not in r.output
+    r = cli("compare", "lookupvit_tiny32", "--backend", "tensorrt", "--profile", "cpu", "-o", str(tmp_path / "c"))
+    assert r.exit_code == 2 and "Profile cpu runs on onnxruntime" in r.output and "--profile l4" in r.output
+    assert not (tmp_path / "l").exists() and not (tmp_path / "c").exists()
+
+
+@needs_no_trt
 def test_build_and_compare_stop_before_any_work(cli, tmp_path):
     r = cli("compare", "lookupvit_digits", "--backend", "trt", "--profile", "h100", "-o", str(tmp_path / "c"))
     assert r.exit_code == 2 and not (tmp_path / "c").exists()

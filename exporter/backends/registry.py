@@ -113,8 +113,8 @@ class Backend(ABC):
 
     def require(self, profile: Profile | None, verb: str) -> None:
         """Raise :class:`CannotRunHere` before any work when a verb that names this backend cannot run it
-        here (with ``profile``: that profile's preflight)."""
-        if profile is not None:
+        here (with a profile of this backend: that profile's preflight)."""
+        if profile is not None and backend(profile.backend) is self:
             self.preflight(profile, verb)
         why = self.missing()
         if why:

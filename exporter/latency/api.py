@@ -253,6 +253,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
         be = backend(cell.backend)
         t = targets.get(cell.model)
         given = t if t is not None and t.path is not None else None
+        shape = input_shape(cell)  # before any model is made: a cell whose input is unknown is refused first
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
@@ -267,7 +268,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
                     raise Unsupported(why)
                 model, fed = _artefact(be.runs, cell, given)
                 hint = req.profile.benchmark.hint if req.profile is not None else "latency"  # OpenVINO's; others ignore it
-                return be.timer(model, Timing(cell.batch, input_shape(cell), cell.precision, cell.grid, fed,
+                return be.timer(model, Timing(cell.batch, shape, cell.precision, cell.grid, fed,
                                               cell.threads or threads, hint))  # a cell's own count: a thread trial's (sweep.py)
         except UserError as e:
             raise Unsupported(e.message) from None

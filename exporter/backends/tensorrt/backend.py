@@ -69,9 +69,9 @@ class TensorRTBackend(Backend):
             ) from None
 
     def require(self, profile: Profile | None, verb: str) -> None:
-        """With a profile, its preflight (the profile's engines can be built here); without one, TensorRT
-        and a GPU (an engine is timed or run where it is built)."""
-        if profile is not None:
+        """With a TensorRT profile, its preflight (the profile's engines can be built here); otherwise
+        TensorRT and a GPU (an engine is timed or run where it is built)."""
+        if profile is not None and profile.is_tensorrt:
             self.preflight(profile, verb)
         else:
             from .env import require_build_environment
@@ -102,9 +102,12 @@ class TensorRTBackend(Backend):
         from ...profiles import list_profiles
         from .env import require_build_environment
 
+        if profile is not None and not profile.is_tensorrt:
+            raise UserError(f"Profile {profile.name} runs on {profile.backend}; {verb} builds TensorRT engines for a GPU "
+                            "profile.", "Name a TensorRT profile (`lookupvit profiles` lists them), e.g. --profile l4.")
         if profile is not None:  # fail within seconds, before any export, writing nothing
             self.preflight(profile, verb)
-        choice, gpu = require_build_environment("tensorrt", action=f"{verb} on TensorRT engines")
+        choice, gpu = require_build_environment("tensorrt", action=f"compare on TensorRT engines ({verb})")
         if profile is None:
             matching = [r.profile for r in list_profiles() if r.profile is not None and r.profile.is_tensorrt
                         and r.profile.compute_capability == gpu.compute_capability]
