@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.child import default_sigint
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="the ray extra is not installed (pip install -e '.[ray]')")
 
@@ -143,8 +145,7 @@ def _driver_with_a_running_task(args: list[str], running: Path) -> tuple[subproc
     ``running``: the driver process and the pid of the worker running that task."""
     proc = subprocess.Popen([sys.executable, "-m", "exporter.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, RAY_USAGE_STATS_ENABLED="0"),
-                            # a shell starts background jobs with SIGINT ignored and children inherit it: reset
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 240
     while not running.is_file() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)

@@ -25,6 +25,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.child import default_sigint
+
 ROOT = Path(__file__).resolve().parent.parent
 IS_ROOT = os.geteuid() == 0
 
@@ -79,9 +81,7 @@ def _child(args: list[str], fsize: int | None = None, **kw) -> subprocess.Popen:
     """``lookupvit ARGS`` in a child process; with ``fsize``, writes past that many bytes fail (EFBIG)."""
 
     def limit() -> None:
-        # Ctrl-C as a terminal delivers it: a shell starts background jobs with SIGINT ignored, and a child
-        # inherits that, so the suite run in the background would test nothing; reset it
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        default_sigint()
         if fsize is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
