@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..backends.base import error_line
-from ..backends.registry import Backend, Setup, Tried
+from ..backends.registry import Backend, Setup, Tried, backends
 from ..backends.registry import backend as registered
 from ..data import BUILTIN_DATA
 from ..data_fit import accuracy_fit, require_meaningful
@@ -53,7 +53,6 @@ from ..precisions import PRECISIONS
 from ..profiles import Profile, load_profile
 from ..versions import tool_versions
 
-BACKENDS = ("ort", "trt", "openvino")  # the registered backends that run a converted graph (keys)
 NOT_MEANINGFUL = "NOT MEANINGFUL"
 DEFAULT_PRECISIONS = PRECISIONS
 LOCATE_SAMPLES = 16
@@ -418,7 +417,8 @@ def compare_precisions(
     t0 = time.perf_counter()
     say = progress or (lambda _msg: None)
     wanted = parse_precisions(precisions)
-    be = registered(backend, BACKENDS)  # any of its names; unknown ones refused with the choices
+    candidates = tuple(b.key for b in backends() if b.runs != "module")  # what runs a converted graph or its engine
+    be = registered(backend, candidates)  # any of its names; unknown ones refused with the choices
     if calib_size < 1:
         raise UserError(f"--calib-size {calib_size} must be at least 1.")
     if data not in BUILTIN_DATA and not Path(data).exists():  # before any export: fail fast
