@@ -188,7 +188,7 @@ def backend(name: str, allowed: tuple[str, ...] | None = None, option: str = "--
     cls = _REGISTRY.get(name.strip().lower())
     keys = allowed or tuple(_INSTANCES)
     if cls is None or cls.key not in keys:
-        near = closest(name, list(_REGISTRY))
+        near = closest(name, [k for k, c in _REGISTRY.items() if c.key in keys])  # among what this verb runs
         raise UserError(f"{option} {name!r} is not a backend this verb runs.",
                         f"Choose from {', '.join(_INSTANCES[k].name for k in keys)}"
                         + (f" (did you mean {', '.join(near)}?)" if near else "") + ".")
