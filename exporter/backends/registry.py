@@ -213,21 +213,13 @@ def for_file(path: str | Path, name: str | None = None) -> Backend:
     return be
 
 
-def runs_engines(name: object) -> bool:
-    """Whether the backend called ``name`` runs engines (False for anything that names no backend, e.g.
-    a value read from a file)."""
+def known(name: object) -> Backend | None:
+    """The backend called ``name``, or None when it names none (e.g. a value read from a file, or a
+    scripted timer's label): for questions that have a "no" answer for an unknown name."""
     _load()
     cls = _REGISTRY.get(name) if isinstance(name, str) else None
-    return cls is not None and cls.runs == "engine"
+    return _INSTANCES[cls.key] if cls is not None else None
 
 
-def timer_threads(name: str) -> bool:
-    """Whether the sweep chooses the thread count of backend ``name`` (a CPU framework; False for a
-    name no backend has)."""
-    _load()
-    cls = _REGISTRY.get(name)
-    return cls is not None and cls.cpu_threads
-
-
-__all__ = ["Artefact", "Backend", "Candidate", "Setup", "Timing", "Tried", "backend", "backends", "for_file", "register",
-           "runs_engines", "timer_threads"]
+__all__ = ["Artefact", "Backend", "Candidate", "Setup", "Timing", "Tried", "backend", "backends", "for_file", "known",
+           "register"]

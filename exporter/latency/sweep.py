@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-from ..backends.registry import timer_threads
+from ..backends.registry import known
 from ..models.config import Grid, grid_label
 from ..profiles import BenchmarkSettings
 from .machine import load_average
@@ -500,7 +500,8 @@ def _run_group(
     try:
         if settings.threads == AUTO_THREADS:
             for m in [*live, *([base] if base and live else [])]:
-                if m.timer.device == "cpu" and timer_threads(m.cell.backend):  # a GPU cell keeps the sweep's count
+                be = known(m.cell.backend)
+                if m.timer.device == "cpu" and be is not None and be.cpu_threads:  # a GPU cell keeps the sweep's count
                     try:
                         _choose_threads(m, make_timer, resolve_threads(AUTO_THREADS), say)
                     except Unsupported as e:

@@ -62,6 +62,7 @@ BACKEND_BENCHMARK_KEYS: dict[str, tuple[str, ...]] = {"hint": ("openvino",)}
 PERFORMANCE_HINTS: tuple[str, ...] = ("latency", "throughput")
 HARDWARE_LEVELS: tuple[str, ...] = ("none", "ampere_plus", "same_compute_capability")
 MIN_TENSORRT_CC = (7, 5)
+TIMING_CACHE = "timing-cache/{profile}.cache"  # builder.timing_cache when the profile leaves it out
 
 ENV_VAR = "LOOKUPVIT_PROFILES"
 PACKAGE_PROFILES = Path(__file__).resolve().parent.parent.parent / "profiles"
@@ -581,7 +582,7 @@ def parse_profile(data: Mapping[str, Any], name: str, path: Path) -> Profile:
     db = BuilderSettings()  # the defaults, stated once
     level = bu.get("optimization_level", db.optimization_level, lambda v: _is_int(v) and 0 <= cast(int, v) <= 5, "an integer 0..5")
     workspace = parse_size(bu.data["workspace"], f"{src}: builder.workspace") if "workspace" in bu.data else db.workspace_bytes
-    tc_raw = bu.get("timing_cache", f"timing-cache/{name}.cache", lambda v: isinstance(v, str) or v is False,
+    tc_raw = bu.get("timing_cache", TIMING_CACHE.format(profile=name), lambda v: isinstance(v, str) or v is False,
                     "a path (relative paths resolve against the build's -o folder) or false to disable")
     if gpu_memory is not None and workspace > gpu_memory:
         raise UserError(

@@ -22,6 +22,7 @@ from .profile import (
     GRIDS_KEYS,
     MODELS_KEYS,
     PICK_KEYS,
+    TIMING_CACHE,
     TOP_KEYS,
     BatchSettings,
     BenchmarkSettings,
@@ -103,7 +104,7 @@ COMPUTED: dict[tuple[str, str], str] = {
     ("grids", "latency"): "each model's grids",
     ("batch", "opt"): "`[min]`",
     ("batch", "max"): "the largest of `opt`",
-    ("builder", "timing_cache"): '`"timing-cache/<profile>.cache"`',
+    ("builder", "timing_cache"): f'`"{TIMING_CACHE.format(profile="<profile>")}"`',
     ("builder", "host_memory"): "three quarters of this machine's memory",
     ("cluster", "gpus"): "1 on a TensorRT profile, else 0",
 }

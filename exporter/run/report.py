@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..backends.registry import runs_engines
+from ..backends.registry import known
 from ..io import format_bytes
 from ..pipeline.manifest import StageOutcome
 from ..pipeline.unit import Unit
@@ -63,9 +63,14 @@ TENSORRT_ONLY = ("gpu", "compute_capability", "builder", "compatibility", "build
                  "benchmark.cuda_graphs")
 
 
+def _runs_engines(name: object) -> bool:
+    be = known(name)
+    return be is not None and be.runs == "engine"
+
+
 def settings_rows(prof: dict[str, Any]) -> list[list[str]]:
     """The profile's settings as (key, value) rows, without the keys that do not apply to its backend."""
-    tensorrt = runs_engines(prof.get("backend"))
+    tensorrt = _runs_engines(prof.get("backend"))
     rows: list[list[str]] = []
 
     def walk(prefix: str, value: Any) -> None:
@@ -587,7 +592,7 @@ def write_report(summary: dict[str, Any], state: RunState, path: Path) -> Path:
                      + "</p>")
 
     parts.append("<h2>Settings (the profile)</h2>")
-    if not runs_engines(prof.get("backend")):
+    if not _runs_engines(prof.get("backend")):
         parts.append("<p class='sub'>TensorRT-only keys (builder, compatibility, batch range, CUDA graphs) do not "
                      "apply to this backend and are left out.</p>")
     parts.append(_table(["key", "value"], settings_rows(prof), left=2))

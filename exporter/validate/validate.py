@@ -238,7 +238,8 @@ def validate_model(
         meta = read_model_metadata(model_path)
         check_image_model(model_path, meta.grid_input.name if meta.grid_input else None)
     candidate = be.candidate(model_path)  # fails here, naming the fix, where the backend cannot run it
-    meta = read_model_metadata(candidate.onnx)
+    if candidate.onnx != model_path:  # an engine: the model it was built from
+        meta = read_model_metadata(candidate.onnx)
     src = reference_source(candidate.onnx, variant, factory, weights)
     loaded = load_source(src)
     check_reference_fits(candidate.onnx, loaded, variant or factory)
