@@ -178,9 +178,7 @@ def test_the_profile_key_reference_is_current_and_complete():
 
 
 def test_a_profile_that_leaves_keys_out_gets_the_dataclass_defaults(tmp_path):
-    """Every default is stated once, in the dataclasses: the parser fills an omitted key from them."""
-    from dataclasses import replace
-
+    """Every default is stated once, in the settings models: the parser fills an omitted key from them."""
     from exporter.profiles import load_profile
     from exporter.profiles.profile import (
         BatchSettings,
@@ -196,11 +194,11 @@ def test_a_profile_that_leaves_keys_out_gets_the_dataclass_defaults(tmp_path):
     cpu.write_text('backend = "onnxruntime"\nprecisions = ["fp32"]\n[models]\naccuracy = ["lookupvit_digits"]\n')
     p = load_profile(cpu)
     assert p.benchmark == BenchmarkSettings() and p.pick == PickSettings() and p.batch == BatchSettings()
-    assert replace(p.models, accuracy=()) == Models()
-    assert p.cluster == replace(ClusterSettings(), gpus=0.0)
+    assert p.models.model_copy(update={"accuracy": ()}) == Models()
+    assert p.cluster == ClusterSettings().model_copy(update={"gpus": 0.0})
     gpu = tmp_path / "bare-gpu.toml"
     gpu.write_text('backend = "tensorrt"\ncompute_capability = "8.9"\nprecisions = ["fp16"]\n'
                    '[models]\naccuracy = ["lookupvit_digits"]\n')
     p = load_profile(gpu)
-    assert p.builder == replace(BuilderSettings(), timing_cache="timing-cache/bare-gpu.cache")
-    assert p.compatibility == Compatibility() and p.cluster == replace(ClusterSettings(), gpus=1.0)
+    assert p.builder == BuilderSettings().model_copy(update={"timing_cache": "timing-cache/bare-gpu.cache"})
+    assert p.compatibility == Compatibility() and p.cluster == ClusterSettings().model_copy(update={"gpus": 1.0})

@@ -1,36 +1,27 @@
-"""Deployment profiles: one TOML file per target machine (``profiles/*.toml``), read and validated
-key by key (docs/architecture.md, The backend axis). A profile says which backend a run uses
+"""Deployment profiles: one TOML file per target machine (``profiles/*.toml``), validated against the
+profile schema (pydantic v2 models in :mod:`exporter.schema.profile`) and then the rules across keys and
+hardware (docs/architecture.md, The backend axis). A profile says which backend a run uses
 (ONNX Runtime or OpenVINO on the CPU, TensorRT on a GPU), the GPU
 it is written for, the precisions, the models and grids, the batch range, the builder, compatibility
 and benchmark settings. Used by ``run``, ``profile``, ``compare``, ``build``, ``check`` and ``package``.
 """
 
-from .profile import (
+from ..schema.profile import (
     BACKENDS,
     BATCH_KEYS,
     BENCH_KEYS,
     BUILDER_KEYS,
     CLUSTER_KEYS,
     COMPAT_KEYS,
-    CPU_BACKENDS,
-    CPU_PRECISIONS,
-    ENV_VAR,
     GRIDS_KEYS,
     HARDWARE_LEVELS,
-    INSTALLED_PROFILES,
     LIMITS,
     MAX_BATCH,
     MAX_GPU_MEMORY,
     MAX_OPT_PROFILES,
-    MIN_TENSORRT_CC,
     MODELS_KEYS,
-    OPENVINO_PRECISIONS,
-    PACKAGE_PROFILES,
     PERFORMANCE_HINTS,
-    RAY_NVIDIA_ACCELERATORS,
-    TENSORRT_BACKENDS,
     TOP_KEYS,
-    USER_INSTALLED_PROFILES,
     BatchSettings,
     BenchmarkSettings,
     BuilderSettings,
@@ -38,9 +29,21 @@ from .profile import (
     Compatibility,
     ModelRun,
     Models,
+    format_size,
+)
+from .profile import (
+    CPU_BACKENDS,
+    CPU_PRECISIONS,
+    ENV_VAR,
+    INSTALLED_PROFILES,
+    MIN_TENSORRT_CC,
+    OPENVINO_PRECISIONS,
+    PACKAGE_PROFILES,
+    RAY_NVIDIA_ACCELERATORS,
+    TENSORRT_BACKENDS,
+    USER_INSTALLED_PROFILES,
     Profile,
     ProfileListing,
-    format_size,
     gpu_has_precision,
     list_profiles,
     load_profile,

@@ -4,11 +4,13 @@
 - :mod:`.core`: read, bound, parse, validate; :class:`SchemaError` (exit 2) names the file and the key;
 - :mod:`.run_folder`: ``stages.json``, ``summary.json``, ``latency.json``, ``accuracy.json``;
 - :mod:`.pace`: ``pace.json``; :mod:`.metadata`: a model's JSON metadata values;
-- :mod:`.repository`: a package repository's record of the files the tool wrote.
+- :mod:`.repository`: a package repository's record of the files the tool wrote;
+- :mod:`.profile`: a deployment profile (``profiles/*.toml``), the one document here a person writes.
 
 The models are pydantic v2 (strict types, no NaN/Inf, value ranges as field constraints). A
-deployment profile (exporter/profiles/profile.py) is bounded here (:func:`check_toml`) before
-``tomllib`` reads it; its fields can move onto models of this package the same way.
+deployment profile is bounded here (:func:`check_toml`) before ``tomllib`` reads it, then validated
+against the models of :mod:`.profile` (config :data:`.types.TOML_TABLE`: an unknown key is refused,
+naming the closest valid one); exporter.profiles adds the rules across keys and hardware.
 """
 
 from .core import (

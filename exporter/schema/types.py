@@ -8,6 +8,11 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StringConstraints
 
 STRICT = ConfigDict(extra="ignore", strict=True, allow_inf_nan=False, frozen=True)
+# A table of a file a person writes (a deployment profile): STRICT, but an unknown key is refused (a typo is an
+# error, never a setting silently left at its default); a field may be read under its TOML key (validation_alias)
+# while code builds it by attribute name.
+TOML_TABLE = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, validate_by_name=True,
+                        validate_by_alias=True)
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 Text = Annotated[str, StringConstraints(max_length=4096)]
