@@ -23,7 +23,7 @@ quickstart: install
 	$(VENV)/bin/lookupvit run --profile cpu -o $(OUT)
 
 test: install
-	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup  # two workers (one per core); each test file on one worker (tests/conftest.py)
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder  # two workers (one per core); each test file on one worker, the longest first (tests/conftest.py)
 
 lint: install
 	$(VENV)/bin/ruff check exporter plugins tests bench

@@ -8,17 +8,44 @@ import torch
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 # Test files whose tests share a session fixture run on one worker (the fixture is then made once).
-SHARED_WORKER = {"test_run": "quickstart", "test_readme": "quickstart",
+SHARED_WORKER = {"test_run": "quickstart", "test_readme": "quickstart", "test_cluster": "quickstart",
                  "test_untrusted": "digits_run", "test_untrusted_property": "digits_run"}
+# The groups that take longest (seconds summed over their tests on the 2-core CI machine, `pytest
+# --durations=0`), queued first so that the two workers end together (longest job first); the other
+# files follow in collection order. Measured, not asserted: a wrong order costs minutes, not a failure.
+LONGEST_FIRST = ("quickstart", "test_tensorrt_builds", "test_dynamic_grid", "digits_run",
+                 "test_openvino", "test_triton_live", "test_export", "test_preflight", "test_compare")
 
 
+def _group(item: pytest.Item) -> str:
+    name = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else item.nodeid
+    return SHARED_WORKER.get(name, name)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks into the test ids
 def pytest_collection_modifyitems(config, items):
-    """With `pytest -n 2 --dist loadgroup`: each test file runs on one worker, so its module fixtures
-    (exports, a Ray cluster, a Triton server, the TensorRT graphs) are made once and never twice at a
-    time; files sharing a session fixture share a worker. Without xdist the marks change nothing."""
+    """With `pytest -n 2 --dist loadgroup --no-loadscope-reorder` (`make test`): each test file runs
+    on one worker, so its module fixtures (exports, a Ray cluster, a Triton server, the TensorRT graphs)
+    are made once and never twice at a time; files sharing a session fixture share a worker; the
+    longest groups are queued first. Without xdist the marks change nothing."""
     for item in items:
-        name = item.module.__name__.rsplit(".", 1)[-1] if item.module is not None else item.nodeid
-        item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(name, name)))
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {g: i for i, g in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: a file's tests stay in order
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session):
+    """Refuse to run when pytest-xdist ignored the groups: pytest 9 keeps a test's id where
+    pytest-xdist 3.8 cannot suffix it, so every file was split over both workers and each worker
+    made its module fixtures again (the test extra pins pytest below 9 for this)."""
+    if not session.config.getoption("loadgroup", False) or not session.items:
+        return
+    lost = [item.nodeid for item in session.items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    if lost:
+        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests by file (e.g. {lost[0]}): pytest "
+                                f"{pytest.__version__} with --dist loadgroup. Install the test extra's versions: "
+                                "pip install -e '.[test]'.")
 
 
 @pytest.fixture(scope="session", autouse=True)

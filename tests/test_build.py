@@ -564,3 +564,11 @@ def test_real_build_cache_and_validate(cli, exported, tmp_path):
     result = cli("validate", str(engine), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["status"] == "PASSED"
+
+
+def test_a_build_child_does_not_import_torch():
+    """Each engine build runs in its own process (exporter.engine.child); importing torch there would add
+    about a second to every build and nothing to it."""
+    code = "import sys, exporter.engine.child, exporter.engine.trt; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

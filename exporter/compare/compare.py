@@ -409,7 +409,7 @@ def compare_precisions(
     ``runs/compare/<name>``). Every graph comes from the pipeline (``artefacts``: the caller's, e.g. a
     run's, or one over ``out_dir``), so a cell's file is the one `run` makes for it. See the module
     docstring."""
-    from ..backends import TorchRunner
+    from ..backends.torch.runner import TorchRunner
     from ..data import load_data
     from ..export import load_source
     from ..validate import compare_runners, tolerance_for

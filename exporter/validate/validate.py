@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import TorchRunner
+from ..backends.torch.runner import TorchRunner
 from ..data import InputSpec, load_data
 from ..errors import UserError
 from ..export import GridInput, LoadedModel, ModelSource, factory_refusal, load_source, read_model_metadata

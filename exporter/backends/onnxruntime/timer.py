@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import UserError
-from ...models.config import Grid
 from ..base import Timer, Unsupported, first_line, random_batch
 from .session import ort_providers, ort_session
+
+if TYPE_CHECKING:  # a type only: importing exporter.models imports torch, which a build child never needs
+    from ...models.config import Grid
 
 
 def ort_timer(

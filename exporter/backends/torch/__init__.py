@@ -1,6 +1,7 @@
-"""PyTorch: the reference model as a Polygraphy runner (CPU or CUDA) and eager timing."""
+"""PyTorch: the reference model as a Polygraphy runner (CPU or CUDA, :mod:`.runner`) and eager timing
+(:mod:`.timer`). The runner is imported from its module, so that importing the backends (as a TensorRT
+build child does) never imports torch."""
 
-from .runner import TorchRunner
 from .timer import torch_timer
 
-__all__ = ["TorchRunner", "torch_timer"]
+__all__ = ["torch_timer"]
