@@ -87,7 +87,7 @@ def _stages(folder: Path) -> dict[str, dict]:
     return json.loads((folder / "stages.json").read_text())["stages"]
 
 
-DEVICE_KINDS = {"validate", "compare", "profile", "build"}
+from exporter.pipeline.stages import DEVICE_STAGES as DEVICE_KINDS  # noqa: E402  (where each stage runs, declared once)
 
 
 def test_two_profiles_one_bound_to_a_node(cluster, quickstart_run, tmp_path):

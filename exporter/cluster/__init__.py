@@ -1,9 +1,10 @@
 """Runs of several deployment profiles on a Ray cluster (``lookupvit run --profile a,b --cluster ADDRESS``).
 
 docs/architecture.md, Distribution. A TensorRT engine is valid only for the GPU it was built on, so
-each profile's device work (build, validate, compare, latency) runs on a node whose accelerator
-matches the profile's ``[cluster]`` table, while the GPU-independent work (export, optimize,
-precision conversion and calibration) runs once per graph on any node. The unit scheduled is the
+each profile's device stages (``DEVICE_STAGES`` of :mod:`exporter.pipeline.stages`: build, validate,
+compare, profile) run on a node whose accelerator matches the profile's ``[cluster]`` table, while its
+host stages (export, optimize, precision, check; and the build where a node builds the engines without
+a GPU) run once per graph on any node. The unit scheduled is the
 pipeline's own (:mod:`exporter.pipeline.unit`), made by the run's own stage chain
 (:func:`exporter.run.prepare.prepare_graph`, :func:`exporter.run.job.run_job`).
 

@@ -1,13 +1,15 @@
 """The two kinds of task a cluster run schedules (docs/architecture.md, Distribution).
 
 - :func:`prepare_task`: one model at one grid, exported, optimised and converted into the
-  precisions the profiles ask for (:func:`exporter.run.prepare.prepare_graph`), for one target runtime;
-  for TensorRT profiles also their engines where the node builds them without a GPU (TensorRT-RTX
-  ahead of time), so a prepare task needs no GPU resource and runs on any node;
+  precisions the profiles ask for (:func:`exporter.run.prepare.prepare_graph`: the host stages of
+  :mod:`exporter.pipeline.stages`), for one target runtime; for TensorRT profiles also checked, and
+  their engines built where the node builds them without a GPU (TensorRT-RTX ahead of time), so a
+  prepare task needs no GPU resource and runs on any node;
   1 CPU, any node. Returns its files by content hash and the manifest entries of its stages.
 - :func:`device_task`: one profile's whole run (:func:`exporter.run.job.run_job`) on a node that
   offers the profile's ``[cluster]`` resources, in a node-local folder laid out like a local run
-  and seeded with the prepared files and their manifest entries, so the run skips those stages.
+  and seeded with the prepared files and their manifest entries, so the run skips those stages and
+  runs its device stages there.
 
 Both work in ``<temp>/lookupvit-work/<run key>/...`` on their node and write ``running.json``
 (pid, node, attempt start) there. A retried task (Ray retries a task whose worker died:

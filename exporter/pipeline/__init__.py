@@ -1,5 +1,7 @@
 """The pipeline core (docs/architecture.md, The unit of work and the one stage chain).
 
+- :mod:`.stages`: the eight stages, declared once: kind, what each takes and makes, where it runs
+  (host or device), the module that implements it;
 - :mod:`.unit`: the unit of work (model, grid, precision) with its stage ids, folder and labels;
 - :mod:`.manifest`: ``DIR/stages.json``, the one cache: which stage ran on which inputs (content
   hashes), so a stage whose inputs did not change is skipped;
@@ -11,6 +13,8 @@
 
 from .artefacts import Artefacts, ChainSettings
 from .manifest import Manifest, StageError, StageOutcome, error_text
+from .stages import STAGES, StageKind, StageSpec, stage
 from .unit import Unit
 
-__all__ = ["Artefacts", "ChainSettings", "Manifest", "StageError", "StageOutcome", "Unit", "error_text"]
+__all__ = ["STAGES", "Artefacts", "ChainSettings", "Manifest", "StageError", "StageKind", "StageOutcome", "StageSpec",
+           "Unit", "error_text", "stage"]

@@ -36,6 +36,7 @@ from ..models import get_variant, grid_label
 from ..models.config import Grid
 from ..profiles import Profile
 from .manifest import Manifest
+from .stages import BUILD, EXPORT, OPTIMIZE, PRECISION, StageKind
 from .unit import CellGrid, GridSet, Unit
 
 Say = Callable[[str], None]
@@ -109,7 +110,7 @@ class Artefacts:
     def folder(self, model: str, grid: CellGrid) -> Path:
         return Unit(*self._cell(model, grid)).folder(self.root)
 
-    def _id(self, stage: str, model: str, grid: CellGrid, precision: str | None = None, *extra: str) -> str:
+    def _id(self, stage: StageKind, model: str, grid: CellGrid, precision: str | None = None, *extra: str) -> str:
         return Unit(*self._cell(model, grid), precision).stage_id(stage, *extra)
 
     def _source(self, model: str, grid: CellGrid, weights: str | None = None) -> Any:
@@ -174,7 +175,7 @@ class Artefacts:
             r = export_onnx(src, out_dir, opset=self.settings.opset, force=True)  # the manifest decided
             return r.to_dict(), [r.path, r.sidecar]
 
-        self.manifest.stage(self._id("export", model, grid), "export", settings, inputs, run)
+        self.manifest.stage(self._id(EXPORT, model, grid), EXPORT, settings, inputs, run)
         return self.export_path(model, grid)  # in this folder (the recorded path may be a copied folder's)
 
     def optimized(self, model: str, grid: CellGrid) -> Path:
@@ -184,13 +185,13 @@ class Artefacts:
         fn = optimizer()
         if self.settings.optimize is False or fn is None:
             why = "switched off (--no-optimize)" if self.settings.optimize is False else "exporter.passes is not installed"
-            self.manifest.note(self._id("optimize", model, grid), "optimize", "unavailable", why)
+            self.manifest.note(self._id(OPTIMIZE, model, grid), OPTIMIZE, "unavailable", why)
             return src
         out_path = self.optimized_path(model, grid)
 
         def run() -> tuple[Any, list[Path]]:
             if not src.is_file():  # dropped by `run --keep final`: export it again first
-                self.manifest.restore(self._id("export", model, grid))
+                self.manifest.restore(self._id(EXPORT, model, grid))
                 self.exported(model, grid)
             self.say(f"optimize {model} {self._grid_text(grid)}")
             report = fn(src, out_path)
@@ -199,7 +200,7 @@ class Artefacts:
                       "nodes_before": d.get("nodes_before"), "nodes_after": d.get("nodes_after")}
             return result, [out_path, Path(f"{out_path}.json")]
 
-        self.manifest.stage(self._id("optimize", model, grid), "optimize", {"target": "attention"}, {"model": src}, run)
+        self.manifest.stage(self._id(OPTIMIZE, model, grid), OPTIMIZE, {"target": "attention"}, {"model": src}, run)
         return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def converted(self, model: str, grid: CellGrid, precision: str) -> Path:
@@ -222,7 +223,7 @@ class Artefacts:
                                   target="tensorrt" if self.for_tensorrt else "onnxruntime")
             return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
 
-        self.manifest.stage(self._id("precision", model, grid, precision), "precision", settings, {"model": base}, run)
+        self.manifest.stage(self._id(PRECISION, model, grid, precision), PRECISION, settings, {"model": base}, run)
         return out_path  # in this folder (the recorded path may be a copied folder's)
 
     def build_target(self) -> Any:
@@ -263,7 +264,7 @@ class Artefacts:
         settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision,
                     "tensorrt": target.choice.label, "target": target.label}
         # one id per profile: a folder shared by several profiles' builds (a cluster's prepare task) keeps each
-        out = self.manifest.stage(self._id("build", model, grid, precision, prof.name), "build", settings,
+        out = self.manifest.stage(self._id(BUILD, model, grid, precision, prof.name), BUILD, settings,
                                   {"model": onnx_path}, run)
         # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
         if not out.outputs:

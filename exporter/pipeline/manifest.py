@@ -37,6 +37,7 @@ from typing import Any
 
 from ..io import sha256_file, write_json
 from ..safe_paths import confined
+from .stages import OutcomeKind, StageKind, is_stage_kind
 
 MANIFEST = "stages.json"
 
@@ -65,7 +66,7 @@ def file_hash(path: str | Path) -> str:
     return _hash_memo[key]
 
 
-def stage_key(kind: str, settings: dict[str, Any], inputs: dict[str, Path],
+def stage_key(kind: StageKind, settings: dict[str, Any], inputs: dict[str, Path],
               digest: Callable[[Path], str] = file_hash) -> str:
     from .. import __version__
 
@@ -104,7 +105,7 @@ def error_text(e: BaseException) -> str:
 @dataclass
 class StageOutcome:
     id: str
-    kind: str
+    kind: OutcomeKind
     status: str  # "ran", "skipped", "failed", "not run" (cannot run on this machine), "unavailable"
     seconds: float
     result: Any = None
@@ -173,9 +174,9 @@ class Manifest:
         from ..schema.run_folder import RESULTS, result_paths
 
         kind = entry.get("kind")
-        model = RESULTS.get(kind) if isinstance(kind, str) else None
-        if model is None or not isinstance(kind, str):
+        if not is_stage_kind(kind) or kind not in RESULTS:  # a newer file's kind, or a result not typed
             return True
+        model = RESULTS[kind]
         try:
             model.model_validate(entry.get("result"))
         except ValidationError:
@@ -217,7 +218,7 @@ class Manifest:
     def stage(
         self,
         stage_id: str,
-        kind: str,
+        kind: StageKind,
         settings: dict[str, Any],
         inputs: dict[str, Path],
         run: Callable[[], tuple[Any, list[Path]]],
@@ -269,7 +270,7 @@ class Manifest:
         self._done[stage_id] = (key, outcome)
         return outcome
 
-    def note(self, stage_id: str, kind: str, status: str, note: str, seconds: float = 0.0) -> StageOutcome:
+    def note(self, stage_id: str, kind: OutcomeKind, status: str, note: str, seconds: float = 0.0) -> StageOutcome:
         """Record a stage that did not run (unavailable here, or failed) without caching it; once."""
         for o in self.outcomes:
             if o.id == stage_id and o.status == status:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..models.config import Grid, grid_dims, grid_label
+from .stages import StageKind
 
 DYNAMIC_TAG = "gdynamic"
 
@@ -58,12 +60,13 @@ class Unit:
             return DYNAMIC_TAG
         return f"g{grid_label(self.grid)}" if self.grid else "-"
 
-    def stage_id(self, stage: str, *extra: str) -> str:
-        """The manifest's key: ``precision:lookupvit_digits:g2:int8``, ``export:vit_b16:-``."""
+    def stage_id(self, stage: StageKind | Literal["latency"], *extra: str) -> str:
+        """The manifest's key: ``precision:lookupvit_digits:g2:int8``, ``export:vit_b16:-`` (``latency``:
+        a latency-model cell's budget outcome, :data:`exporter.pipeline.stages.LATENCY_CELL`)."""
         parts = [stage, self.model, self.grid_tag, *([self.precision] if self.precision else []), *extra]
         return ":".join(parts)
 
-    def label(self, stage: str) -> str:
+    def label(self, stage: StageKind) -> str:
         """What progress lines show: ``precision lookupvit_digits g2 int8``."""
         return " ".join([stage, self.model, self.grid_tag, *([self.precision] if self.precision else [])])
 

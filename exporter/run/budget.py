@@ -9,6 +9,7 @@ from typing import Any
 
 from ..models.config import Grid
 from ..pipeline.manifest import Manifest
+from ..pipeline.stages import PRECISION
 from ..pipeline.unit import Unit, grid_tag
 from .state import LatencyCell
 
@@ -26,7 +27,7 @@ def conversion_rates(manifest: Manifest, models: list[tuple[str, str, tuple[Grid
     accuracy = {v for role, v, _ in models if role == "accuracy"}
     for stage_id, entry in manifest.entries.items():
         parts = stage_id.split(":")  # precision:<variant>:<grid>:<precision>
-        if len(parts) == 4 and parts[0] == "precision" and parts[1] in accuracy:
+        if len(parts) == 4 and parts[0] == PRECISION and parts[1] in accuracy:
             rate = float(entry.get("seconds", 0.0)) / params(parts[1])
             rates[parts[3]] = max(rates.get(parts[3], 0.0), rate)
     return rates

@@ -35,6 +35,7 @@ from ..errors import UntrustedFile
 from ..io import environment_cause
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError, error_text
+from ..pipeline.stages import BUDGET, COMPARE, LATENCY_CELL, PROFILE, VALIDATE
 from ..pipeline.unit import Unit
 from .budget import BudgetPlanner, conversion_rates
 from .options import REPORT_HTML, SUMMARY_JSON, RunOptions, RunProgress
@@ -81,7 +82,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
             for grid in dict.fromkeys(artefacts.cell_grid(variant, g) for g in grids):  # a shared graph: once
                 for p in prof.precisions:
                     accuracy_steps += chain_steps(artefacts, manifest, variant, grid, p, backend, opts, state)
-                accuracy_steps.append(Step(Unit(variant, grid), "compare",
+                accuracy_steps.append(Step(Unit(variant, grid), COMPARE,
                                            compare_step(artefacts, manifest, variant, grid, prof, backend, state)))
     spec = sweep_spec(prof, backend, models, opts.repeats)
     latency = [m for m in spec.models if m.baseline]  # the latency models (each paired with the baseline)
@@ -92,7 +93,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     ui.start(len(accuracy_steps) + n_units + 3)
     for s in accuracy_steps:
         run_step(s, manifest, ui)
-    validated = {s.unit for s in accuracy_steps if s.stage == "validate"}  # a variant in both roles
+    validated = {s.unit for s in accuracy_steps if s.stage == VALIDATE}  # a variant in both roles
 
     rough_peak = None
     if budget != math.inf:  # a quick estimate for planning; the sweep measures the peak properly
@@ -110,7 +111,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                     cell = (m.name, grid, p, batch)
                     if not planner.admit(cell, todo):
                         state.over_budget[cell] = f"over the run's time budget ({budget / 60:.0f} min); a rerun continues"
-                        manifest.note(Unit(m.name, grid, p).stage_id("latency", f"b{batch}"), "budget", "not run",
+                        manifest.note(Unit(m.name, grid, p).stage_id(LATENCY_CELL, f"b{batch}"), BUDGET, "not run",
                                       planner.reason())
                         continue
                     for u in todo:
@@ -119,7 +120,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
                         t_unit = time.perf_counter()
                         ran_before = sum(o.status == "ran" for o in manifest.outcomes)
                         for st in chain_steps(artefacts, manifest, u.model, u.grid, u.precision or "fp32", backend, opts, state):
-                            if st.stage == "validate" and st.unit in validated:
+                            if st.stage == VALIDATE and st.unit in validated:
                                 continue  # validated on the accuracy data already: one validation per cell
                             run_step(st, manifest, ui, advance=False)
                         did_work = sum(o.status == "ran" for o in manifest.outcomes) > ran_before
@@ -143,7 +144,7 @@ def run_job(opts: RunOptions, progress: RunProgress | None = None) -> RunResult:
     except Exception as e:
         if (env := environment_cause(e)) is not None:
             raise env from None
-        manifest.note("profile", "profile", "failed", error_text(e))
+        manifest.note(PROFILE, PROFILE, "failed", error_text(e))
     ui.done("profile latency")
 
     ui.step("report")

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..pipeline.manifest import Manifest, file_hash
+from ..pipeline.stages import EXPORT, OPTIMIZE
 from ..safe_paths import confined, is_plain_file, remove_file
 
 KEEP_POLICIES = ("final", "all")
@@ -64,9 +65,9 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
     """Delete every exported graph whose optimised graph is on disk; returns what was deleted."""
     gone: Snapshot = {}
     for stage_id, entry in list(manifest.entries.items()):
-        if entry.get("kind") != "export":
+        if entry.get("kind") != EXPORT:
             continue
-        optimize = manifest.entries.get("optimize:" + stage_id.split(":", 1)[1])
+        optimize = manifest.entries.get(f"{OPTIMIZE}:" + stage_id.split(":", 1)[1])
         if not optimize or not any(rel.endswith(".onnx") and (manifest.root / rel).is_file()
                                    for rel in optimize.get("outputs", {})):
             continue  # the export is the final fp32 graph here

@@ -13,6 +13,7 @@ from typing import Any
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageOutcome
+from ..pipeline.stages import BUILD
 from ..pipeline.unit import CellGrid, Unit, grid_tag
 from ..profiles import Profile
 from .options import PREPARED_JSON, RunOptions, RunProgress
@@ -114,6 +115,6 @@ def prepare_graph(
         if not builds_here(theirs):
             continue
         for p in (p for p in precisions if p in other.precisions):
-            run_step(Step(Unit(variant, grid, p), "build", partial(theirs.engine, variant, grid, p), (other.name,)),
+            run_step(Step(Unit(variant, grid, p), BUILD, partial(theirs.engine, variant, grid, p), (other.name,)),
                       manifest, ui)
     return list(manifest.outcomes)

@@ -27,6 +27,7 @@ from .. import __version__
 from ..backends.registry import known
 from ..io import format_bytes
 from ..pipeline.manifest import StageOutcome
+from ..pipeline.stages import BUILD, EXPORT, OPTIMIZE, PRECISION
 from ..pipeline.unit import Unit
 from ..profiles import Profile
 from .state import RunState
@@ -146,8 +147,8 @@ def shared_graphs(prof: Profile, out: Path, outcomes: list[StageOutcome]) -> lis
         files: list[dict[str, Any]] = []
         for p in prof.precisions:
             unit = Unit(variant, grid_set, p)
-            ids = [unit.stage_id("build", prof.name)] if prof.is_tensorrt else []
-            ids += [unit.stage_id("precision")] if p != "fp32" else [unit.at(None).stage_id(k) for k in ("optimize", "export")]
+            ids = [unit.stage_id(BUILD, prof.name)] if prof.is_tensorrt else []
+            ids += [unit.stage_id(PRECISION)] if p != "fp32" else [unit.at(None).stage_id(k) for k in (OPTIMIZE, EXPORT)]
             found = next((rel for i in ids for rel in (latest[i].outputs if i in latest else [])
                           if rel.endswith(suffix) and (out / rel).is_file()), None)
             if found is not None:
@@ -172,7 +173,7 @@ def engine_rows(outcomes: list[StageOutcome], out: Path) -> list[dict[str, Any]]
     ahead of time (no GPU here: never executed)."""
     latest: dict[str, StageOutcome] = {}
     for o in outcomes:
-        if o.kind == "build":
+        if o.kind == BUILD:
             latest[o.id] = o
     rows = []
     for o in latest.values():

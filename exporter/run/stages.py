@@ -1,8 +1,9 @@
-"""The run's stages as steps: the chain that makes and checks one model in one precision (export,
-optimize, precision, check and build for TensorRT, validate), the accuracy comparison, and the
-latency sweep, each recorded in the manifest (``stages.json``: exporter.pipeline.manifest) so a
-rerun skips what did not change (docs/architecture.md, The stages). A step that fails is recorded
-with its reason and the run goes on; a refused record or a full disk stops it (exit 2)."""
+"""The run's stages as steps (the stages are declared in exporter.pipeline.stages): the chain that
+makes and checks one model in one precision (export, optimize, precision, check and build for
+TensorRT, validate), the accuracy comparison, and the latency sweep, each recorded in the manifest
+(``stages.json``: exporter.pipeline.manifest) so a rerun skips what did not change
+(docs/architecture.md, The stages). A step that fails is recorded with its reason and the run goes
+on; a refused record or a full disk stops it (exit 2)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,18 @@ from ..models import grid_label
 from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts
 from ..pipeline.manifest import Manifest, StageError, error_text
+from ..pipeline.stages import (
+    BUILD,
+    CHECK,
+    COMPARE,
+    EXPORT,
+    HOST_STAGES,
+    OPTIMIZE,
+    PRECISION,
+    PROFILE,
+    VALIDATE,
+    StageKind,
+)
 from ..pipeline.unit import CellGrid, GridSet, Unit, grid_tag
 from ..profiles import Profile
 from .options import RunOptions, RunProgress
@@ -31,7 +44,7 @@ ACCURACY_DATA = "digits"  # the labelled data of the accuracy models' comparison
 @dataclass
 class Step:
     unit: Unit
-    stage: str  # export, optimize, precision, build, validate, compare, check
+    stage: StageKind  # exporter.pipeline.stages
     run: Callable[[], Any]
     extra: tuple[str, ...] = ()  # a build's profile: its stage id names it
 
@@ -126,8 +139,8 @@ def check_stage(
                               "unknown": sum(e.fused is None for e in report.fusion),
                               "not_fused": sorted({r for e in report.fusion if e.fused is False for r in e.reasons})}}, []
 
-    stage_id = Unit(variant, grid, precision).stage_id("check")
-    return manifest.stage(stage_id, "check", {"profile": prof.name, "target": "tensorrt"}, {"model": graph}, run).result
+    stage_id = Unit(variant, grid, precision).stage_id(CHECK)
+    return manifest.stage(stage_id, CHECK, {"profile": prof.name, "target": "tensorrt"}, {"model": graph}, run).result
 
 
 def chain_steps(
@@ -137,28 +150,28 @@ def chain_steps(
     """The stages that make and check one model in one precision (export and optimize once per grid).
     Validation feeds what ``lookupvit validate`` feeds by default: the labelled data the model declares
     (the accuracy models' dataset: the inputs their int8/fp8 graphs were calibrated for), else seeded
-    random images. ``prepare_only``: stop before validation (the chain of ``run --prepare-only``), and
-    before the build unless ``build``."""
+    random images. ``prepare_only``: the host stages only (exporter.pipeline.stages: the chain of
+    ``run --prepare-only`` and of a cluster's prepare task), and the build where ``build`` (this machine
+    builds the profile's engines without its GPU)."""
     from ..backends.registry import backend as registered
 
     p = precision
     unit = Unit(variant, grid, p)
     engines = registered(backend).runs == "engine"
     steps = [  # asked for by every precision; the first one makes them, the others find them
-        Step(Unit(variant, grid), "export", partial(artefacts.exported, variant, grid)),
-        Step(Unit(variant, grid), "optimize", partial(artefacts.optimized, variant, grid)),
+        Step(Unit(variant, grid), EXPORT, partial(artefacts.exported, variant, grid)),
+        Step(Unit(variant, grid), OPTIMIZE, partial(artefacts.optimized, variant, grid)),
     ]
     if p != "fp32" or artefacts.for_tensorrt:
-        steps.append(Step(unit, "precision", partial(artefacts.converted, variant, grid, p)))
+        steps.append(Step(unit, PRECISION, partial(artefacts.converted, variant, grid, p)))
     if engines:  # the parser's rules and the fusion estimate first, then the build (which checks too)
-        steps.append(Step(unit, "check", partial(record_check, artefacts, manifest, variant, grid, p, state)))
-    if engines and (build or not prepare_only):
+        steps.append(Step(unit, CHECK, partial(record_check, artefacts, manifest, variant, grid, p, state)))
         prof = artefacts.settings.profile
-        steps.append(Step(unit, "build", partial(artefacts.engine, variant, grid, p), (prof.name,) if prof else ()))
-    if prepare_only:
-        return steps
-    steps.append(Step(unit, "validate",
+        steps.append(Step(unit, BUILD, partial(artefacts.engine, variant, grid, p), (prof.name,) if prof else ()))
+    steps.append(Step(unit, VALIDATE,
                       partial(validate_stage, artefacts, manifest, variant, grid, p, backend, opts, state)))
+    if prepare_only:
+        return [s for s in steps if s.stage in HOST_STAGES or (build and s.stage == BUILD)]
     return steps
 
 
@@ -196,9 +209,9 @@ def validate_stage(
         }
         return row, [report_path] if report_path.is_file() else []
 
-    stage_id = Unit(variant, grid, precision).stage_id("validate")
+    stage_id = Unit(variant, grid, precision).stage_id(VALIDATE)
     settings = {"precision": precision, "data": data, "iterations": opts.validate_iterations, "backend": backend}
-    outcome = manifest.stage(stage_id, "validate", settings, {"model": target}, run)
+    outcome = manifest.stage(stage_id, VALIDATE, settings, {"model": target}, run)
     state.validation.append(outcome.result)
 
 
@@ -235,7 +248,7 @@ def compare_step(
         settings = {"precisions": list(prof.precisions), "data": ACCURACY_DATA, "backend": backend,
                     "calib": artefacts.settings.calib, "calib_size": artefacts.settings.calib_size or DEFAULT_CALIB_SIZE,
                     "grids": grid_label(grid) if isinstance(grid, tuple) else accuracy_grids(prof, variant)}
-        outcome = manifest.stage(Unit(variant, grid).stage_id("compare"), "compare", settings, {"model": fp32}, run)
+        outcome = manifest.stage(Unit(variant, grid).stage_id(COMPARE), COMPARE, settings, {"model": fp32}, run)
         state.accuracy.setdefault(variant, []).append(outcome.result)
 
     return step
@@ -289,7 +302,7 @@ def profile_step(
         for r in results:
             if r and r.get("files", {}).get("json"):
                 inputs[f"accuracy:{variant}:{r['cells'][0]['grid'] if r['cells'] else ''}"] = manifest.output_path(
-                    f"compare:{variant}", r["files"]["json"], "result.files.json")
+                    f"{COMPARE}:{variant}", r["files"]["json"], "result.files.json")
     accuracy = accuracy_points(state)
 
     def run() -> tuple[Any, list[Path]]:
@@ -310,8 +323,8 @@ def profile_step(
     settings = {"spec": spec_to_dict(spec), "latency_cells": chosen, "peak_sizes": list(opts.peak_sizes or ())}
     for key in registered(prof.backend).timing_options:  # e.g. OpenVINO's performance hint shapes every timing
         settings[key] = getattr(prof.benchmark, key)
-    outcome = manifest.stage("profile", "profile", settings, inputs, run)
-    path = manifest.output_path("profile", outcome.result["path"], "result.path")
+    outcome = manifest.stage(PROFILE, PROFILE, settings, inputs, run)  # one sweep per run: its id is its kind
+    path = manifest.output_path(PROFILE, outcome.result["path"], "result.path")
     state.sweep = SweepResult.from_dict(json.loads(path.read_text()))
     state.sweep_path = path
-    state.plots = [manifest.output_path("profile", p, f"result.plots[{i}]") for i, p in enumerate(outcome.result["plots"])]
+    state.plots = [manifest.output_path(PROFILE, p, f"result.plots[{i}]") for i, p in enumerate(outcome.result["plots"])]

@@ -9,7 +9,8 @@ against their folder by :func:`exporter.safe_paths.confined` where they are used
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -29,9 +30,22 @@ from .types import (
 MANIFEST_KIND = "lookupvit-run-stages"
 SUMMARY_KIND = "lookupvit-run"
 
+StageKind = Literal["export", "optimize", "precision", "check", "build", "validate", "compare", "profile"]
+"""The ``kind`` of a stage in ``stages.json``, in chain order. What each stage does and where it runs is
+declared in exporter/pipeline/stages.py (docs/architecture.md, The stages), which re-exports this type;
+it is spelled here because the format of the file is, and this layer sits below the pipeline."""
+STAGE_KINDS: tuple[StageKind, ...] = get_args(StageKind)
+
+
+def is_stage_kind(value: object) -> TypeGuard[StageKind]:
+    """Whether ``value`` is one of the :data:`StageKind` names."""
+    return isinstance(value, str) and value in STAGE_KINDS
+
 
 class StageEntry(BaseModel):
-    """One stage of ``stages.json`` (exporter.pipeline.manifest's module docstring)."""
+    """One stage of ``stages.json`` (exporter.pipeline.manifest's module docstring). ``kind`` is read as
+    any name (a :data:`StageKind` for every entry this version writes), so a newer file's stage is kept,
+    not refused."""
 
     model_config = STRICT
     kind: Name
@@ -254,18 +268,20 @@ class ProfileResult(BaseModel):
     plots: list[Text] = []
 
 
-RESULTS: dict[str, type[BaseModel]] = {
-    "validate": ValidateResult, "compare": CompareResult, "check": CheckResult, "build": BuildResult,
+RESULTS: dict[StageKind, type[BaseModel]] = {
+    "check": CheckResult, "build": BuildResult, "validate": ValidateResult, "compare": CompareResult,
     "profile": ProfileResult,
+}
+"""The model of each kind's recorded result that a resume trusts (export, optimize and precision keep theirs untyped)."""
+
+_RESULT_PATHS: dict[StageKind, Callable[[Any], list[tuple[str, str]]]] = {
+    "validate": lambda r: [("result.file", r["file"])],
+    "compare": lambda r: [(f"result.files.{k}", v) for k, v in r.get("files", {}).items()],
+    "profile": lambda r: [("result.path", r["path"])] + [(f"result.plots[{i}]", p) for i, p in enumerate(r.get("plots", []))],
 }
 
 
-def result_paths(kind: str, result: Any) -> list[tuple[str, str]]:
+def result_paths(kind: StageKind, result: Any) -> list[tuple[str, str]]:
     """(key, relative path) of every file a valid recorded result of ``kind`` names in the run folder."""
-    if kind == "validate":
-        return [("result.file", result["file"])]
-    if kind == "compare":
-        return [(f"result.files.{k}", v) for k, v in result.get("files", {}).items()]
-    if kind == "profile":
-        return [("result.path", result["path"])] + [(f"result.plots[{i}]", p) for i, p in enumerate(result.get("plots", []))]
-    return []
+    paths = _RESULT_PATHS.get(kind)
+    return paths(result) if paths is not None else []
