@@ -116,7 +116,8 @@ def _pump(fd: int, sink: BuildProgress | None, open_phases: list[str]) -> None:
                     sink.phase_finish(str(e["name"]))
 
 
-_OUT_OF_MEMORY = ("bad_alloc", "MemoryError", "cannot allocate memory", "Cannot allocate memory")
+_OUT_OF_MEMORY = ("bad_alloc", "MemoryError", "cannot allocate memory", "Cannot allocate memory",
+                  "failed to map segment")  # the last: the dynamic loader, a library mapped under RLIMIT_AS
 
 
 def _out_of_memory(lines: list[str]) -> bool:
