@@ -504,6 +504,7 @@ opt = [1]
 [benchmark]
 warmup = 1
 iterations = 4
+seconds = 0.0
 threads = 2
 """)
     return path

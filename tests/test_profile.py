@@ -296,7 +296,7 @@ def test_profile_verb_json_on_onnxruntime(cli, tmp_path):
         refused = cli("profile", "lookupvit_tiny32", "--backends", "ort,trt", "-o", str(tmp_path / "trt"))
         assert refused.exit_code == 2 and "TensorRT" in refused.output and not (tmp_path / "trt").exists()
     backends = "ort,trt" if has_trt else "ort"
-    result = cli("profile", "lookupvit_tiny32", "--grids", "2", "--backends", backends, "--iters", "4",
+    result = cli("profile", "lookupvit_tiny32", "--grids", "2", "--backends", backends, "--iters", "4", "--seconds", "0",
                  "--repeats", "2", "--warmup", "1", "--threads", "1", "--peak-sizes", "64,128", "--no-optimize",
                  "-o", str(tmp_path), "--json")
     assert result.exit_code == 0, result.output
