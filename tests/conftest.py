@@ -34,18 +34,18 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: a file's tests stay in order
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_finish(session):
-    """Refuse to run when pytest-xdist ignored the groups: pytest 9 keeps a test's id where
-    pytest-xdist 3.8 cannot suffix it, so every file was split over both workers and each worker
-    made its module fixtures again (the test extra pins pytest below 9 for this)."""
-    if not session.config.getoption("loadgroup", False) or not session.items:
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    """On pytest-xdist's controller: refuse to run when the groups were lost (pytest 9 keeps a test's id
+    where pytest-xdist 3.8 cannot suffix it, so every file was split over both workers and each worker
+    made its module fixtures again; the test extra pins pytest below 9 for this)."""
+    if node.config.getoption("dist", None) != "loadgroup":
         return
-    lost = [item.nodeid for item in session.items if "@" not in item.nodeid.rsplit("]", 1)[-1]]
+    lost = [i for i in ids if "@" not in i.rsplit("]", 1)[-1]]
     if lost:
-        raise pytest.UsageError(f"pytest-xdist did not group {len(lost)} tests by file (e.g. {lost[0]}): pytest "
-                                f"{pytest.__version__} with --dist loadgroup. Install the test extra's versions: "
-                                "pip install -e '.[test]'.")
+        pytest.exit(f"pytest-xdist did not group {len(lost)} tests by file (e.g. {lost[0]}): pytest "
+                    f"{pytest.__version__} with --dist loadgroup. Install the test extra's versions: "
+                    "pip install -e '.[test]'.", returncode=4)
 
 
 @pytest.fixture(scope="session", autouse=True)

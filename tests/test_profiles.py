@@ -211,6 +211,8 @@ def test_defaults_when_tables_are_left_out(tmp_path):
         # absurd values, bounded
         ('gpu = "Test GPU"', 'gpu = "Test GPU"\ngpu_memory = "1GiB"', "larger than the GPU's memory", "workspace"),
         ('workspace = "2GiB"', 'workspace = "2TiB"', "larger than any GPU's memory", None),
+        ('workspace = "2GiB"', f'workspace = "{"9" * 400}GiB"', "builder.workspace: expected a positive size", "GiB"),
+        ("max = 16", f"max = {'9' * 5000}", "not valid TOML", None),  # past Python's integer digit limit
         ('gpu = "Test GPU"', 'gpu = "Test GPU"\ngpu_memory = "2TiB"', "outside 1 B .. 512 GiB", "80GiB"),
         ("max = 16", "max = 1000000", "batch: max = 1000000 is beyond 65536", "max = 128"),
         ("iterations = 50", "iterations = 100000000", "benchmark.iterations = 100000000 is beyond", None),

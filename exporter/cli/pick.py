@@ -7,11 +7,16 @@ the run folder is refused (docs/security.md).
 
 from __future__ import annotations
 
+from typing import get_args
+
 import click
 from rich.markup import escape
 
+from ..schema.profile import PickSettings
 from .main import main
 from .options import json_option, print_json, print_table
+
+PERCENTILES = list(get_args(PickSettings.model_fields["percentile"].annotation))  # the profile's [pick] percentile
 
 
 @main.command()
@@ -21,7 +26,7 @@ from .options import json_option, print_json, print_table
 @click.option("--batch", type=int, default=None, help="The batch the budget is for [default: the smallest the run measured].")
 @click.option("--min-top1", "min_top1", type=float, default=None,
               help="Accuracy floor (top-1, percent): pick the fastest setting that reaches it within the budget.")
-@click.option("--percentile", type=click.Choice(["p50", "p99"]), default="p50", show_default=True,
+@click.option("--percentile", type=click.Choice(PERCENTILES), default=PickSettings().percentile, show_default=True,
               help="Which measured latency must meet the budget.")
 @click.option("--model", default=None,
               help="The model to pick for [default: the first one whose accuracy and latency the run both measured].")

@@ -14,6 +14,7 @@ import click
 from ..latency.pace import PACE_THRESHOLD
 from ..latency.peak import DEFAULT_SIZES
 from ..latency.sweep import SweepSettings
+from ..profiles import BenchmarkSettings
 from .main import main
 from .options import BackendChoice, grids_option, json_option, print_json, print_table, progress_status, stderr
 
@@ -50,7 +51,7 @@ _DEFAULTS = SweepSettings()
 @click.option("--pace-wait", type=float, default=_DEFAULTS.pace_wait, show_default=True,
               help="Seconds the sweep may spend waiting out slow phases of the machine (a reference loop running "
               f"{PACE_THRESHOLD}x slower than its quiet time) and timing again what met one; 0: only flag them SLOW.")
-@click.option("--threads", default="auto", show_default=True,
+@click.option("--threads", default=str(BenchmarkSettings().threads), show_default=True,
               help="CPU threads: a number (0: every available core), or 'auto': each CPU cell tries 1, half and all "
               "the cores and is timed with the fewest threads within 5% of the fastest.")
 @click.option("--optimize/--no-optimize", default=None,

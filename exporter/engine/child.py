@@ -38,9 +38,10 @@ from typing import Any
 
 from ..errors import FailedVerdict
 from ..io import memory_bytes, private_folder
+from ..profiles import BuilderSettings
 from .plan import BuildPlan, BuildProgress
 
-DEFAULT_TIMEOUT_S = 1800.0
+DEFAULT_TIMEOUT_S = BuilderSettings().timeout_s  # a profile's builder.timeout_s when it leaves it out
 LOG_TAIL = 12  # builder messages quoted in a failure
 
 
@@ -116,14 +117,15 @@ def _pump(fd: int, sink: BuildProgress | None, open_phases: list[str]) -> None:
                     sink.phase_finish(str(e["name"]))
 
 
-_OUT_OF_MEMORY = ("bad_alloc", "MemoryError", "cannot allocate memory", "Cannot allocate memory",
-                  "failed to map segment")  # the last: the dynamic loader, a library mapped under RLIMIT_AS
+_OUT_OF_MEMORY = ("bad_alloc", "MemoryError", "cannot allocate memory", "Cannot allocate memory")
+_MAP_FAILED = "failed to map segment"  # the dynamic loader; also a noexec mount or a damaged library
 
 
-def _out_of_memory(lines: list[str]) -> bool:
+def _out_of_memory(lines: list[str], bounded: bool) -> bool:
     """Whether the child's messages say an allocation failed (the builder's ``std::bad_alloc``, Python's
-    ``MemoryError``, or the loader's failure to map a library under ``RLIMIT_AS``)."""
-    return any(marker in line for line in lines for marker in _OUT_OF_MEMORY)
+    ``MemoryError``, or, under a memory bound, the loader's failure to map a library within ``RLIMIT_AS``)."""
+    markers = _OUT_OF_MEMORY + ((_MAP_FAILED,) if bounded else ())
+    return any(marker in line for line in lines for marker in markers)
 
 
 def build_in_child(plan: BuildPlan, dest: Path, progress: BuildProgress | None = None,
@@ -185,7 +187,7 @@ def build_in_child(plan: BuildPlan, dest: Path, progress: BuildProgress | None =
                            [str(w) for w in outcome.get("warnings", [])])
     errors = [str(e) for e in outcome.get("errors", [])] or tail
     details = "\n".join(f"  {e}" for e in errors[-LOG_TAIL:]) or messages
-    if _out_of_memory(errors + tail):  # whether the allocation failure was caught, aborted or killed the loader
+    if _out_of_memory(errors + tail, bool(memory)):  # whether the allocation failure was caught, aborted or killed the loader
         raise BuildFailed(
             f"The TensorRT build of {graph} for profile {plan.profile} ran out of its memory bound "
             f"({(memory or 0) / (1 << 30):.1f} GiB){during}:\n{details}",

@@ -437,7 +437,7 @@ def load_profile_file(path: str | Path, name: str | None = None) -> Profile:
         check_toml(text, path, "A profile is flat tables of values and lists (see profiles/cpu.toml): fix or "
                    "replace the file.")  # size and nesting bounded before tomllib recurses into it (exporter.schema)
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except ValueError as e:  # TOMLDecodeError, UnicodeDecodeError, an integer past Python's digit limit
         raise UserError(f"{path}: not valid TOML: {e}.", "Fix the syntax at the line named above.") from None
     except RecursionError:  # cannot happen after the bound; never a traceback
         raise UserError(f"{path}: nested too deeply.", "Write the profile as flat tables and arrays.") from None

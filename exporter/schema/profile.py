@@ -66,9 +66,9 @@ def size_bytes(value: object) -> int:
     if isinstance(value, str):
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
         if m and m.group(2).lower() in _SIZE_UNITS:
-            n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
-            if n > 0:
-                return n
+            size = float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()]
+            if 0 < size < float(1 << 62):  # hundreds of digits read as a float are infinite, not a size
+                return int(size)
     raise ValueError(SIZE_EXPECTED)
 
 
