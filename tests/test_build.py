@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from exporter.backends.tensorrt import env
 from exporter.backends.tensorrt.env import check_gpu_matches
 from exporter.backends.tensorrt.sidecar import sidecar_path
-from exporter.engine.build import BuildRequest, _cached, prepare_build
+from exporter.engine.build import BuildRequest, BuildResult, prepare_build
 from exporter.engine.plan import (
     cache_key,
     engine_paths,
@@ -258,19 +258,17 @@ def test_cache_key_changes_with_each_input():
     assert len(keys) == len(changed) and key not in keys
 
 
-def test_cached_engine_is_reused_only_when_intact(model, tmp_path):
-    plan = make_build_plan(load_profile("h100"), read_onnx(model), "fp32", tmp_path)
-    plan.engine.parent.mkdir(parents=True)
-    assert _cached(plan, "k") is None
-    plan.engine.write_bytes(b"engine bytes")
-    from exporter.io import sha256_file
-
-    meta = {"cache": {"key": "k"}, "engine_bytes": 12, "engine_sha256": sha256_file(plan.engine)}
-    plan.sidecar.write_text(json.dumps(meta))
-    assert _cached(plan, "k") == meta
-    assert _cached(plan, "other key") is None
-    plan.engine.write_bytes(b"engine bytez")  # same size, different content
-    assert _cached(plan, "k") is None
+def test_a_recorded_build_is_read_back_from_its_sidecar(tmp_path):
+    """On a skip the build step reads the result from the engine's sidecar (exporter.pipeline.steps);
+    a sidecar without one is an error the step answers by building again."""
+    meta = {"cache": {"key": "k", "tensorrt_version": "TensorRT-RTX 1.7", "target": "sm_89"}, "profile": {"name": "l4"},
+            "precision": "fp16", "build": {"ahead_of_time": True}, "build_seconds": 2.5, "layers": 7,
+            "engine_bytes": 12, "warnings": ["w"]}
+    r = BuildResult.from_sidecar(tmp_path / "m.fp16.plan", meta)
+    assert r.cached and r.cache_key == "k" and r.target == "sm_89" and r.ahead_of_time and r.layers == 7
+    assert r.sidecar == tmp_path / "m.fp16.plan.json" and r.warnings == ["w"]
+    with pytest.raises(KeyError):
+        BuildResult.from_sidecar(tmp_path / "m.fp16.plan", {"precision": "fp16"})
 
 
 # --- environment and error paths ------------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_conversion_failure_is_a_cell_error(run_dir, tmp_path, monkeypatch):
     real = precision_package.convert_precision
 
     def keep_all(in_path, out_path, to, **kw):
-        return real(in_path, out_path, to, keep_fp32="MatMul,Gemm,Conv,Attention", **kw)
+        return real(in_path, out_path, to, **{**kw, "keep_fp32": "MatMul,Gemm,Conv,Attention"})
 
     monkeypatch.setattr(precision_package, "convert_precision", keep_all)
     r = compare_precisions("lookupvit_digits", precisions="int8,fp32", grids="2", out_dir=tmp_path)

@@ -56,18 +56,30 @@ def test_file_names_metadata_and_sidecar(exported):
     assert [o.name for o in features.graph.output] == ["lookup_tokens", "compressed_tokens"]
 
 
-def test_reexport_is_reused_unless_forced(exported):
-    out, models = exported
-    src = resolve_variant_source("lookupvit_tiny32", grid="2")
-    again = export_onnx(src, out)
-    assert again.reused and again.path == models[("lookupvit_tiny32", "2")].path
-    assert not export_onnx(src, out, force=True).reused
+def test_reexport_is_reused_unless_forced(cli, tmp_path):
+    """The verb runs a one-stage chain in its folder: its stages.json decides, not the sidecar."""
+    def export(*extra: str) -> dict:
+        r = cli("export", "lookupvit_tiny32", "--grid", "2", "-o", str(tmp_path), "--json", *extra)
+        assert r.exit_code == 0, r.output
+        return json.loads(r.stdout)[0]
+
+    first, again, forced = export(), export(), export("--force")
+    assert not first["reused"] and again["reused"] and not forced["reused"] and again["path"] == first["path"]
+    stages = json.loads((tmp_path / "stages.json").read_text())["stages"]
+    assert list(stages) == ["export:lookupvit_tiny32_g2.onnx"]
+    assert set(stages["export:lookupvit_tiny32_g2.onnx"]["outputs"]) == {"lookupvit_tiny32_g2.onnx",
+                                                                         "lookupvit_tiny32_g2.onnx.json"}
 
 
 def test_weights_change_the_cache_key(tmp_path):
+    from exporter.pipeline import Manifest
+    from exporter.pipeline.steps import export_step
+
     w = save_weights(create_model("lookupvit_tiny32", seed=5), tmp_path / "w.safetensors")
-    a = export_onnx(resolve_variant_source("lookupvit_tiny32", grid="2"), tmp_path)
-    b = export_onnx(resolve_variant_source("lookupvit_tiny32", weights=str(w), grid="2"), tmp_path)
+    manifest = Manifest(tmp_path)
+    a = export_step(manifest, "export:m", resolve_variant_source("lookupvit_tiny32", grid="2"), tmp_path)
+    assert export_step(manifest, "export:m", resolve_variant_source("lookupvit_tiny32", grid="2"), tmp_path).reused
+    b = export_step(manifest, "export:m", resolve_variant_source("lookupvit_tiny32", weights=str(w), grid="2"), tmp_path)
     assert not b.reused
     assert read_metadata(b.path)["weights"].startswith("sha256:")
     assert validate_model(b.path, weights=str(w)).passed  # a checkpoint named in metadata is never opened: passed
@@ -169,11 +181,17 @@ def test_foreign_model_without_metadata_needs_reference(tmp_path, cli):
     assert result.exit_code == 2 and "--reference" in result.output
 
 
-def test_missing_external_data_is_not_reused(tmp_path):
-    """A sidecar naming an external data file that is gone forces a fresh export."""
+def test_a_recorded_export_whose_model_changed_is_exported_again(tmp_path):
+    """The manifest holds every output's sha256 (the model, its sidecar and any external data file): an
+    edited or missing output makes the stage run again."""
+    from exporter.pipeline import Manifest
+    from exporter.pipeline.steps import export_step
+
     src = resolve_variant_source("lookupvit_tiny32", grid="2")
-    first = export_onnx(src, tmp_path)
-    side = json.loads(first.sidecar.read_text())
-    side["settings"]["external_data"] = ["lookupvit_tiny32_g2.onnx.data"]
-    first.sidecar.write_text(json.dumps(side))
-    assert not export_onnx(src, tmp_path).reused
+    first = export_step(Manifest(tmp_path), "export:m", src, tmp_path)
+    first.path.write_bytes(first.path.read_bytes() + b" ")
+    again = export_step(Manifest(tmp_path), "export:m", src, tmp_path)
+    assert not again.reused and onnx.load(str(again.path)).graph.node
+    first.sidecar.unlink()
+    assert not export_step(Manifest(tmp_path), "export:m", src, tmp_path).reused
+    assert export_step(Manifest(tmp_path), "export:m", src, tmp_path).reused

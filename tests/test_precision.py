@@ -185,9 +185,7 @@ def test_metadata_sidecar_and_reuse(fp32, converted):
     assert side["hashes"]["output_sha256"] and side["versions"]["onnxruntime"] and side["created"]
     assert side["after"]["ops"]["QuantizeLinear"] > 0 and side["settings"]["per_channel_weights"]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
-    again = convert_precision(fp32, r.output, "int8", calib_size=64)
-    assert again.reused and again.hashes == r.hashes
-    assert not convert_precision(fp32, r.output, "int8", calib_size=32).reused  # other settings
+    assert not r.reused  # the function always converts; reuse is the folder manifest's (tests/test_steps.py)
 
 
 def test_refuses_bad_input(fp32, converted, tmp_path):

@@ -154,8 +154,10 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
     """Build a strongly typed TensorRT engine of MODEL (an ONNX file) for a GPU profile.
 
     One optimisation profile per latency-critical batch of the profile; builder optimisation level,
-    workspace, timing cache and compatibility from the profile. Engines are cached by (ONNX sha256,
-    profile hash, TensorRT flavour and version, target) and described by a .plan.json sidecar. Needs
+    workspace, timing cache and compatibility from the profile. DIR/stages.json records each build
+    (ONNX sha256, profile build hash, TensorRT flavour and version, target; the engine's sha256): an
+    identical request whose engine is intact is reused unless --force. A .plan.json sidecar describes
+    the engine. Needs
     full TensorRT (pip install -e '.[tensorrt]') and the profile's GPU, or TensorRT-RTX (pip install
     -e '.[tensorrt-rtx]'), which builds ahead of time without a GPU for sm_75 to sm_121 (not sm_90 or
     sm_87). The build runs in a child process bounded by [builder] timeout_s and host_memory: a
@@ -163,12 +165,20 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
     TensorRT's parser would refuse is refused here (exit 1, the same findings) before TensorRT is
     looked for. See docs/tensorrt.md.
     """
-    from ..engine.build import build_engine, prepare_build
+    from pathlib import Path
+
+    from ..engine.build import prepare_build
+    from ..pipeline.manifest import Manifest
+    from ..pipeline.stages import BUILD
+    from ..pipeline.steps import build_step, verb_errors
+    from ..pipeline.unit import file_stage_id
 
     req = prepare_build(model, profile_name, precision, output)
+    folder = Path(output)
+    manifest = Manifest(folder)  # DIR/stages.json: this one-stage chain's record
     title = f"Building {req.plan.engine.name} for {req.profile.name}"
-    with RichBuildProgress(title) as progress:
-        result = build_engine(req, force=force, progress=progress)
+    with RichBuildProgress(title) as progress, verb_errors():
+        result = build_step(manifest, file_stage_id(BUILD, folder, req.plan.engine), req, force=force, progress=progress)
     if as_json:
         print_json(result.to_dict())
         return

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 import click
 
 from .main import main
@@ -37,11 +40,16 @@ def export(
 
     Files are named <variant>_g<grid>.onnx, each with a JSON sidecar (<file>.json) recording
     inputs with hashes, settings, tool versions and timings; the ONNX metadata_props carry the
-    variant, grid, image size, mean/std, opset, tool version and weights hash. An identical earlier
-    export is reused unless --force.
+    variant, grid, image size, mean/std, opset, tool version and weights hash. The folder's
+    stages.json records each export (inputs and outputs by sha256): an identical earlier export whose
+    files are intact is reused unless --force.
     """
     from ..errors import UserError
-    from ..export import ModelSource, check_batch, check_opset, dynamic_grid_source, export_onnx, resolve_variant_source
+    from ..export import ModelSource, check_batch, check_opset, dynamic_grid_source, resolve_variant_source
+    from ..pipeline.manifest import Manifest
+    from ..pipeline.stages import EXPORT
+    from ..pipeline.steps import export_step, verb_errors
+    from ..pipeline.unit import file_stage_id
 
     if bool(variant) == bool(factory):
         raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
@@ -65,6 +73,8 @@ def export(
             sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
         sources = [dynamic_grid_source(sources[0], [s.grid for s in sources if s.grid is not None])]
     sources = list({s.file_stem(): s for s in sources}.values())  # --grids 3,,3 or 3,3x3: grid 3 once
+    folder = Path(out_dir)
+    manifest = Manifest(folder)  # OUT/stages.json: this one-stage chain's record (refused before any work if bad)
     weights_id = sources[0].weights_id()
     if weights_id.startswith("seed:"):  # said before the work, on stderr (stdout stays one JSON document)
         stderr.print(f"note: {sources[0].name} has no checkpoint: its weights are a seeded random initialisation "
@@ -74,12 +84,9 @@ def export(
     results = []
     for src in sources:
         label = src.file_stem()
-        if not as_json:
-            with stderr.status(f"exporting {label} (opset {opset}) ..."):
-                r = export_onnx(src, out_dir, batch=batch, opset=opset, force=force)
-        else:
-            r = export_onnx(src, out_dir, batch=batch, opset=opset, force=force)
-        results.append(r)
+        stage_id = file_stage_id(EXPORT, folder, folder / f"{label}.onnx")
+        with verb_errors(), (contextlib.nullcontext() if as_json else stderr.status(f"exporting {label} (opset {opset}) ...")):
+            results.append(export_step(manifest, stage_id, src, folder, batch=batch, opset=opset, force=force))
     if as_json:
         print_json([{**r.to_dict(), "weights": weights_id} for r in results])
         return

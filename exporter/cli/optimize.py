@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .main import main
 from .options import json_option, print_json, print_table, stderr
+
+if TYPE_CHECKING:
+    from ..passes.optimize import OptimizeReport
 
 
 @main.command()
@@ -25,19 +29,21 @@ from .options import json_option, print_json, print_table, stderr
 @click.option("--passes", default=None, metavar="A,B,C",
               help="Passes to run, in this order (default: the form's declared order; see --list).")
 @click.option("--list", "list_only", is_flag=True, help="List the registered passes and exit.")
+@click.option("--force", is_flag=True, help="Run the passes again even if OUT.onnx was made from the same input and settings.")
 @json_option
 def optimize(model_path: str | None, out_path: str | None, form: str, legacy_form: str | None, passes: str | None,
-             list_only: bool, as_json: bool) -> None:
+             list_only: bool, force: bool, as_json: bool) -> None:
     """Rewrite the cross-attention of IN.onnx into fused patterns and write OUT.onnx.
 
     Each pass runs on onnx-graphsurgeon and is checked with ONNX Runtime on seeded random inputs
     against the graph before it (fp32 tolerance: 1e-4 of the output scale); a pass that would change
     the numbers is rolled back and reported. The report lists, per pass, the matches, node counts,
-    op changes and the largest output change. Exit status: 0 done, 1 the end-to-end check failed,
-    2 bad input.
+    op changes and the largest output change. The output folder's stages.json records the step (input
+    and outputs by sha256): the same input and settings with intact outputs are reused unless --force.
+    Exit status: 0 done, 1 the end-to-end check failed, 2 bad input.
     """
     from ..errors import UserError
-    from ..passes import DEFAULT_ORDER, all_passes, optimize_model
+    from ..passes import DEFAULT_ORDER, all_passes
     from ..passes.registry import check_target
 
     target = legacy_form or form  # the passes' registry calls a form its target
@@ -65,14 +71,26 @@ def optimize(model_path: str | None, out_path: str | None, form: str, legacy_for
         raise UserError("optimize needs a model and an output: lookupvit optimize IN.onnx -o OUT.onnx.",
                         "Run `lookupvit optimize --list` for the passes.")
     from ..io import check_writable_file
+    from ..pipeline.manifest import Manifest
+    from ..pipeline.stages import OPTIMIZE
+    from ..pipeline.steps import optimize_step, verb_errors
+    from ..pipeline.unit import file_stage_id
 
     check_writable_file(out_path)  # before the passes run
+    out = Path(out_path)
+    manifest = Manifest(out.parent)  # the output folder's stages.json: this one-stage chain's record
+
+    def run() -> OptimizeReport:
+        with verb_errors():
+            return optimize_step(manifest, file_stage_id(OPTIMIZE, out.parent, out), Path(model_path), out,
+                                 form=target, passes=passes, force=force)
+
     if as_json:
-        report = optimize_model(model_path, out_path, target=target, passes=passes)
+        report = run()
         print_json(report.to_dict())
     else:
         with stderr.status(f"optimizing {model_path} for {target} ..."):
-            report = optimize_model(model_path, out_path, target=target, passes=passes)
+            report = run()
         print_report(report)
     sys.exit(0 if report.passed else 1)
 
@@ -87,7 +105,7 @@ def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3g}"
 
 
-def print_report(report) -> None:
+def print_report(report: OptimizeReport) -> None:
     print_table(
         f"{report.input} -> {report.output} (form {report.target})",
         ["pass", "status", "matches", "nodes", "op changes", "max abs change", "note"],
@@ -102,4 +120,8 @@ def print_report(report) -> None:
                f"{report.opset_after}")
     click.echo(f"output vs input: max abs change {c.max_abs:.3g} (max rel {c.max_rel:.3g}, cosine {c.min_cosine:.6f}) "
                f"on {report.inputs}: {'PASSED' if report.passed else 'FAILED ' + c.reason}")
-    click.echo(f"wrote {report.output} and {report.sidecar}")
+    if report.reused:
+        click.echo(f"reused {report.output} and {report.sidecar} (made from the same input and settings; --force runs "
+                   "the passes again)")
+    else:
+        click.echo(f"wrote {report.output} and {report.sidecar}")

@@ -57,18 +57,26 @@ def precision(
     symmetric QuantizeLinear/DequantizeLinear pairs (zero point 0, per-channel weights) on the inputs
     of MatMul, Gemm, Conv and Attention, calibrated on real images. The output keeps the input's
     lookupvit metadata and adds lookupvit.precision; a JSON sidecar OUT.onnx.json records settings,
-    calibration, op/type counts, hashes and versions.
+    calibration, op/type counts, hashes and versions. The output folder's stages.json records the step
+    (input and outputs by sha256): the same input and settings with intact outputs are reused unless
+    --force.
     """
-    from ..precision import DEFAULT_CALIB_SIZE, convert_precision
+    from pathlib import Path
 
-    size = DEFAULT_CALIB_SIZE if calib_size is None else calib_size
+    from ..pipeline.manifest import Manifest
+    from ..pipeline.stages import PRECISION
+    from ..pipeline.steps import precision_step, verb_errors
+    from ..pipeline.unit import file_stage_id
+
     to = to.lower()
+    out = Path(output)
+    manifest = Manifest(out.parent)  # the output folder's stages.json: this one-stage chain's record
 
     def run():
-        return convert_precision(
-            in_path, output, to, calib=calib, calib_size=size, keep_fp32=keep_fp32, calib_method=calib_method,
-            force=force, target=target,
-        )
+        with verb_errors():
+            return precision_step(manifest, file_stage_id(PRECISION, out.parent, out), Path(in_path), out, to,
+                                  calib=calib, calib_size=calib_size, keep_fp32=keep_fp32, calib_method=calib_method,
+                                  target=target, force=force)
 
     if as_json:
         report = run()

@@ -191,11 +191,10 @@ def _recording(inner: Any, name: str | None = None) -> Any:
 
 @dataclass
 class _Runtime:
-    """A registered backend made ready for the comparison, and where it builds what it runs."""
+    """A registered backend made ready for the comparison."""
 
     backend: Backend
     setup: Setup
-    out_dir: Path
 
     def tried(self, g: _Grid, precision: str, path: Path, artefacts: Artefacts,
               sample: dict[str, np.ndarray]) -> Tried:
@@ -205,11 +204,8 @@ class _Runtime:
             return self.backend.tried(path, precision, sample)
         if g.given is None:
             return self.backend.tried(artefacts.engine(g.model, g.grid, precision), precision, sample)
-        from ..engine.build import build_engine, prepare_build
-
-        assert self.setup.profile is not None  # an engine backend's setup chooses one (named, or this GPU's)
         try:
-            engine = build_engine(prepare_build(path, self.setup.profile, None, self.out_dir)).engine
+            engine = artefacts.engine_of(path, None, artefacts.folder(g.model, None))
         except UserError as e:
             return Tried(None, f"TensorRT cannot run the {precision} graph: {e.message}")
         except Exception as e:  # a builder failure: report it in the cell
@@ -432,7 +428,7 @@ def compare_precisions(
     out = Path(out_dir) if out_dir is not None else Path("runs") / "compare" / name
     check_writable_dir(out)  # before any export or conversion
     named = load_profile(profile) if isinstance(profile, (str, Path)) else profile  # a typo is an error first
-    runtime = _Runtime(be, be.setup(named, f"lookupvit compare --backend {be.name}"), out)
+    runtime = _Runtime(be, be.setup(named, f"lookupvit compare --backend {be.name}"))
     if artefacts is None:
         settings = ChainSettings(optimize=optimize, calib=calib, calib_size=calib_size, weights=weights,
                                  profile=runtime.setup.profile)

@@ -12,8 +12,10 @@ has not been executed.
 
 Output layout: ``DIR/engines/<profile>/<model-stem>.<precision>.plan`` with the sidecar
 ``<model-stem>.<precision>.plan.json`` next to it, and the profile's timing cache (by default
-``DIR/timing-cache/<profile>.cache``). An identical request (same cache key: ONNX sha256, profile
-build hash, TensorRT flavour and version, target) reuses the engine unless ``force``.
+``DIR/timing-cache/<profile>.cache``). :func:`build_engine` always builds; whether an earlier engine
+stands is the folder's manifest's decision (:func:`exporter.pipeline.steps.build_step`, keyed by
+:func:`build_settings` and the ONNX file's sha256), which reads the result back from the sidecar
+(:meth:`BuildResult.from_sidecar`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Any
 
 from ..backends.tensorrt import env
 from ..backends.tensorrt.plugin import load_plugin
-from ..backends.tensorrt.sidecar import read_sidecar
 from ..io import atomic_path, sha256_file, write_json
 from ..profiles import Profile, load_profile
 from ..versions import tool_versions
@@ -80,6 +81,18 @@ class BuildResult:
     engine_bytes: int
     warnings: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_sidecar(cls, engine: Path, meta: dict[str, Any]) -> BuildResult:
+        """The result of the build that wrote ``engine`` and its sidecar ``meta``, read back as reused
+        (KeyError, TypeError or ValueError when the sidecar does not hold one)."""
+        cache, build = meta["cache"], meta.get("build", {})
+        return cls(
+            engine, Path(f"{engine}.json"), True, str(cache["key"]), str(meta["profile"]["name"]), str(meta["precision"]),
+            str(cache["tensorrt_version"]), str(cache["target"]), bool(build.get("ahead_of_time", False)),
+            float(meta.get("build_seconds", 0.0)), int(meta.get("layers", 0)), int(meta.get("engine_bytes", 0)),
+            [str(w) for w in meta.get("warnings", [])],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "engine": str(self.engine),
@@ -98,19 +111,17 @@ class BuildResult:
         }
 
 
-def _cached(plan: BuildPlan, key: str) -> dict[str, Any] | None:
-    meta = read_sidecar(plan.sidecar)
-    cache = meta.get("cache") if meta else None
-    if not meta or not isinstance(cache, dict) or cache.get("key") != key or not plan.engine.is_file():
-        return None
-    if plan.engine.stat().st_size != meta.get("engine_bytes") or sha256_file(plan.engine) != meta.get("engine_sha256"):
-        return None  # the engine changed after its sidecar was written
-    return meta
+def build_settings(req: BuildRequest, target: env.BuildTarget) -> dict[str, Any]:
+    """What an engine is built from besides its ONNX file: the stage's settings in the manifest (the
+    profile's build hash, the precision, the TensorRT flavour and version, the target), so a folder
+    moved to a machine that builds differently builds again."""
+    prof = req.profile
+    return {"profile": prof.name, "build_hash": prof.build_hash, "precision": req.precision,
+            "tensorrt": target.choice.label, "target": target.label}
 
 
-def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress | None = None) -> BuildResult:
-    """Build (or reuse) the engine of a prepared request (:func:`prepare_build`); see the module
-    docstring. Raises :class:`CannotRunHere`, before writing anything, where no TensorRT here can
+def build_engine(req: BuildRequest, progress: BuildProgress | None = None) -> BuildResult:
+    """Build the engine of a prepared request (:func:`prepare_build`); see the module docstring. Raises :class:`CannotRunHere`, before writing anything, where no TensorRT here can
     build for the profile (:func:`exporter.backends.tensorrt.env.build_target`); :class:`exporter.check.CheckFailed`
     (exit 1) for a graph TensorRT's parser would refuse, before TensorRT is looked for; and
     :class:`~.child.BuildFailed` (exit 1) when the builder refuses the graph, crashes or exceeds its
@@ -128,12 +139,6 @@ def build_engine(req: BuildRequest, force: bool = False, progress: BuildProgress
 
     onnx_sha = sha256_file(plan.onnx)
     key = cache_key(onnx_sha, prof.build_hash, choice.label, target.label)
-    if not force and (meta := _cached(plan, key)) is not None:
-        return BuildResult(
-            plan.engine, plan.sidecar, True, key, prof.name, req.precision, choice.label, target.label,
-            bool(meta.get("build", {}).get("ahead_of_time", False)), float(meta.get("build_seconds", 0.0)),
-            int(meta.get("layers", 0)), int(meta.get("engine_bytes", 0)), list(meta.get("warnings", [])),
-        )
 
     limits = BuildLimits(prof.builder.timeout_s, prof.builder.host_memory_bytes)
     with atomic_path(plan.engine) as tmp:

@@ -9,10 +9,10 @@
   ``<model>.onnx.json`` with hashes, settings, tool versions and timings.
 - ``onnx.checker`` (full check) and shape inference run on every export. Models over 2 GB keep
   their weights in an external data file ``<model>.onnx.data`` next to them.
-- Writes are atomic, model and sidecar together (:func:`exporter.io.staged`); an export whose
-  sidecar says it was made from the same inputs is reused. The output folder is checked for
-  writing, and the memory the export needs is estimated from the configuration's shapes, before
-  any model is built.
+- Writes are atomic, model and sidecar together (:func:`exporter.io.staged`). The output folder is
+  checked for writing, and the memory the export needs is estimated from the configuration's shapes,
+  before any model is built. This function always exports; whether an earlier export stands is the
+  folder's manifest's decision (:func:`exporter.pipeline.steps.export_step`, keyed by :func:`export_key`).
 - ``ModelSource.grids`` set (``export --dynamic-grid``): one graph for every listed grid, chosen per
   call by a second input ``grid`` whose shape is the grid (:mod:`.grid_input`); the allowed grids
   and the input contract go into the metadata (``lookupvit.grids``, ``lookupvit.grid_input``).
@@ -29,7 +29,7 @@ import logging
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -53,13 +53,20 @@ INPUT_NAME = "images"
 class ExportResult:
     path: Path
     sidecar: Path
-    reused: bool
+    reused: bool  # an earlier export stood (its folder's manifest said so); the function itself always exports
     seconds: float
     grid: str | None
     size_bytes: int
+    data_files: list[Path] = field(default_factory=list)  # external weights (models over 2 GB), next to path
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file the export wrote: the model, its external data and its sidecar."""
+        return [self.path, *self.data_files, self.sidecar]
 
     def to_dict(self) -> dict[str, object]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        return {"path": str(self.path), "sidecar": str(self.sidecar), "reused": self.reused, "seconds": self.seconds,
+                "grid": self.grid, "size_bytes": self.size_bytes, "data_files": [p.name for p in self.data_files]}
 
 
 def check_opset(opset: int) -> int:
@@ -85,7 +92,8 @@ def check_batch(batch: str | int) -> int | None:
     return n
 
 
-def _cache_key(src: ModelSource, batch: int | None, opset: int) -> dict[str, object]:
+def export_key(src: ModelSource, batch: int | None, opset: int) -> dict[str, object]:
+    """What an export is made from besides its weights file: the stage's settings in the manifest."""
     return {
         "source": json.loads(source_to_json(src)),
         "weights": src.weights_id(),
@@ -101,27 +109,6 @@ def read_sidecar(model_path: Path) -> dict | None:
     from ..schema import read_sidecar as read_document
 
     return read_document(Path(f"{model_path}.json"))
-
-
-def _reusable(path: Path, key: dict[str, object]) -> bool:
-    """Whether an earlier export may be reused: same key, and the model still hashes to its record; the
-    external data files it names lie in the model's folder (else it is exported again)."""
-    from ..errors import UntrustedFile
-    from ..safe_paths import confined
-
-    meta = read_sidecar(path)
-    if meta is None or meta.get("key") != key or not path.is_file():
-        return False
-    settings, output = meta.get("settings"), meta.get("output")
-    names = settings.get("external_data", []) if isinstance(settings, dict) else None
-    if not isinstance(names, list) or not isinstance(output, dict):
-        return False
-    try:
-        if not all(confined(path.parent, name, f"{path}.json", "settings.external_data").is_file() for name in names):
-            return False
-    except UntrustedFile:
-        return False
-    return output.get("sha256") == sha256_file(path)
 
 
 @contextlib.contextmanager
@@ -147,19 +134,15 @@ def export_onnx(
     out_dir: str | Path,
     batch: str | int = "dynamic",
     opset: int = 23,
-    force: bool = False,
 ) -> ExportResult:
-    """Export ``src`` to ``out_dir/<name>[_g<grid>].onnx``; reuse an identical earlier export."""
+    """Export ``src`` to ``out_dir/<name>[_g<grid>].onnx`` (see the module docstring)."""
     import onnx
 
     opset = check_opset(opset)
     static_batch = check_batch(batch)
     out_dir = Path(out_dir)
     path = out_dir / f"{src.file_stem()}.onnx"
-    key = _cache_key(src, static_batch, opset)
     grid_text = grid_dims(src.grid) if src.grid else ("dynamic" if src.grids else None)
-    if not force and _reusable(path, key):
-        return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid_text, path.stat().st_size)
 
     check_writable_dir(out_dir)
     example_batch = static_batch or 2
@@ -243,7 +226,6 @@ def export_onnx(
         total = time.perf_counter() - t0
         sidecar = {
             "kind": "onnx-export",
-            "key": key,
             "inputs": {
                 "variant": src.variant, "factory": src.factory,
                 "weights": {"path": src.weights, "id": src.weights_id()},
@@ -260,7 +242,7 @@ def export_onnx(
             "timings": {"export_s": round(export_seconds, 3), "total_s": round(total, 3)},
         }
         (folder / f"{path.name}.json").write_text(json_text(sidecar))
-    return ExportResult(path, Path(f"{path}.json"), False, total, grid_text, size)
+    return ExportResult(path, Path(f"{path}.json"), False, total, grid_text, size, [out_dir / n for n in data_files])
 
 
 def root_cause(e: BaseException, tail: int = 6, limit: int = 1500) -> str:

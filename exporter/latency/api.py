@@ -299,9 +299,7 @@ def make_timer_factory(req: ProfileRequest, artefacts: Any, threads: int) -> Cal
         if given is not None and path is not None:  # an engine built from the file as given
             if req.profile is None:
                 raise Unsupported("a TensorRT engine needs a GPU profile: pass --profile NAME")
-            from ..engine.build import build_engine, prepare_build
-
-            return build_engine(prepare_build(path, req.profile, given.precision, artefacts.folder(given.name, None))).engine, fed
+            return artefacts.engine_of(path, given.precision, artefacts.folder(given.name, None)), fed
         if cell.model in engine_reason:
             raise Unsupported(engine_reason[cell.model])
         try:

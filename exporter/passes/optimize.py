@@ -7,7 +7,10 @@ tolerance, else roll it back and say why. A pass that matches nothing leaves the
 
 The output keeps the input's ``metadata_props`` (``validate`` rebuilds the PyTorch reference from
 the ``lookupvit.*`` keys) and adds ``lookupvit.passes`` (the kept passes) and ``lookupvit.target``.
-It is written atomically, with the report as a JSON sidecar ``<output>.json``.
+It is written atomically, with the report as a JSON sidecar ``<output>.json``. This function always
+runs the passes; whether an earlier output stands is the folder's manifest's decision
+(:func:`exporter.pipeline.steps.optimize_step`), which reads the report back with
+:meth:`OptimizeReport.from_dict`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class PassRecord:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "op_delta": self.op_delta}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PassRecord:
+        return cls(**{k: v for k, v in d.items() if k != "op_delta"})
+
 
 @dataclass
 class OptimizeReport:
@@ -71,6 +78,7 @@ class OptimizeReport:
     input_sha256: str = ""
     output_sha256: str = ""
     versions: dict[str, str | None] = field(default_factory=dict)
+    reused: bool = False  # an earlier output stood (its folder's manifest said so)
 
     @property
     def kept(self) -> list[str]:
@@ -85,6 +93,14 @@ class OptimizeReport:
         d["passes"] = [p.to_dict() for p in self.passes]
         return {"kind": "onnx-optimize", **d, "kept": self.kept, "passed": self.passed,
                 "status": "PASSED" if self.passed else "FAILED"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OptimizeReport:
+        """The report :meth:`to_dict` wrote (the sidecar), read back as reused; KeyError or TypeError
+        when ``d`` is not one."""
+        fields = {k: v for k, v in d.items() if k not in ("kind", "kept", "passed", "status", "reused")}
+        return cls(**{**fields, "passes": [PassRecord.from_dict(p) for p in d["passes"]],
+                      "check": CheckResult(**d["check"]), "reused": True})
 
 
 def _load(path: Path):

@@ -5,6 +5,8 @@
 - :mod:`.unit`: the unit of work (model, grid, precision) with its stage ids, folder and labels;
 - :mod:`.manifest`: ``DIR/stages.json``, the one cache: which stage ran on which inputs (content
   hashes), so a stage whose inputs did not change is skipped;
+- :mod:`.steps`: the stages that make files, each run through a manifest (the chain's, or a standalone
+  verb's one-stage chain in its output folder);
 - :mod:`.artefacts`: the one stage chain, export -> optimize -> precision -> build, making (or finding)
   each file of a cell in a folder's layout.
 

@@ -16,10 +16,9 @@ asks :meth:`Artefacts.fed_grid` for the grid to put on its grid input. A dynamic
 pipeline made, named by its stem (``compare DIR/.../lookupvit_digits_gdynamic.opt.onnx`` through the
 same ``Artefacts``), is the same cell, so its conversions are the ones the chain made.
 
-Every step goes through the folder's :class:`~exporter.pipeline.manifest.Manifest`, the one cache: a
-file whose inputs did not change is not made again, and when the manifest says a stage must run, it
-runs (the stage functions are called with ``force=True``: their own sidecar reuse, which serves the
-standalone verbs, is not a second cache here). The optimize stage runs when ``exporter.passes`` provides
+Every step goes through the folder's :class:`~exporter.pipeline.manifest.Manifest`, the one cache,
+by the recorded steps of :mod:`.steps` (which the standalone verbs also run): a file whose inputs did
+not change is not made again, and when the manifest says a stage must run, it runs. The optimize stage runs when ``exporter.passes`` provides
 ``optimize_model`` (unless switched off); without it the exported graph is used as it is.
 """
 
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CannotRunHere
-from ..models import get_variant, grid_label
+from ..models import grid_label
 from ..models.config import Grid
 from ..profiles import Profile
 from .manifest import Manifest
@@ -158,50 +157,31 @@ class Artefacts:
         model, grid = self._cell(model, grid)
         if model in self.imported:
             return self.imported[model]
-        from .. import __version__
-        from ..export import export_onnx
+        from .steps import export_step
 
-        src = self._source(model, grid, self.settings.weights)
-        out_dir = self.folder(model, grid) / "onnx"
-        weights = Path(self.settings.weights) if self.settings.weights else get_variant(model).weights
-        inputs = {"weights": weights} if weights else {}
-        grid_setting: dict[str, Any] = (
-            {"grids": [list(g) for g in grid.grids]} if isinstance(grid, GridSet) else {"grid": list(grid) if grid else None})
-        settings = {"variant": model, **grid_setting, "opset": self.settings.opset,
-                    "tool_version": __version__, "weights": src.weights_id()}
-
-        def run() -> tuple[Any, list[Path]]:
-            self.say(f"export {model} {self._grid_text(grid)}")
-            r = export_onnx(src, out_dir, opset=self.settings.opset, force=True)  # the manifest decided
-            return r.to_dict(), [r.path, r.sidecar]
-
-        self.manifest.stage(self._id(EXPORT, model, grid), EXPORT, settings, inputs, run)
+        export_step(self.manifest, self._id(EXPORT, model, grid), self._source(model, grid, self.settings.weights),
+                    self.folder(model, grid) / "onnx", opset=self.settings.opset, on_run=lambda: self.say(f"export {model} {self._grid_text(grid)}"))
         return self.export_path(model, grid)  # in this folder (the recorded path may be a copied folder's)
 
     def optimized(self, model: str, grid: CellGrid) -> Path:
         """The graph after the optimisation passes; the exported graph when they are off or absent."""
         model, grid = self._cell(model, grid)
         src = self.exported(model, grid)
-        fn = optimizer()
-        if self.settings.optimize is False or fn is None:
+        if self.settings.optimize is False or optimizer() is None:
             why = "switched off (--no-optimize)" if self.settings.optimize is False else "exporter.passes is not installed"
             self.manifest.note(self._id(OPTIMIZE, model, grid), OPTIMIZE, "unavailable", why)
             return src
-        out_path = self.optimized_path(model, grid)
+        from .steps import optimize_step
 
-        def run() -> tuple[Any, list[Path]]:
+        def on_run() -> None:
             if not src.is_file():  # dropped by `run --keep final`: export it again first
                 self.manifest.restore(self._id(EXPORT, model, grid))
                 self.exported(model, grid)
             self.say(f"optimize {model} {self._grid_text(grid)}")
-            report = fn(src, out_path)
-            d = report.to_dict()
-            result = {"path": str(out_path), "kept": d.get("kept"), "status": d.get("status"),
-                      "nodes_before": d.get("nodes_before"), "nodes_after": d.get("nodes_after")}
-            return result, [out_path, Path(f"{out_path}.json")]
 
-        self.manifest.stage(self._id(OPTIMIZE, model, grid), OPTIMIZE, {"target": "attention"}, {"model": src}, run)
-        return out_path  # in this folder (the recorded path may be a copied folder's)
+        out_path = self.optimized_path(model, grid)
+        optimize_step(self.manifest, self._id(OPTIMIZE, model, grid), src, out_path, on_run=on_run)
+        return out_path
 
     def converted(self, model: str, grid: CellGrid, precision: str) -> Path:
         """The graph in ``precision`` (the precision stage; for ONNX Runtime, fp32 is the optimised graph
@@ -210,21 +190,14 @@ class Artefacts:
         base = self.optimized(model, grid)
         if precision == "fp32" and not self.for_tensorrt:
             return base
-        from ..precision import DEFAULT_CALIB_SIZE, convert_precision
+        from .steps import precision_step
 
         out_path = self.precision_path(model, grid, precision)
-        size = self.settings.calib_size or DEFAULT_CALIB_SIZE
-        settings = {"to": precision, "calib": self.settings.calib, "calib_size": size,
-                    "target": "tensorrt" if self.for_tensorrt else "onnxruntime"}
-
-        def run() -> tuple[Any, list[Path]]:
-            self.say(f"precision {model} {self._grid_text(grid)} -> {precision}")
-            r = convert_precision(base, out_path, precision, calib=self.settings.calib, calib_size=size, force=True,
-                                  target="tensorrt" if self.for_tensorrt else "onnxruntime")
-            return {"path": str(out_path), "reused": r.reused, "notes": r.notes}, [out_path, Path(r.sidecar)]
-
-        self.manifest.stage(self._id(PRECISION, model, grid, precision), PRECISION, settings, {"model": base}, run)
-        return out_path  # in this folder (the recorded path may be a copied folder's)
+        precision_step(self.manifest, self._id(PRECISION, model, grid, precision), base, out_path, precision,
+                       calib=self.settings.calib, calib_size=self.settings.calib_size,
+                       target="tensorrt" if self.for_tensorrt else "onnxruntime",
+                       on_run=lambda: self.say(f"precision {model} {self._grid_text(grid)} -> {precision}"))
+        return out_path
 
     def build_target(self) -> Any:
         """How this machine builds the profile's engines (:func:`exporter.backends.tensorrt.env.build_target`),
@@ -249,27 +222,32 @@ class Artefacts:
         target = self.build_target()
         prof = self.settings.profile
         assert prof is not None  # build_target() refused otherwise
-        from ..engine.build import build_engine, prepare_build
+        from ..engine.build import prepare_build
+        from .steps import build_step
 
         model, grid = self._cell(model, grid)
-        onnx_path = self.converted(model, grid, precision)
-        out_dir = self.folder(model, grid)
-
-        def run() -> tuple[Any, list[Path]]:
-            how = "ahead of time, no GPU here" if target.ahead_of_time else target.label
-            self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name}, {target.choice.label}, {how})")
-            r = build_engine(prepare_build(onnx_path, prof, precision, out_dir), force=True)
-            return r.to_dict(), [r.engine, r.sidecar]
-
-        settings = {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision,
-                    "tensorrt": target.choice.label, "target": target.label}
+        req = prepare_build(self.converted(model, grid, precision), prof, precision, self.folder(model, grid))
+        how = "ahead of time, no GPU here" if target.ahead_of_time else target.label
         # one id per profile: a folder shared by several profiles' builds (a cluster's prepare task) keeps each
-        out = self.manifest.stage(self._id(BUILD, model, grid, precision, prof.name), BUILD, settings,
-                                  {"model": onnx_path}, run)
-        # its first output, relative to this folder (the recorded absolute path may be a copied folder's)
-        if not out.outputs:
-            raise CannotRunHere(f"The build stage of {model} recorded no engine file.", "Rerun the run; it builds again.")
-        return self.root / out.outputs[0]  # confined when stages.json was read
+        return build_step(
+            self.manifest, self._id(BUILD, model, grid, precision, prof.name), req, target=target,
+            on_run=lambda: self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name}, "
+                                    f"{target.choice.label}, {how})")).engine
+
+    def engine_of(self, path: Path, precision: str | None, folder: Path) -> Path:
+        """A TensorRT engine of a graph the user gave (``path``, built as it is) for the run's profile, in
+        ``folder`` (inside this run folder), through the same manifest."""
+        target = self.build_target()
+        prof = self.settings.profile
+        assert prof is not None  # build_target() refused otherwise
+        from ..engine.build import prepare_build
+        from .steps import build_step
+        from .unit import file_stage_id
+
+        req = prepare_build(path, prof, precision, folder)
+        stage_id = file_stage_id(BUILD, self.root, req.plan.engine)
+        return build_step(self.manifest, stage_id, req, target=target,
+                          on_run=lambda: self.say(f"build {path.name} {req.precision} ({prof.name})")).engine
 
     # --- PyTorch ---------------------------------------------------------------------------------
 

@@ -155,7 +155,7 @@ class Manifest:
         return confined(self.root, rel, self.path, f"stages.{stage_id}.{key}")
 
     def _fresh(self, entry: dict[str, Any] | None, key: str) -> bool:
-        if not entry or entry.get("key") != key:
+        if not entry or not key or entry.get("key") != key:
             return False
         dropped = set(entry.get("dropped", []))
         for rel, digest in entry.get("outputs", {}).items():
@@ -209,6 +209,15 @@ class Manifest:
             entry["key"] = ""
             self._done.pop(stage_id, None)
 
+    def forget(self, stage_id: str) -> None:
+        """Run ``stage_id`` again at its next request, whatever is recorded (a verb's ``--force``, or a
+        record whose report cannot be read back); its files stay until the stage replaces them."""
+        entry = self.entries.get(stage_id)
+        if entry is not None:
+            entry["key"] = ""
+        self._done.pop(stage_id, None)
+        self.failures.pop(stage_id, None)
+
     def _rel(self, p: Path) -> str:
         try:
             return str(Path(p).resolve().relative_to(self.root.resolve()))
@@ -225,7 +234,10 @@ class Manifest:
     ) -> StageOutcome:
         """Run ``run`` (returning its JSON-able result and the files it wrote) unless a finished
         stage with the same key and intact outputs is recorded; then return the recorded result."""
-        key = stage_key(kind, settings, inputs, self.digest)
+        try:
+            key = stage_key(kind, settings, inputs, self.digest)
+        except FileNotFoundError:  # an input is missing: the stage runs, and its own error says what is wrong
+            key = ""
         done = self._done.get(stage_id)
         if done is not None and done[0] == key:  # asked again in this process (an input of a later stage)
             return done[1]

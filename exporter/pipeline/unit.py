@@ -85,3 +85,14 @@ class Unit:
 def grid_tag(grid: CellGrid) -> str:
     """The tag of a cell's grid (:attr:`Unit.grid_tag`): ``g7``, ``gdynamic``, ``-``."""
     return Unit("", grid).grid_tag
+
+
+def file_stage_id(stage: StageKind, root: Path, output: Path) -> str:
+    """The manifest's key of a stage that makes one named file rather than a cell's (a standalone verb's
+    one-stage chain, or an engine of a file the user gave): ``precision:m.fp16.onnx``, the output's
+    path relative to the manifest's folder ``root`` (exporter.pipeline.steps)."""
+    try:
+        rel = Path(output).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        raise ValueError(f"{output} is not inside {root}") from None
+    return f"{stage}:{rel.as_posix()}"

@@ -4,7 +4,9 @@ docs/architecture.md, The stages and Precisions. The precision lives in the grap
 this stage writes a new ONNX file; ONNX Runtime and TensorRT both run that same file. The output
 carries the input's ``lookupvit.*`` metadata plus ``lookupvit.precision``, is written atomically,
 and gets a JSON sidecar ``<output>.json`` (settings, calibration, op and type counts, hashes,
-versions, time). An identical earlier conversion (same input hash and settings) is reused.
+versions, time). The function always converts; whether an earlier conversion stands is the folder's
+manifest's decision (:func:`exporter.pipeline.steps.precision_step`, keyed by :func:`conversion_settings`
+and the input's sha256).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class PrecisionReport:
     output: str
     sidecar: str
     precision: str
-    reused: bool
+    reused: bool  # an earlier conversion stood (its folder's manifest said so)
     seconds: float
     settings: dict[str, Any]
     calibration: dict[str, Any] | None
@@ -54,6 +56,36 @@ class PrecisionReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_sidecar(cls, meta: dict[str, Any], output: Path) -> PrecisionReport:
+        """The report a conversion wrote into its sidecar, read back as reused (KeyError or TypeError
+        when the sidecar does not hold one)."""
+        return cls(
+            input=str(meta["input"]), output=str(output), sidecar=str(_sidecar_path(output)), precision=meta["precision"],
+            reused=True, seconds=0.0, settings=dict(meta["settings"]), calibration=meta.get("calibration"),
+            islands=meta.get("islands"), before=dict(meta["before"]), after=dict(meta["after"]),
+            hashes=dict(meta["hashes"]), versions=dict(meta.get("versions", {})), notes=list(meta.get("notes", [])),
+        )
+
+
+def conversion_settings(
+    to: str, calib: str = "auto", calib_size: int = DEFAULT_CALIB_SIZE, keep_fp32: str | list[str] | None = None,
+    calib_method: str | None = None, target: str = "onnxruntime",
+) -> dict[str, Any]:
+    """What a conversion is made from besides its input graph: the stage's settings in the manifest.
+    The arguments as given (their defaults resolve against the input graph, whose sha256 the manifest
+    keys with them), the calibration data's identity, and the converters' versions."""
+    to = check_precision(to)
+    quantizing = to in ("int8", "fp8")
+    keep = keep_fp32 if keep_fp32 is None or isinstance(keep_fp32, str) else ",".join(keep_fp32)
+    return {
+        "to": to, "target": target, "keep_fp32": keep,
+        "calibration": {"data": _dataset_id(calib), "size": calib_size, "method": calib_method} if quantizing else None,
+        "tool_version": __version__,
+        "onnxruntime": package_version("onnxruntime"),
+        "onnxconverter-common": package_version("onnxconverter-common"),
+    }
 
 
 def default_calib_method(to: str) -> str | None:
@@ -89,7 +121,7 @@ def input_spec_of(model: Any, meta: dict[str, str]) -> tuple[InputSpec, str | No
 
 
 def _dataset_id(calib: str) -> str:
-    """A cheap identity of the calibration data for the cache key."""
+    """A cheap identity of the calibration data, for the stage's settings (:func:`conversion_settings`)."""
     if calib in ("auto", "digits", "photos"):  # bundled data (auto resolves from the model's input)
         return calib
     p = Path(calib)
@@ -104,17 +136,6 @@ def _dataset_id(calib: str) -> str:
 
 def _sidecar_path(out: Path) -> Path:
     return Path(f"{out}.json")
-
-
-def _reusable(out: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    from ..schema import read_sidecar
-
-    meta = read_sidecar(_sidecar_path(out))  # bounded; None when unreadable: converted again
-    hashes = meta.get("hashes") if meta is not None else None
-    if meta is None or meta.get("key") != key or not out.is_file() or not isinstance(hashes, dict) \
-            or hashes.get("output_sha256") != sha256_file(out):
-        return None
-    return meta
 
 
 def _set_metadata(model: Any, source_meta: list[tuple[str, str]], precision: str, extra: dict[str, str]) -> None:
@@ -139,7 +160,6 @@ def convert_precision(
     keep_fp32: str | list[str] | None = None,
     *,
     calib_method: str | None = None,
-    force: bool = False,
     target: str = "onnxruntime",
 ) -> PrecisionReport:
     """Convert the fp32 graph ``in_path`` to ``to`` and write it to ``out_path`` (see module docstring).
@@ -187,27 +207,9 @@ def convert_precision(
     keep_ops, keep_nodes = (
         resolve_keep_fp32(keep_fp32, model) if not quantizing else resolve_keep_fp32(keep_fp32 or default_keep, model)
     )
-    if quantizing:  # "auto" names the bundled data for this model's input: key the cache by what is used
+    if quantizing:  # "auto" names the bundled data for this model's input
         calib = resolve_calibration(calib, input_spec_of(model, meta)[0])
     input_sha = sha256_file(in_path)
-    key = {
-        "input_sha256": input_sha,
-        "to": to,
-        "keep_fp32": {"ops": keep_ops, "nodes": keep_nodes},
-        "target": target,
-        "calibration": {"data": _dataset_id(calib), "size": calib_size, "method": method} if quantizing else None,
-        "tool_version": __version__,
-        "onnxruntime": package_version("onnxruntime"),
-        "onnxconverter-common": package_version("onnxconverter-common"),
-    }
-    if not force and (old := _reusable(out_path, key)) is not None:
-        return PrecisionReport(
-            input=str(in_path), output=str(out_path), sidecar=str(_sidecar_path(out_path)), precision=to, reused=True,
-            seconds=time.perf_counter() - t0, settings=old["settings"], calibration=old.get("calibration"),
-            islands=old.get("islands"), before=old["before"], after=old["after"], hashes=old["hashes"],
-            versions=old.get("versions", {}), notes=old.get("notes", []),
-        )
-
     # before the work: the output folder takes about this much (int8/fp8 also ONNX Runtime's scratch copies)
     check_writable_file(out_path, need_bytes=int(in_path.stat().st_size * OUTPUT_SIZE_FACTOR[to]))
     notes: list[str] = []
@@ -274,7 +276,6 @@ def convert_precision(
         reports.append(report)
         return {
             "kind": "precision",
-            "key": key,
             **report.to_dict(),
             "versions": {**report.versions, "onnxconverter-common": package_version("onnxconverter-common")},
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

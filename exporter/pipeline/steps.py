@@ -1,0 +1,215 @@
+"""The stages that make files (export, optimize, precision, build), each run through a folder's
+manifest: the one place a stage is keyed, recorded and reused (docs/architecture.md, The unit of work
+and the one stage chain).
+
+Each step states the stage's settings (what its key hashes besides the input files), asks the
+manifest (:meth:`~.manifest.Manifest.stage`) whether the stage must run, calls the stage's function
+when it must (those functions always make their files), and otherwise reads the report back from the
+stage's sidecar, an output whose sha256 the manifest has just checked; a sidecar that does not hold a
+report makes the stage run again. ``force`` runs the stage whatever is recorded; ``on_run`` is called
+when it runs, before the work (a progress line).
+
+Two callers, one mechanism: the chain (:class:`~.artefacts.Artefacts`, cells in a run folder's
+layout, stage ids from :class:`~.unit.Unit`) and the standalone verbs `export`, `optimize`,
+`precision` and `build`, which run a one-stage chain in their output folder (its ``stages.json``,
+stage ids named by the output file: :func:`~.unit.file_stage_id`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .manifest import Manifest, StageError, StageOutcome
+from .stages import BUILD, EXPORT, OPTIMIZE, PRECISION, StageKind
+
+if TYPE_CHECKING:
+    from ..engine.build import BuildRequest, BuildResult
+    from ..engine.plan import BuildProgress
+    from ..export.onnx_export import ExportResult
+    from ..export.source import ModelSource
+    from ..passes.optimize import OptimizeReport
+    from ..precision.convert import PrecisionReport
+
+Report = TypeVar("Report")
+Made = tuple[Report, Any, list[Path]]  # the report, the result the manifest records, the files written
+
+
+@contextlib.contextmanager
+def verb_errors() -> Iterator[None]:
+    """Around a standalone verb's step: a stage that fails raises what it raised (a UserError exits 2,
+    a FAILED check or build 1), not the chain's :class:`~.manifest.StageError`, which a run records."""
+    try:
+        yield
+    except StageError as e:
+        if e.__cause__ is None:
+            raise
+        raise e.__cause__ from None
+
+
+class _Unreadable(Exception):
+    """A recorded stage whose report cannot be read back: it runs again."""
+
+
+def _recorded(manifest: Manifest, stage_id: str, kind: StageKind, settings: dict[str, Any], inputs: dict[str, Path],
+              make: Callable[[], Made[Report]], read_back: Callable[[StageOutcome], Report], force: bool) -> Report:
+    if force:
+        manifest.forget(stage_id)
+    made: list[Report] = []
+
+    def run() -> tuple[Any, list[Path]]:
+        report, result, files = make()
+        made.append(report)
+        return result, files
+
+    outcome = manifest.stage(stage_id, kind, settings, inputs, run)
+    if made:
+        return made[0]
+    try:
+        return read_back(outcome)
+    except _Unreadable:
+        manifest.forget(stage_id)
+        manifest.stage(stage_id, kind, settings, inputs, run)
+        return made[0]
+
+
+def _sidecar(manifest: Manifest, outcome: StageOutcome) -> tuple[Path, dict[str, Any]]:
+    """The stage's first recorded output (its model or engine) and its sidecar's JSON, both hash-checked
+    by the manifest."""
+    from ..schema import read_sidecar
+
+    rel = outcome.outputs[0] if outcome.outputs else None
+    meta = read_sidecar(manifest.root / f"{rel}.json") if rel is not None else None
+    if rel is None or meta is None:
+        raise _Unreadable(outcome.id)
+    return manifest.root / rel, meta  # confined when stages.json was read
+
+
+def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Path, *, batch: str | int = "dynamic",
+                opset: int = 23, force: bool = False,
+                on_run: Callable[[], None] | None = None) -> ExportResult:
+    """``src`` exported to ``out_dir`` (:func:`exporter.export.export_onnx`), or the recorded export. The
+    weights are keyed by their sha256 (in the settings: :func:`exporter.export.onnx_export.export_key`)."""
+    from ..export.onnx_export import ExportResult, check_batch, check_opset, export_key, export_onnx
+
+    settings = export_key(src, check_batch(batch), check_opset(opset))
+    path = Path(out_dir) / f"{src.file_stem()}.onnx"
+
+    def make() -> Made[ExportResult]:
+        if on_run is not None:
+            on_run()
+        r = export_onnx(src, out_dir, batch=batch, opset=opset)
+        return r, r.to_dict(), r.files
+
+    def read_back(outcome: StageOutcome) -> ExportResult:
+        # from the record, not the files: `run --keep final` may have dropped them (the stage stays done)
+        result = outcome.result if isinstance(outcome.result, dict) else {}
+        grid, size = result.get("grid"), result.get("size_bytes")
+        if not isinstance(size, int) or not (grid is None or isinstance(grid, str)):
+            raise _Unreadable(stage_id)
+        data = [manifest.root / o for o in outcome.outputs if o.endswith(".data")]
+        return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid, size, data)
+
+    return _recorded(manifest, stage_id, EXPORT, settings, {}, make, read_back, force)
+
+
+def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, *, form: str = "attention",
+                  passes: str | list[str] | None = None, force: bool = False,
+                  on_run: Callable[[], None] | None = None) -> OptimizeReport:
+    """The passes of ``form`` over ``in_path`` into ``out_path`` (:func:`exporter.passes.optimize_model`),
+    or the recorded output; the manifest's result is the short form the run's report shows."""
+    from ..passes.optimize import OptimizeReport, optimize_model
+    from ..passes.registry import resolve_passes
+
+    settings = {"form": form, "passes": [p.name for p in resolve_passes(form, passes)]}
+
+    def make() -> Made[OptimizeReport]:
+        if on_run is not None:
+            on_run()
+        r = optimize_model(in_path, out_path, target=form, passes=passes)
+        d = r.to_dict()
+        result = {"path": str(out_path), "kept": d.get("kept"), "status": d.get("status"),
+                  "nodes_before": d.get("nodes_before"), "nodes_after": d.get("nodes_after")}
+        return r, result, [Path(out_path), Path(f"{out_path}.json")]
+
+    def read_back(outcome: StageOutcome) -> OptimizeReport:
+        output, meta = _sidecar(manifest, outcome)
+        try:
+            report = OptimizeReport.from_dict(meta)
+        except (KeyError, TypeError) as e:
+            raise _Unreadable(stage_id) from e
+        report.input, report.output, report.sidecar = str(in_path), str(output), f"{output}.json"
+        return report
+
+    return _recorded(manifest, stage_id, OPTIMIZE, settings, {"model": Path(in_path)}, make, read_back, force)
+
+
+def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, to: str, *, calib: str = "auto",
+                   calib_size: int | None = None, keep_fp32: str | None = None, calib_method: str | None = None,
+                   target: str = "onnxruntime", force: bool = False,
+                   on_run: Callable[[], None] | None = None) -> PrecisionReport:
+    """``in_path`` converted to ``to`` (:func:`exporter.precision.convert_precision`), or the recorded conversion."""
+    from ..precision import DEFAULT_CALIB_SIZE, convert_precision  # the package's entry point (patchable in tests)
+    from ..precision.convert import PrecisionReport, conversion_settings
+
+    size = DEFAULT_CALIB_SIZE if calib_size is None else calib_size
+    settings = conversion_settings(to, calib, size, keep_fp32, calib_method, target)
+
+    def make() -> Made[PrecisionReport]:
+        if on_run is not None:
+            on_run()
+        r = convert_precision(in_path, out_path, to, calib=calib, calib_size=size, keep_fp32=keep_fp32,
+                              calib_method=calib_method, target=target)
+        return r, {"path": str(out_path), "reused": False, "notes": r.notes}, [Path(out_path), Path(r.sidecar)]
+
+    def read_back(outcome: StageOutcome) -> PrecisionReport:
+        output, meta = _sidecar(manifest, outcome)
+        try:
+            report = PrecisionReport.from_sidecar(meta, output)
+        except (KeyError, TypeError, ValueError) as e:
+            raise _Unreadable(stage_id) from e
+        report.input = str(in_path)
+        return report
+
+    return _recorded(manifest, stage_id, PRECISION, settings, {"model": Path(in_path)}, make, read_back, force)
+
+
+def build_step(manifest: Manifest, stage_id: str, req: BuildRequest, *, target: Any = None, force: bool = False,
+               progress: BuildProgress | None = None, on_run: Callable[[], None] | None = None) -> BuildResult:
+    """The engine of ``req`` (:func:`exporter.engine.build.build_engine`), or the recorded one. ``target``:
+    how this machine builds for the profile (:func:`exporter.backends.tensorrt.env.build_target`); when
+    not given (a standalone build), the graph's readiness is checked first and then the target is asked
+    (:class:`~exporter.errors.CannotRunHere` where nothing builds for it)."""
+    from ..engine.build import BuildResult, build_engine, build_settings
+
+    target = target or _build_target(req)
+
+    def make() -> Made[BuildResult]:
+        if on_run is not None:
+            on_run()
+        r = build_engine(req, progress=progress)
+        return r, r.to_dict(), [r.engine, r.sidecar]
+
+    def read_back(outcome: StageOutcome) -> BuildResult:
+        engine, meta = _sidecar(manifest, outcome)
+        try:
+            return BuildResult.from_sidecar(engine, meta)
+        except (KeyError, TypeError, ValueError) as e:
+            raise _Unreadable(stage_id) from e
+
+    return _recorded(manifest, stage_id, BUILD, build_settings(req, target), {"model": req.onnx.path}, make, read_back,
+                     force)
+
+
+def _build_target(req: BuildRequest) -> Any:
+    """How this machine builds ``req``'s profile, asked after TensorRT's readiness check: a graph its
+    parser would refuse is refused first (:class:`exporter.check.CheckFailed`, exit 1), before TensorRT
+    is looked for or imported, as :func:`exporter.engine.build.build_engine` orders it."""
+    from ..backends.tensorrt.env import build_target
+    from ..check import CheckFailed, check_graph
+
+    if not (readiness := check_graph(req.onnx.path, req.profile)).passed:
+        raise CheckFailed(readiness)
+    return build_target(req.profile)
