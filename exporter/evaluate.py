@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -48,13 +49,14 @@ def predict(model: nn.Module, images: np.ndarray, grid: Grid | None, batch_size:
 
 
 def evaluate(
-    model: nn.Module, data: LabelledData, grids: list[Grid] | None, variant: str = "", weights: str = ""
+    model: nn.Module, data: LabelledData, grids: list[Grid] | None, variant: str = "", weights: str = "",
+    batch_size: int = 256,
 ) -> EvaluationResult:
     """Top-1 of ``model`` on ``data`` at each grid (``None`` or empty for a ViT)."""
     result = EvaluationResult(variant, weights, data.source)
     for grid in grids or [None]:
         t0 = time.perf_counter()
-        pred = predict(model, data.images, grid)
+        pred = predict(model, data.images, grid, batch_size)
         correct = int((pred == data.labels).sum())
         result.rows.append(
             GridAccuracy(
@@ -66,4 +68,35 @@ def evaluate(
                 seconds=time.perf_counter() - t0,
             )
         )
+    return result
+
+
+def evaluate_variant(variant: str, weights: str | None = None, data: str = "digits", grids: str | None = None,
+                     batch_size: int = 256, allow_meaningless: bool = False,
+                     say: Callable[[str], None] = lambda _t: None) -> EvaluationResult:
+    """``lookupvit evaluate``: top-1 of a registered variant per compressed grid (``grids``, default its
+    default grids) on the dataset ``data``. Refuses (:class:`~exporter.errors.UserError`) where the figure
+    would mean nothing (random weights; classes, channels or image size that do not fit the data),
+    unless ``allow_meaningless``: then the reasons are in ``meaningless``. ``say`` gets the notes and a
+    line before the work."""
+    from .data import InputSpec, load_data
+    from .data_fit import accuracy_fit, require_meaningful
+    from .export import resolve_variant_source
+    from .models import create_model, get_variant, parse_grids
+
+    v = get_variant(variant)
+    cfg = v.config
+    grid_list = parse_grids(grids, cfg.lookup_grid) if grids and cfg.default_grids else list(cfg.default_grids)
+    dataset = load_data(data, cfg)
+    model = create_model(variant, weights=weights)
+    weights_name = str(weights) if weights else (v.weights.name if v.weights else "random init (seed 0)")
+    classes = None if cfg.num_classes == 0 or getattr(cfg, "head", "logits") != "logits" else cfg.num_classes
+    fit = accuracy_fit(dataset, InputSpec(cfg.input_shape, tuple(cfg.mean), tuple(cfg.std)), classes,
+                       resolve_variant_source(variant, weights).weights_id())
+    notes = require_meaningful(fit, variant, allow_meaningless)
+    for note in notes:
+        say(note)
+    say(f"Evaluating {variant} ({weights_name}) on {dataset.source}: {len(dataset)} images")
+    result = evaluate(model, dataset, grid_list, variant=variant, weights=weights_name, batch_size=batch_size)
+    result.meaningless = notes
     return result

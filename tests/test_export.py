@@ -195,3 +195,20 @@ def test_a_recorded_export_whose_model_changed_is_exported_again(tmp_path):
     first.sidecar.unlink()
     assert not export_step(Manifest(tmp_path), "export:m", src, tmp_path).reused
     assert export_step(Manifest(tmp_path), "export:m", src, tmp_path).reused
+
+
+def test_export_sources_resolve_what_the_verb_exports():
+    """exporter.export.export_sources: the verb's sources, below the CLI."""
+    from exporter.errors import UserError
+    from exporter.export import export_sources
+    from exporter.models import get_variant
+
+    assert [s.grid for s in export_sources("lookupvit_digits", grids="3,3x3,2")] == [(3, 3), (2, 2)]  # 3 once
+    assert [s.grid for s in export_sources("lookupvit_digits")] == [get_variant("lookupvit_digits").config.default_grids[-1]]
+    dynamic = export_sources("lookupvit_digits", dynamic_grid=True)
+    assert len(dynamic) == 1 and dynamic[0].grids == tuple(sorted(get_variant("lookupvit_digits").config.default_grids))
+    assert export_sources(None, "tests.foreign.einsum_lookupvit:build", grids="2,5x7")[1].grid == (5, 7)
+    with pytest.raises(UserError, match="exactly one"):
+        export_sources("lookupvit_digits", "tests.foreign.einsum_lookupvit:build")
+    with pytest.raises(UserError, match="needs a registered variant"):
+        export_sources(None, "tests.foreign.einsum_lookupvit:build", dynamic_grid=True)

@@ -44,35 +44,15 @@ def export(
     stages.json records each export (inputs and outputs by sha256): an identical earlier export whose
     files are intact is reused unless --force.
     """
-    from ..errors import UserError
-    from ..export import ModelSource, check_batch, check_opset, dynamic_grid_source, resolve_variant_source
+    from ..export import check_batch, check_opset, export_sources
     from ..pipeline.manifest import Manifest
     from ..pipeline.stages import EXPORT
     from ..pipeline.steps import export_step, verb_errors
     from ..pipeline.unit import file_stage_id
 
-    if bool(variant) == bool(factory):
-        raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
-                        "Run `lookupvit variants` for the registered names.")
     check_opset(opset)
     check_batch(batch)
-    specs = [s for s in (grids or "").split(",") if s.strip()] or [None]
-    if factory:
-        sources = [ModelSource(None, factory, weights, _square(s), image_size, head) for s in specs]
-    else:
-        sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
-    if dynamic_grid:
-        if factory:
-            raise UserError("--dynamic-grid needs a registered variant; a --model factory is exported per grid.",
-                            "Drop --dynamic-grid, or export a registered LookupViT variant.")
-        if not grids:  # the variant's default grids
-            from ..models import get_variant
-
-            base = get_variant(variant).config  # type: ignore[arg-type]
-            specs = ["x".join(map(str, g)) for g in getattr(base, "default_grids", ())] or [None]
-            sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]  # type: ignore[arg-type]
-        sources = [dynamic_grid_source(sources[0], [s.grid for s in sources if s.grid is not None])]
-    sources = list({s.file_stem(): s for s in sources}.values())  # --grids 3,,3 or 3,3x3: grid 3 once
+    sources = export_sources(variant, factory, weights, grids, image_size, head, dynamic_grid)
     folder = Path(out_dir)
     manifest = Manifest(folder)  # OUT/stages.json: this one-stage chain's record (refused before any work if bad)
     weights_id = sources[0].weights_id()
@@ -97,12 +77,3 @@ def export(
           "reused" if r.reused else "exported"] for r in results],
     )
 
-
-def _square(spec: str | None) -> tuple[int, ...] | None:
-    """A --model grid: "7" -> (7, 7); "5x7" -> (5, 7). The factory's model checks that it fits."""
-    from ..models.config import read_grid_spec
-
-    if spec is None:
-        return None
-    g = read_grid_spec(spec)
-    return g * 2 if len(g) == 1 else g

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..models import create_model, get_variant, grid_label, list_variants, model_cost, parse_grids
+from ..models import grid_label, list_variants, model_cost
 from .main import main
 from .options import data_option, grids_option, json_option, print_json, print_table, stderr, weights_option
 
@@ -67,32 +67,15 @@ def evaluate(
 
     Refuses (exit 2) where the figure would mean nothing: random weights, or a dataset whose classes,
     channels or image size do not match the model (see --allow-meaningless)."""
-    from ..data import InputSpec, load_data
-    from ..data_fit import accuracy_fit, require_meaningful
-    from ..evaluate import evaluate as run_evaluate
-    from ..export import resolve_variant_source
+    from ..evaluate import evaluate_variant
 
-    v = get_variant(variant)
-    cfg = v.config
-    grid_list = parse_grids(grids, cfg.lookup_grid) if grids and cfg.default_grids else list(cfg.default_grids)
-    dataset = load_data(data, cfg)
-    model = create_model(variant, weights=weights)
-    weights_name = str(weights) if weights else (v.weights.name if v.weights else "random init (seed 0)")
-    classes = None if cfg.num_classes == 0 or getattr(cfg, "head", "logits") != "logits" else cfg.num_classes
-    fit = accuracy_fit(dataset, InputSpec(cfg.input_shape, tuple(cfg.mean), tuple(cfg.std)), classes,
-                       resolve_variant_source(variant, weights).weights_id())
-    notes = require_meaningful(fit, variant, allow_meaningless)
-    for note in notes:
-        stderr.print(note)
-    if not as_json:
-        stderr.print(f"Evaluating {variant} ({weights_name}) on {dataset.source}: {len(dataset)} images")
-    result = run_evaluate(model, dataset, grid_list, variant=variant, weights=weights_name)
-    result.meaningless = notes
+    result = evaluate_variant(variant, weights, data, grids, batch_size, allow_meaningless, say=stderr.print)
+    notes = result.meaningless
     if as_json:
         print_json(result.to_dict())
         return
     print_table(
-        f"{variant} top-1 on {dataset.source}" + (" (NOT MEANINGFUL)" if notes else ""),
+        f"{variant} top-1 on {result.data}" + (" (NOT MEANINGFUL)" if notes else ""),
         ["grid", "top-1 %", "correct", "GMACs/img", "seconds"],
         [[r.grid, f"{r.top1:.2f}", f"{r.correct}/{r.total}", f"{r.gmacs:.4f}", f"{r.seconds:.2f}"] for r in result.rows],
     )

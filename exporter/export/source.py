@@ -128,6 +128,42 @@ def dynamic_grid_source(src: ModelSource, grids: list[Grid]) -> ModelSource:
     return ModelSource(src.variant, None, src.weights, None, src.image_size, src.head, dict(src.overrides), allowed)
 
 
+def export_sources(variant: str | None, factory: str | None = None, weights: str | None = None,
+                   grids: str | None = None, image_size: int | None = None, head: str = "logits",
+                   dynamic_grid: bool = False) -> list[ModelSource]:
+    """What ``lookupvit export`` exports: one source per grid of ``grids`` ("3,5,7" or "4x7x7"; default
+    the variant's largest), of a registered ``variant`` or a ``factory`` (exactly one); with
+    ``dynamic_grid`` one source serving them all (default: the variant's default grids). A grid named
+    twice (``3,3x3``) is exported once."""
+    if bool(variant) == bool(factory):
+        raise UserError("Give either a VARIANT or --model PKG.MODULE:FACTORY (exactly one).",
+                        "Run `lookupvit variants` for the registered names.")
+    specs: list[str | None] = [s for s in (grids or "").split(",") if s.strip()] or [None]
+    if factory:
+        if dynamic_grid:
+            raise UserError("--dynamic-grid needs a registered variant; a --model factory is exported per grid.",
+                            "Drop --dynamic-grid, or export a registered LookupViT variant.")
+        sources = [ModelSource(None, factory, weights, _factory_grid(s), image_size, head) for s in specs]
+    else:
+        assert variant is not None
+        if dynamic_grid and not grids:  # the variant's default grids
+            specs = ["x".join(map(str, g)) for g in getattr(get_variant(variant).config, "default_grids", ())] or [None]
+        sources = [resolve_variant_source(variant, weights, s, image_size, head) for s in specs]
+        if dynamic_grid:
+            sources = [dynamic_grid_source(sources[0], [s.grid for s in sources if s.grid is not None])]
+    return list({s.file_stem(): s for s in sources}.values())
+
+
+def _factory_grid(spec: str | None) -> Grid | None:
+    """A --model grid: "7" -> (7, 7); "5x7" -> (5, 7). The factory's model checks that it fits."""
+    from ..models.config import read_grid_spec
+
+    if spec is None:
+        return None
+    g = read_grid_spec(spec)
+    return g * 2 if len(g) == 1 else g
+
+
 def load_source(src: ModelSource) -> LoadedModel:
     """Instantiate the model described by ``src`` in eval mode, with its grid set."""
     if src.factory:
