@@ -90,16 +90,7 @@ def profile(
     (or those of --grids), the grid input set per cell.
     """
     from ..errors import UserError
-    from ..latency.api import (
-        ProfileRequest,
-        accuracy_from_compare,
-        evaluate_accuracy,
-        parse_batches,
-        parse_list,
-        precisions_for,
-        profile_latency,
-        resolve_target,
-    )
+    from ..latency.api import accuracy_from_compare, evaluate_accuracy, latency_request, profile_latency
     from ..latency.sweep import SweepSettings, noise_advice
 
     threads_n = _threads(threads)
@@ -111,48 +102,15 @@ def profile(
                          ("--pace-wait", pace_wait)):
         if number < 0:
             raise UserError(f"{name} {number} must not be negative.")
-    from ..precisions import PRECISIONS
-
-    tgt = resolve_target(target, grids, dynamic_grid)
-    backend_list = backends if isinstance(backends, tuple) else _auto_backends()  # keys (BackendChoice), or "auto"
-    if tgt.kind == "engine":
-        from ..backends.registry import backends as registered
-
-        backend_list = tuple(b.key for b in registered() if b.runs == "engine")
-    chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
     settings = SweepSettings(
         warmup=warmup, warmup_seconds=warmup_seconds, iterations=iters, seconds=seconds, repeats=repeats,
         threads=threads_n, noise_threshold=noise_threshold / 100.0, retries=retries, pace_wait=pace_wait,
     )
-    batch_list = parse_batches(batch)
-    if tgt.variant:  # refuse a batch that cannot fit before any model is made
-        from ..io import check_memory
-        from ..models import get_variant
-        from ..models.memory import inference_bytes
-
-        cfg = get_variant(tgt.variant).config
-        big = max(batch_list)
-        check_memory(max(inference_bytes(cfg, big, g) for g in tgt.grids), f"Profiling {tgt.name} at batch {big}",
-                     "Use smaller batch sizes with --batch.")
-    from ..io import check_writable_dir
-
-    check_writable_dir(out_dir)
-    prof = None
-    if profile_name:
-        from ..profiles import load_profile
-
-        prof = load_profile(profile_name)
-    from ..backends.registry import backend
-
-    for key in backend_list:  # preflight: each backend named can run here (TensorRT: the profile's), before any model is made
-        be = backend(key)
-        if be.missing() or be.runs == "engine":
-            be.require(prof, f"time {be.title} (lookupvit latency --backend {be.name})")
-    req = ProfileRequest(
-        targets=[tgt], precisions=chosen, batches=parse_batches(batch),
-        backends=backend_list, baseline=None if baseline == "none" else baseline, settings=settings,
-        optimize=optimize, profile=prof, peak_sizes=parse_batches(peak_sizes, "--peak-sizes"),
-    )
+    req = latency_request(
+        target, grids=grids, dynamic_grid=dynamic_grid, backends=backends if isinstance(backends, tuple) else None,
+        precisions=precisions, batch=batch, settings=settings, baseline=baseline, optimize=optimize,
+        profile=profile_name, peak_sizes=peak_sizes, out_dir=out_dir)
+    tgt = req.targets[0]
     say = stderr.print if not as_json else (lambda _t: None)
     accuracy = accuracy_from_compare(accuracy_file, tgt.name) if accuracy_file else None
     with progress_status(f"profile {tgt.name}") as progress:
@@ -194,14 +152,6 @@ def _threads(text: str) -> int | Literal["auto"]:
     if n < 0:
         raise UserError(f"--threads {n} must be at least 0 (0: every available core).")
     return n
-
-
-def _auto_backends() -> tuple[str, ...]:
-    """The backends timed by default that can run here: PyTorch and ONNX Runtime; TensorRT where it and a
-    CUDA GPU are present."""
-    from ..backends.registry import backends
-
-    return tuple(b.key for b in backends() if b.by_default and not b.missing())
 
 
 def _exit_code(result, say) -> int:

@@ -190,6 +190,58 @@ class ProfileRequest:
     peak_sizes: tuple[int, ...] | None = None
 
 
+def auto_backends() -> tuple[str, ...]:
+    """``--backend auto``: the backends timed by default that can run here (PyTorch and ONNX Runtime;
+    TensorRT where it and a CUDA GPU are present)."""
+    from ..backends.registry import backends
+
+    return tuple(b.key for b in backends() if b.by_default and not b.missing())
+
+
+def latency_request(target: str, *, grids: str | None = None, dynamic_grid: bool = False,
+                    backends: tuple[str, ...] | None = None, precisions: str | None = None, batch: str = "1",
+                    settings: SweepSettings | None = None, baseline: str | None = "auto",
+                    optimize: bool | None = None, profile: str | None = None, peak_sizes: str | None = None,
+                    out_dir: str | Path = "runs/profile") -> ProfileRequest:
+    """What ``lookupvit latency`` times, checked before any model is made: the target (a variant, an ONNX
+    file or an engine), its precisions and batches, the backends (None: :func:`auto_backends`; an engine
+    runs on the engine backends), a batch that does not fit in memory, the output folder, and each
+    backend's preflight (it can run here; TensorRT: the profile's engines build here)."""
+    from ..backends.registry import backend
+    from ..backends.registry import backends as registered
+    from ..io import check_memory, check_writable_dir
+    from ..models.memory import inference_bytes
+    from ..precisions import PRECISIONS
+
+    tgt = resolve_target(target, grids, dynamic_grid)
+    backend_list = backends if backends is not None else auto_backends()
+    if tgt.kind == "engine":
+        backend_list = tuple(b.key for b in registered() if b.runs == "engine")
+    chosen = precisions_for([tgt], parse_list(precisions, "precision", PRECISIONS) if precisions is not None else None)
+    batch_list = parse_batches(batch)
+    if tgt.variant:  # refuse a batch that cannot fit before any model is made
+        cfg = get_variant(tgt.variant).config
+        big = max(batch_list)
+        check_memory(max(inference_bytes(cfg, big, g) for g in tgt.grids), f"Profiling {tgt.name} at batch {big}",
+                     "Use smaller batch sizes with --batch.")
+    check_writable_dir(out_dir)
+    prof = None
+    if profile:
+        from ..profiles import load_profile
+
+        prof = load_profile(profile)
+    for key in backend_list:  # each backend named can run here (TensorRT: the profile's), before any model is made
+        be = backend(key)
+        if be.missing() or be.runs == "engine":
+            be.require(prof, f"time {be.title} (lookupvit latency --backend {be.name})")
+    return ProfileRequest(
+        targets=[tgt], precisions=chosen, batches=batch_list, backends=backend_list,
+        baseline=None if baseline == "none" else baseline, settings=settings or SweepSettings(), optimize=optimize,
+        profile=prof,
+        peak_sizes=parse_batches(peak_sizes, "--peak-sizes") if peak_sizes is not None else None,
+    )
+
+
 def build_spec(req: ProfileRequest) -> SweepSpec:
     """The sweep's models: each target, plus its ViT baseline (once, shared by targets of one width)."""
     from ..backends.registry import backend
