@@ -264,11 +264,16 @@ def test_a_recorded_build_is_read_back_from_its_sidecar(tmp_path):
     meta = {"cache": {"key": "k", "tensorrt_version": "TensorRT-RTX 1.7", "target": "sm_89"}, "profile": {"name": "l4"},
             "precision": "fp16", "build": {"ahead_of_time": True}, "build_seconds": 2.5, "layers": 7,
             "engine_bytes": 12, "warnings": ["w"]}
-    r = BuildResult.from_sidecar(tmp_path / "m.fp16.plan", meta)
+    from exporter.schema import SchemaError
+    from exporter.schema.sidecars import engine_sidecar
+
+    r = BuildResult.from_sidecar(tmp_path / "m.fp16.plan", engine_sidecar(meta, "m.fp16.plan.json"))
     assert r.cached and r.cache_key == "k" and r.target == "sm_89" and r.ahead_of_time and r.layers == 7
     assert r.sidecar == tmp_path / "m.fp16.plan.json" and r.warnings == ["w"]
-    with pytest.raises(KeyError):
-        BuildResult.from_sidecar(tmp_path / "m.fp16.plan", {"precision": "fp16"})
+    with pytest.raises(ValueError, match="records no build"):
+        BuildResult.from_sidecar(tmp_path / "m.fp16.plan", engine_sidecar({"precision": "fp16"}, "s.json"))
+    with pytest.raises(SchemaError, match=r"key layers[\s\S]*Rebuild the engine"):
+        engine_sidecar({**meta, "layers": -1}, "s.json")
 
 
 # --- environment and error paths ------------------------------------------------------------------

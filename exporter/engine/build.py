@@ -29,6 +29,7 @@ from ..backends.tensorrt import env
 from ..backends.tensorrt.plugin import load_plugin
 from ..io import atomic_path, sha256_file, write_json
 from ..profiles import Profile, load_profile
+from ..schema.sidecars import EngineSidecar
 from ..versions import tool_versions
 from .plan import (
     BuildPlan,
@@ -82,15 +83,15 @@ class BuildResult:
     warnings: list[str] = field(default_factory=list)
 
     @classmethod
-    def from_sidecar(cls, engine: Path, meta: dict[str, Any]) -> BuildResult:
-        """The result of the build that wrote ``engine`` and its sidecar ``meta``, read back as reused
-        (KeyError, TypeError or ValueError when the sidecar does not hold one)."""
-        cache, build = meta["cache"], meta.get("build", {})
+    def from_sidecar(cls, engine: Path, side: EngineSidecar) -> BuildResult:
+        """The result of the build that wrote ``engine`` and its sidecar, read back as reused; ValueError
+        when the sidecar lacks what a build writes (its cache key, profile and precision)."""
+        if side.cache is None or side.profile is None or side.precision is None:
+            raise ValueError(f"the sidecar of {engine.name} records no build (cache, profile, precision)")
         return cls(
-            engine, Path(f"{engine}.json"), True, str(cache["key"]), str(meta["profile"]["name"]), str(meta["precision"]),
-            str(cache["tensorrt_version"]), str(cache["target"]), bool(build.get("ahead_of_time", False)),
-            float(meta.get("build_seconds", 0.0)), int(meta.get("layers", 0)), int(meta.get("engine_bytes", 0)),
-            [str(w) for w in meta.get("warnings", [])],
+            engine, Path(f"{engine}.json"), True, side.cache.key, side.profile.name, side.precision,
+            side.cache.tensorrt_version, side.cache.target, side.build.ahead_of_time, side.build_seconds, side.layers,
+            side.engine_bytes, list(side.warnings),
         )
 
     def to_dict(self) -> dict[str, Any]:

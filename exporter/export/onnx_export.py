@@ -104,13 +104,6 @@ def export_key(src: ModelSource, batch: int | None, opset: int) -> dict[str, obj
     }
 
 
-def read_sidecar(model_path: Path) -> dict | None:
-    """The export's sidecar ``<model>.json`` (bounded, exporter.schema), None when absent or unreadable."""
-    from ..schema import read_sidecar as read_document
-
-    return read_document(Path(f"{model_path}.json"))
-
-
 @contextlib.contextmanager
 def _quiet_exporter():
     """torch.export and onnxscript log a lot at INFO/WARNING, and print graphs on stderr when

@@ -85,10 +85,10 @@ def resolve_target(spec: str, grids: str | None = None, dynamic_grid: bool = Fal
             raise UserError(f"Engine {path} does not exist.", "Build one with `lookupvit build MODEL.onnx --profile NAME`.")
         from ..backends.tensorrt.sidecar import read_sidecar, sidecar_path
 
-        side = read_sidecar(sidecar_path(path)) or {}
-        meta = {k.removeprefix("lookupvit."): v for k, v in (side.get("onnx", {}).get("metadata") or {}).items()}
+        side = read_sidecar(sidecar_path(path))
+        meta = {k.removeprefix("lookupvit."): v for k, v in (side.onnx.metadata if side is not None else {}).items()}
         variant = meta.get("variant") or None
-        precision = side.get("precision") or meta.get("precision") or None
+        precision = (side.precision if side is not None else None) or meta.get("precision") or None
         served = _served_grids(meta, path)
         if served:  # a dynamic-grid engine: one optimisation profile per grid
             return Target("engine", path.name.removesuffix(path.suffix), variant, chosen_grids(path.name, served, grids),

@@ -9,8 +9,8 @@ The output keeps the input's ``metadata_props`` (``validate`` rebuilds the PyTor
 the ``lookupvit.*`` keys) and adds ``lookupvit.passes`` (the kept passes) and ``lookupvit.target``.
 It is written atomically, with the report as a JSON sidecar ``<output>.json``. This function always
 runs the passes; whether an earlier output stands is the folder's manifest's decision
-(:func:`exporter.pipeline.steps.optimize_step`), which reads the report back with
-:meth:`OptimizeReport.from_dict`.
+(:func:`exporter.pipeline.steps.optimize_step`), which reads the report back from the sidecar through
+the schema layer (exporter/schema/sidecars.py).
 """
 
 from __future__ import annotations
@@ -53,10 +53,6 @@ class PassRecord:
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "op_delta": self.op_delta}
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PassRecord:
-        return cls(**{k: v for k, v in d.items() if k != "op_delta"})
-
 
 @dataclass
 class OptimizeReport:
@@ -93,14 +89,6 @@ class OptimizeReport:
         d["passes"] = [p.to_dict() for p in self.passes]
         return {"kind": "onnx-optimize", **d, "kept": self.kept, "passed": self.passed,
                 "status": "PASSED" if self.passed else "FAILED"}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OptimizeReport:
-        """The report :meth:`to_dict` wrote (the sidecar), read back as reused; KeyError or TypeError
-        when ``d`` is not one."""
-        fields = {k: v for k, v in d.items() if k not in ("kind", "kept", "passed", "status", "reused")}
-        return cls(**{**fields, "passes": [PassRecord.from_dict(p) for p in d["passes"]],
-                      "check": CheckResult(**d["check"]), "reused": True})
 
 
 def _load(path: Path):

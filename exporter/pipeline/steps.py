@@ -5,8 +5,8 @@ and the one stage chain).
 Each step states the stage's settings (what its key hashes besides the input files), asks the
 manifest (:meth:`~.manifest.Manifest.stage`) whether the stage must run, calls the stage's function
 when it must (those functions always make their files), and otherwise reads the report back from the
-stage's sidecar, an output whose sha256 the manifest has just checked; a sidecar that does not hold a
-report makes the stage run again. ``force`` runs the stage whatever is recorded; ``on_run`` is called
+stage's sidecar, an output whose sha256 the manifest has just checked, through the schema layer
+(exporter/schema/sidecars.py); a sidecar that does not hold a report makes the stage run again. ``force`` runs the stage whatever is recorded; ``on_run`` is called
 when it runs, before the work (a progress line).
 
 Two callers, one mechanism: the chain (:class:`~.artefacts.Artefacts`, cells in a run folder's
@@ -75,16 +75,25 @@ def _recorded(manifest: Manifest, stage_id: str, kind: StageKind, settings: dict
         return made[0]
 
 
-def _sidecar(manifest: Manifest, outcome: StageOutcome) -> tuple[Path, dict[str, Any]]:
-    """The stage's first recorded output (its model or engine) and its sidecar's JSON, both hash-checked
-    by the manifest."""
-    from ..schema import read_sidecar
-
-    rel = outcome.outputs[0] if outcome.outputs else None
-    meta = read_sidecar(manifest.root / f"{rel}.json") if rel is not None else None
-    if rel is None or meta is None:
+def _output(manifest: Manifest, outcome: StageOutcome) -> Path:
+    """The stage's first recorded output (its model or engine), hash-checked by the manifest and
+    confined to its folder when stages.json was read."""
+    if not outcome.outputs:
         raise _Unreadable(outcome.id)
-    return manifest.root / rel, meta  # confined when stages.json was read
+    return manifest.root / outcome.outputs[0]
+
+
+def _report(kind: type[Report], output: Path) -> Report:
+    """The report ``kind`` in ``output``'s sidecar (``<output>.json``), through the schema layer."""
+    from ..errors import UserError
+    from ..schema import read_json
+    from ..schema.sidecars import report
+
+    side = Path(f"{output}.json")
+    try:
+        return report(kind, read_json(side), side)
+    except (OSError, UserError) as e:  # gone, unreadable or off the report's schema: the stage runs again
+        raise _Unreadable(str(side)) from e
 
 
 def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Path, *, batch: str | int = "dynamic",
@@ -135,12 +144,9 @@ def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Pa
         return r, result, [Path(out_path), Path(f"{out_path}.json")]
 
     def read_back(outcome: StageOutcome) -> OptimizeReport:
-        output, meta = _sidecar(manifest, outcome)
-        try:
-            report = OptimizeReport.from_dict(meta)
-        except (KeyError, TypeError) as e:
-            raise _Unreadable(stage_id) from e
-        report.input, report.output, report.sidecar = str(in_path), str(output), f"{output}.json"
+        output = _output(manifest, outcome)
+        report = _report(OptimizeReport, output)
+        report.input, report.output, report.sidecar, report.reused = str(in_path), str(output), f"{output}.json", True
         return report
 
     return _recorded(manifest, stage_id, OPTIMIZE, settings, {"model": Path(in_path)}, make, read_back, force)
@@ -165,12 +171,10 @@ def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: P
         return r, {"path": str(out_path), "reused": False, "notes": r.notes}, [Path(out_path), Path(r.sidecar)]
 
     def read_back(outcome: StageOutcome) -> PrecisionReport:
-        output, meta = _sidecar(manifest, outcome)
-        try:
-            report = PrecisionReport.from_sidecar(meta, output)
-        except (KeyError, TypeError, ValueError) as e:
-            raise _Unreadable(stage_id) from e
-        report.input = str(in_path)
+        output = _output(manifest, outcome)
+        report = _report(PrecisionReport, output)
+        report.input, report.output, report.sidecar, report.reused = str(in_path), str(output), f"{output}.json", True
+        report.seconds = 0.0
         return report
 
     return _recorded(manifest, stage_id, PRECISION, settings, {"model": Path(in_path)}, make, read_back, force)
@@ -193,10 +197,16 @@ def build_step(manifest: Manifest, stage_id: str, req: BuildRequest, *, target: 
         return r, r.to_dict(), [r.engine, r.sidecar]
 
     def read_back(outcome: StageOutcome) -> BuildResult:
-        engine, meta = _sidecar(manifest, outcome)
+        from ..errors import UserError
+        from ..schema.sidecars import read_engine_sidecar
+
+        engine = _output(manifest, outcome)
         try:
-            return BuildResult.from_sidecar(engine, meta)
-        except (KeyError, TypeError, ValueError) as e:
+            side = read_engine_sidecar(Path(f"{engine}.json"))
+            if side is None:
+                raise _Unreadable(stage_id)
+            return BuildResult.from_sidecar(engine, side)
+        except (UserError, ValueError) as e:
             raise _Unreadable(stage_id) from e
 
     return _recorded(manifest, stage_id, BUILD, build_settings(req, target), {"model": req.onnx.path}, make, read_back,

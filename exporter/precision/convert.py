@@ -57,17 +57,6 @@ class PrecisionReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_sidecar(cls, meta: dict[str, Any], output: Path) -> PrecisionReport:
-        """The report a conversion wrote into its sidecar, read back as reused (KeyError or TypeError
-        when the sidecar does not hold one)."""
-        return cls(
-            input=str(meta["input"]), output=str(output), sidecar=str(_sidecar_path(output)), precision=meta["precision"],
-            reused=True, seconds=0.0, settings=dict(meta["settings"]), calibration=meta.get("calibration"),
-            islands=meta.get("islands"), before=dict(meta["before"]), after=dict(meta["after"]),
-            hashes=dict(meta["hashes"]), versions=dict(meta.get("versions", {})), notes=list(meta.get("notes", [])),
-        )
-
 
 def conversion_settings(
     to: str, calib: str = "auto", calib_size: int = DEFAULT_CALIB_SIZE, keep_fp32: str | list[str] | None = None,

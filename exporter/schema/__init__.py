@@ -5,6 +5,7 @@
 - :mod:`.run_folder`: ``stages.json``, ``summary.json``, ``latency.json``, ``accuracy.json``;
 - :mod:`.pace`: ``pace.json``; :mod:`.metadata`: a model's JSON metadata values;
 - :mod:`.repository`: a package repository's record of the files the tool wrote;
+- :mod:`.sidecars`: a TensorRT engine's sidecar, and a stage's report read back from its model's sidecar;
 - :mod:`.profile`: a deployment profile (``profiles/*.toml``), the one document here a person writes.
 
 The models are pydantic v2 (strict types, no NaN/Inf, value ranges as field constraints). A
@@ -19,9 +20,8 @@ from .core import (
     load_document,
     parse_json_text,
     read_json,
-    read_sidecar,
     validate,
     validate_value,
 )
 
-__all__ = ["SchemaError", "check_toml", "load_document", "parse_json_text", "read_json", "read_sidecar", "validate", "validate_value"]
+__all__ = ["SchemaError", "check_toml", "load_document", "parse_json_text", "read_json", "validate", "validate_value"]

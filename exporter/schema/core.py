@@ -132,14 +132,3 @@ def load_document(kind: type[M], path: str | Path, max_bytes: int = MAX_DOCUMENT
 def check_toml(text: str, source: str | Path, hint: str | None = None) -> None:
     """Bound a TOML text before ``tomllib`` parses it (a profile)."""
     check_text(text, source, MAX_DOCUMENT_BYTES, toml=True, hint=hint)
-
-
-def read_sidecar(path: str | Path) -> dict[str, Any] | None:
-    """A sidecar (``<file>.json`` next to a model or an engine) as a JSON object, bounded like every
-    document; None when it is missing, unreadable or not an object: a stale cache entry, so the
-    artefact is made again rather than trusted."""
-    try:
-        doc = read_json(path)
-    except (OSError, UntrustedFile):
-        return None
-    return doc if isinstance(doc, dict) else None

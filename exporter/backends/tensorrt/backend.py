@@ -89,11 +89,12 @@ class TensorRTBackend(Backend):
 
         onnx_path, meta = engine_source(path)
         runner = trt_runner(path, name="tensorrt")  # fails here, naming the fix, without TensorRT or a GPU
-        info, prof = meta.get("tensorrt", {}), meta.get("profile", {})
-        batch = prof.get("settings", {}).get("batch", {})
+        info, prof = meta.tensorrt, meta.profile
+        batch = prof.settings.batch if prof is not None else None
         return Candidate(
-            runner, f"tensorrt ({info.get('backend', 'tensorrt')} {info.get('version', '?')}, profile {prof.get('name', '?')})",
-            onnx_path, str(meta.get("precision", "fp32")), (int(batch.get("min", 1)), int(batch.get("max", 1 << 30))),
+            runner, f"tensorrt ({info.backend if info else 'tensorrt'} {(info.version if info else None) or '?'}, "
+                    f"profile {prof.name if prof else '?'})",
+            onnx_path, meta.precision or "fp32", (batch.min, batch.max) if batch is not None else (1, 1 << 30),
         )
 
     def setup(self, profile: Profile | None, verb: str) -> Setup:

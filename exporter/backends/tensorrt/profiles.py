@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
+from ...schema.sidecars import EngineSidecar
 
 
 @dataclass(frozen=True)
@@ -29,39 +30,11 @@ class ProfileEntry:
                 "batch": {"min": self.batch_min, "opt": self.batch_opt, "max": self.batch_max}}
 
 
-MAX_PROFILES = 4096  # TensorRT allows far fewer per engine; a larger list is not a sidecar we wrote
-
-
-def profile_entries(sidecar: dict[str, Any], engine_name: str) -> tuple[ProfileEntry, ...]:
-    """The ``plan.profile_index`` list of an engine's sidecar, checked and typed (data is data);
+def profile_entries(sidecar: EngineSidecar) -> tuple[ProfileEntry, ...]:
+    """The ``plan.profile_index`` list of an engine's sidecar (typed by exporter/schema/sidecars.py);
     ``()`` when the sidecar has none (an engine built before the list was written)."""
-    raw = (sidecar.get("plan") or {}).get("profile_index") if isinstance(sidecar.get("plan"), dict) else None
-    if raw is None:
-        return ()
-
-    def bad(why: str) -> UserError:
-        return UserError(f"The sidecar of {engine_name} has an unreadable plan.profile_index: {why}.",
-                         "Rebuild the engine (lookupvit build ... --force) so that its sidecar is rewritten.")
-
-    if not isinstance(raw, list) or len(raw) > MAX_PROFILES:
-        raise bad(f"expected a list of at most {MAX_PROFILES} entries")
-    out = []
-    for pos, e in enumerate(raw):
-        batch = e.get("batch") if isinstance(e, dict) else None
-        if not isinstance(batch, dict) or e.get("index") != pos:
-            raise bad(f"entry {pos} is not {{index: {pos}, grid, batch: {{min, opt, max}}}}")
-        sizes = [batch.get(k) for k in ("min", "opt", "max")]
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 20 for v in sizes):
-            raise bad(f"entry {pos} has batch sizes {sizes}")
-        g = e.get("grid")
-        try:
-            grid = tuple(int(x) for x in g.split("x")) if isinstance(g, str) and len(g) <= 32 else None
-        except ValueError:
-            grid = None
-        if g is not None and (grid is None or not all(1 <= x <= 4096 for x in grid)):
-            raise bad(f"entry {pos} has grid {g!r}")
-        out.append(ProfileEntry(pos, grid, int(batch["min"]), int(batch["opt"]), int(batch["max"])))
-    return tuple(out)
+    return tuple(ProfileEntry(e.index, e.grid_dims, e.batch.min, e.batch.opt, e.batch.max)
+                 for e in sidecar.plan.profile_index or ())
 
 
 def select_profile(entries: tuple[ProfileEntry, ...], batch: int, grid: tuple[int, ...] | None, engine_name: str) -> int:
@@ -94,16 +67,17 @@ class ProfileSelector:
     grid_input: str | None  # a dynamic-grid engine: the input whose shape is the grid
 
     @classmethod
-    def from_sidecar(cls, sidecar: dict[str, Any] | None, engine_name: str) -> ProfileSelector:
+    def from_sidecar(cls, sidecar: EngineSidecar | dict[str, Any] | None, engine_name: str) -> ProfileSelector:
+        """From an engine's sidecar (typed, or its JSON: validated here); no sidecar: no profiles listed."""
         from ...export.metadata import parse_metadata
+        from ...schema.sidecars import engine_sidecar
 
-        side = sidecar or {}
-        raw = (side.get("onnx") or {}).get("metadata") if isinstance(side.get("onnx"), dict) else None
-        keys = ("grids", "grid_input")
-        meta = {k: raw[f"lookupvit.{k}"] for k in keys if isinstance(raw, dict) and f"lookupvit.{k}" in raw}
+        side = sidecar if isinstance(sidecar, EngineSidecar) else engine_sidecar(sidecar, f"the sidecar of {engine_name}")
+        raw = side.onnx.metadata
+        meta = {k: raw[f"lookupvit.{k}"] for k in ("grids", "grid_input") if f"lookupvit.{k}" in raw}
         parsed = parse_metadata(meta, Path(engine_name)) if meta else None  # validated and bounded
         grid_input = parsed.grid_input.name if parsed is not None and parsed.grid_input is not None else None
-        return cls(engine_name, profile_entries(side, engine_name), grid_input)
+        return cls(engine_name, profile_entries(side), grid_input)
 
     def index(self, batch: int, grid: tuple[int, ...] | None = None) -> int | None:
         """The profile for ``batch`` at ``grid``; None when the sidecar lists none (the runner keeps

@@ -34,17 +34,17 @@ def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
             f"Engine {path} does not exist.",
             "Build it first: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
         )
-    recorded = (read_sidecar(sidecar_path(path)) or {}).get("tensorrt")
-    backend = str(recorded.get("backend", "tensorrt")) if isinstance(recorded, dict) else "tensorrt"
+    side = read_sidecar(sidecar_path(path))
+    recorded = side.tensorrt if side is not None else None
+    backend = recorded.backend if recorded is not None else "tensorrt"
     choice, _ = require_build_environment(backend, action="run a TensorRT engine", exact=recorded is not None)
     load_tensorrt(choice.backend)
-    if (read_sidecar(sidecar_path(path)) or {}).get("plugin"):
+    if side is not None and side.plugin:
         from .plugin import register_if_available
 
         register_if_available()  # the engine carries the plugin's compiled kernels; registering does no harm
     from polygraphy.backend.trt import EngineFromPath, TrtRunner
 
-    side = read_sidecar(sidecar_path(path)) or {}
     selector = ProfileSelector.from_sidecar(side, path.name)
 
     class ProfileSelectingRunner(TrtRunner):  # type: ignore[misc, valid-type]

@@ -1,5 +1,5 @@
 """An engine's sidecar (``<model>.<precision>.plan.json``, written by exporter/engine/build.py): where it
-is, and reading it as untrusted data (bounded in size and nesting before it is parsed: exporter.schema).
+is, and reading it as untrusted data (bounded, then typed: exporter/schema/sidecars.py).
 A runner reads which TensorRT built the engine and which optimisation profile serves which batch and
 grid from it; ``validate`` finds an engine's PyTorch reference through it (:func:`engine_source`:
 sidecar -> the ONNX model it was built from, checked by sha256 -> that model's metadata)."""
@@ -7,11 +7,14 @@ sidecar -> the ONNX model it was built from, checked by sha256 -> that model's m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import UntrustedFile, UserError
 from ...io import sha256_file
 from ...safe_paths import confined
+
+if TYPE_CHECKING:
+    from ...schema.sidecars import EngineSidecar
 
 ENGINE_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".plan.json"
@@ -28,15 +31,15 @@ def sidecar_path(engine: str | Path) -> Path:
     return engine.with_name(name + SIDECAR_SUFFIX)
 
 
-def read_sidecar(path: str | Path) -> dict[str, Any] | None:
-    """A sidecar's JSON, or None when it is missing or unreadable (a stale cache entry); bounded in
-    size and nesting before it is parsed (exporter.schema)."""
-    from ...schema import read_sidecar as read_document
+def read_sidecar(path: str | Path) -> EngineSidecar | None:
+    """An engine's sidecar, typed (exporter/schema/sidecars.py); None when it is missing or not JSON, a
+    SchemaError naming the key when it breaks the schema."""
+    from ...schema.sidecars import read_engine_sidecar
 
-    return read_document(path)
+    return read_engine_sidecar(path)
 
 
-def engine_source(engine_path: str | Path) -> tuple[Path, dict[str, Any]]:
+def engine_source(engine_path: str | Path) -> tuple[Path, EngineSidecar]:
     """The ONNX model an engine was built from, and the engine's sidecar."""
     engine = Path(engine_path)
     if not engine.is_file():
@@ -46,13 +49,13 @@ def engine_source(engine_path: str | Path) -> tuple[Path, dict[str, Any]]:
         )
     side = sidecar_path(engine)
     meta = read_sidecar(side)
-    if meta is None or not isinstance(meta.get("onnx"), dict) or "path" not in meta["onnx"]:
+    if meta is None or meta.onnx.path is None:
         raise UserError(
             f"{engine} has no readable sidecar {side.name}, so the model it was built from is unknown.",
             "Validate engines built by `lookupvit build` (it writes the sidecar), or validate the ONNX model itself.",
         )
-    recorded, digest = meta["onnx"].get("path"), meta["onnx"].get("sha256")
-    if not isinstance(recorded, str) or not recorded.endswith(".onnx"):
+    recorded, digest = meta.onnx.path, meta.onnx.sha256
+    if not recorded.endswith(".onnx"):
         raise UntrustedFile(f"{side}: key onnx.path does not name an .onnx model.",
                             "Rebuild the engine with `lookupvit build` (it writes the sidecar).")
     onnx_path = Path(recorded)
@@ -63,7 +66,7 @@ def engine_source(engine_path: str | Path) -> tuple[Path, dict[str, Any]]:
             f"The ONNX model {onnx_path} that {engine.name} was built from is not there any more.",
             "Rebuild the engine from its ONNX model, or restore the model at that path.",
         )
-    if not isinstance(digest, str) or sha256_file(onnx_path) != digest:  # only the model it was built from
+    if digest is None or sha256_file(onnx_path) != digest:  # only the model it was built from
         raise UntrustedFile(
             f"{side}: key onnx.path names {onnx_path}, whose content is not the model {engine.name} was built from "
             "(its sha256 differs from the key onnx.sha256).",
