@@ -81,8 +81,7 @@ def evaluate_variant(variant: str, weights: str | None = None, data: str = "digi
     line before the work."""
     from .data import InputSpec, load_data
     from .data_fit import accuracy_fit, require_meaningful
-    from .export import resolve_variant_source
-    from .models import create_model, get_variant, parse_grids
+    from .models import create_model, get_variant, parse_grids, weights_id
 
     v = get_variant(variant)
     cfg = v.config
@@ -92,7 +91,7 @@ def evaluate_variant(variant: str, weights: str | None = None, data: str = "digi
     weights_name = str(weights) if weights else (v.weights.name if v.weights else "random init (seed 0)")
     classes = None if cfg.num_classes == 0 or getattr(cfg, "head", "logits") != "logits" else cfg.num_classes
     fit = accuracy_fit(dataset, InputSpec(cfg.input_shape, tuple(cfg.mean), tuple(cfg.std)), classes,
-                       resolve_variant_source(variant, weights).weights_id())
+                       weights_id(variant, weights))
     notes = require_meaningful(fit, variant, allow_meaningless)
     for note in notes:
         say(note)

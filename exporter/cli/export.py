@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..export.onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from .main import main
 from .options import json_option, print_json, print_table, stderr, weights_option
 
@@ -19,7 +20,8 @@ from .options import json_option, print_json, print_table, stderr, weights_optio
               "one-value spelling. Default: the variant's largest.")
 @click.option("--image-size", type=int, default=None, help="Input size in pixels (position embeddings are resized).")
 @click.option("--batch", default="dynamic", show_default=True, help="'dynamic' or a fixed batch size.")
-@click.option("--opset", type=int, default=23, show_default=True, help="ONNX opset (18 to 23; 23 has the Attention op).")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True,
+              help=f"ONNX opset ({MIN_OPSET} to {MAX_OPSET}; 23 has the Attention op).")
 @click.option("--head", type=click.Choice(["logits", "features"]), default="logits", show_default=True,
               help="logits: class scores; features: both token streams (lookup, compressed).")
 @click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",

@@ -46,6 +46,7 @@ from .grid_input import add_grid_check, export_example_and_dims, grid_input_for
 from .source import ModelSource, load_source, source_to_json
 
 MIN_OPSET, MAX_OPSET = 18, 23
+DEFAULT_OPSET = MAX_OPSET  # the ONNX Attention op; the one default of `export --opset`, the chain and the library
 INPUT_NAME = "images"
 
 
@@ -126,7 +127,7 @@ def export_onnx(
     src: ModelSource,
     out_dir: str | Path,
     batch: str | int = "dynamic",
-    opset: int = 23,
+    opset: int = DEFAULT_OPSET,
 ) -> ExportResult:
     """Export ``src`` to ``out_dir/<name>[_g<grid>].onnx`` (see the module docstring)."""
     import onnx

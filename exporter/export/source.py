@@ -25,8 +25,7 @@ from torch import nn
 
 from ..data import InputSpec
 from ..errors import UserError
-from ..io import sha256_file
-from ..models import create_model, get_variant, grid_label, parse_grid
+from ..models import create_model, get_variant, grid_label, parse_grid, weights_id
 from ..models.config import IMAGENET_MEAN, IMAGENET_STD, Grid
 
 
@@ -64,11 +63,7 @@ class ModelSource:
 
     def weights_id(self) -> str:
         """Content hash of the weights actually loaded, or how the parameters were made."""
-        if self.weights:
-            return "sha256:" + sha256_file(self.weights)
-        if self.variant and get_variant(self.variant).weights is not None:
-            return "sha256:" + sha256_file(get_variant(self.variant).weights)  # type: ignore[arg-type]
-        return "seed:0"
+        return weights_id(self.variant, self.weights)
 
 
 @dataclass

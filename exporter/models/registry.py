@@ -111,3 +111,14 @@ def create_model(
     elif pretrained and variant.weights is not None:
         load_weights(model, variant.weights)
     return model
+
+
+def weights_id(name: str | None, weights: str | Path | None = None) -> str:
+    """What a model's parameters are: ``sha256:<hex>`` of the checkpoint ``weights`` loads (else of the
+    variant ``name``'s shipped weights), or ``seed:0`` for a seeded random initialisation."""
+    from ..io import sha256_file
+
+    if weights:
+        return "sha256:" + sha256_file(weights)
+    shipped = get_variant(name).weights if name else None
+    return "sha256:" + sha256_file(shipped) if shipped is not None else "seed:0"

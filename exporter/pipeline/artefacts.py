@@ -57,7 +57,6 @@ def optimizer() -> Callable[..., Any] | None:
 
 @dataclass(frozen=True)
 class ChainSettings:
-    opset: int = 23
     optimize: bool | None = None  # None: when exporter.passes is available
     calib: str = "auto"
     calib_size: int | None = None  # None: the precision stage's default
@@ -160,7 +159,7 @@ class Artefacts:
         from .steps import export_step
 
         export_step(self.manifest, self._id(EXPORT, model, grid), self._source(model, grid, self.settings.weights),
-                    self.folder(model, grid) / "onnx", opset=self.settings.opset, on_run=lambda: self.say(f"export {model} {self._grid_text(grid)}"))
+                    self.folder(model, grid) / "onnx", on_run=lambda: self.say(f"export {model} {self._grid_text(grid)}"))
         return self.export_path(model, grid)  # in this folder (the recorded path may be a copied folder's)
 
     def optimized(self, model: str, grid: CellGrid) -> Path:

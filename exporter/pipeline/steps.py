@@ -97,12 +97,14 @@ def _report(kind: type[Report], output: Path) -> Report:
 
 
 def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Path, *, batch: str | int = "dynamic",
-                opset: int = 23, force: bool = False,
+                opset: int | None = None, force: bool = False,
                 on_run: Callable[[], None] | None = None) -> ExportResult:
-    """``src`` exported to ``out_dir`` (:func:`exporter.export.export_onnx`), or the recorded export. The
+    """``src`` exported to ``out_dir`` (:func:`exporter.export.export_onnx`; ``opset`` None: its default), or
+    the recorded export. The
     weights are keyed by their sha256 (in the settings: :func:`exporter.export.onnx_export.export_key`)."""
-    from ..export.onnx_export import ExportResult, check_batch, check_opset, export_key, export_onnx
+    from ..export.onnx_export import DEFAULT_OPSET, ExportResult, check_batch, check_opset, export_key, export_onnx
 
+    opset = DEFAULT_OPSET if opset is None else opset
     settings = export_key(src, check_batch(batch), check_opset(opset))
     path = Path(out_dir) / f"{src.file_stem()}.onnx"
 
