@@ -80,15 +80,35 @@ def test_a_bad_stages_json_in_the_output_folder_is_refused_before_any_work(cli, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["stages.json"]
 
 
-def test_steps_and_the_chain_share_one_record_format(tmp_path):
-    """A verb's record is a manifest entry like a run's: the same kinds, keys and output hashes, so
-    `run` and the verbs read each other's folders (here: the record reloads and the stage is skipped)."""
+def test_keep_final_drops_an_exports_external_data_with_it_and_the_resume_still_skips(tmp_path):
+    """An export over 2 GB records its .onnx.data as an output: `run --keep final` drops both, so the
+    resume skips the export (the recorded sha256 stands in for the files)."""
     from exporter.pipeline import Manifest
-    from exporter.pipeline.steps import export_step
+    from exporter.run.keep import drop_intermediates
 
-    src = resolve_variant_source("lookupvit_tiny32", grid="2")
-    export_step(Manifest(tmp_path), "export:m", src, tmp_path)
-    manifest = Manifest(tmp_path)
-    assert manifest.entries["export:m"]["kind"] == "export"
-    assert export_step(manifest, "export:m", src, tmp_path).reused
-    assert [o.status for o in manifest.outcomes] == ["skipped"]
+    onnx_dir = tmp_path / "m" / "g2" / "onnx"
+    onnx_dir.mkdir(parents=True)
+    f = {n: onnx_dir / n for n in ("m_g2.onnx", "m_g2.onnx.data", "m_g2.onnx.json", "m_g2.opt.onnx")}
+    for p in f.values():
+        p.write_bytes(p.name.encode())
+    m = Manifest(tmp_path)
+    m.stage("export:m:g2", "export", {"s": 1}, {}, lambda: ({}, [f["m_g2.onnx"], f["m_g2.onnx.data"], f["m_g2.onnx.json"]]))
+    m.stage("optimize:m:g2", "optimize", {}, {"model": f["m_g2.onnx"]}, lambda: ({}, [f["m_g2.opt.onnx"]]))
+    drop_intermediates(m)
+    assert not f["m_g2.onnx"].exists() and not f["m_g2.onnx.data"].exists() and f["m_g2.onnx.json"].exists()
+    again = Manifest(tmp_path)
+    assert again.stage("export:m:g2", "export", {"s": 1}, {}, lambda: pytest.fail("ran again")).status == "skipped"
+
+
+def test_a_long_output_path_gets_a_stage_id_stages_json_can_hold(tmp_path):
+    from exporter.pipeline.unit import MAX_STAGE_ID, file_stage_id
+
+    short = file_stage_id("build", tmp_path, tmp_path / "engines" / "l4" / "m.fp16.plan")
+    assert short == "build:engines/l4/m.fp16.plan"
+    a, b = (file_stage_id("build", tmp_path, tmp_path / f"{stem * 300}.fp16.plan") for stem in "ab")
+    assert len(a) == len(b) == MAX_STAGE_ID and a != b and a.startswith("build:aaa")
+
+
+def test_evaluate_refuses_a_batch_below_one(cli):
+    r = cli("evaluate", "lookupvit_digits", "--batch", "0")
+    assert r.exit_code == 2 and "--batch" in r.output and "Traceback" not in r.output

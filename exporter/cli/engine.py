@@ -170,7 +170,7 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
     from ..engine.build import prepare_build
     from ..pipeline.manifest import Manifest
     from ..pipeline.stages import BUILD
-    from ..pipeline.steps import build_step, verb_errors
+    from ..pipeline.steps import build_step, standalone_target, verb_errors
     from ..pipeline.unit import file_stage_id
 
     req = prepare_build(model, profile_name, precision, output)
@@ -178,7 +178,8 @@ def build(model: str, profile_name: str, precision: str | None, output: str, for
     manifest = Manifest(folder)  # DIR/stages.json: this one-stage chain's record
     title = f"Building {req.plan.engine.name} for {req.profile.name}"
     with RichBuildProgress(title) as progress, verb_errors():
-        result = build_step(manifest, file_stage_id(BUILD, folder, req.plan.engine), req, force=force, progress=progress)
+        result = build_step(manifest, file_stage_id(BUILD, folder, req.plan.engine), req.onnx.path, req.profile,
+                            req.precision, lambda: req, target=standalone_target(req), force=force, progress=progress)
     if as_json:
         print_json(result.to_dict())
         return

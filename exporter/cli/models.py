@@ -54,7 +54,8 @@ def variants(as_json: bool) -> None:
 @weights_option
 @data_option
 @grids_option
-@click.option("--batch", "--batch-size", "batch_size", default=256, show_default=True, help="Images per forward pass.")
+@click.option("--batch", "--batch-size", "batch_size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Images per forward pass.")
 @click.option("--allow-meaningless", is_flag=True,
               help="Evaluate even where top-1 means nothing (random weights; classes, channels or image size that do "
               "not match the data); the figures are marked not meaningful.")

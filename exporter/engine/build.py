@@ -112,12 +112,11 @@ class BuildResult:
         }
 
 
-def build_settings(req: BuildRequest, target: env.BuildTarget) -> dict[str, Any]:
+def build_settings(prof: Profile, precision: str, target: env.BuildTarget) -> dict[str, Any]:
     """What an engine is built from besides its ONNX file: the stage's settings in the manifest (the
     profile's build hash, the precision, the TensorRT flavour and version, the target), so a folder
     moved to a machine that builds differently builds again."""
-    prof = req.profile
-    return {"profile": prof.name, "build_hash": prof.build_hash, "precision": req.precision,
+    return {"profile": prof.name, "build_hash": prof.build_hash, "precision": precision,
             "tensorrt": target.choice.label, "target": target.label}
 
 

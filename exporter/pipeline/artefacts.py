@@ -225,11 +225,12 @@ class Artefacts:
         from .steps import build_step
 
         model, grid = self._cell(model, grid)
-        req = prepare_build(self.converted(model, grid, precision), prof, precision, self.folder(model, grid))
+        onnx_path, out_dir = self.converted(model, grid, precision), self.folder(model, grid)
         how = "ahead of time, no GPU here" if target.ahead_of_time else target.label
         # one id per profile: a folder shared by several profiles' builds (a cluster's prepare task) keeps each
         return build_step(
-            self.manifest, self._id(BUILD, model, grid, precision, prof.name), req, target=target,
+            self.manifest, self._id(BUILD, model, grid, precision, prof.name), onnx_path, prof, precision,
+            lambda: prepare_build(onnx_path, prof, precision, out_dir), target=target,
             on_run=lambda: self.say(f"build {model} {self._grid_text(grid)} {precision} ({prof.name}, "
                                     f"{target.choice.label}, {how})")).engine
 
@@ -243,9 +244,9 @@ class Artefacts:
         from .steps import build_step
         from .unit import file_stage_id
 
-        req = prepare_build(path, prof, precision, folder)
+        req = prepare_build(path, prof, precision, folder)  # the precision the file declares, its engine's name
         stage_id = file_stage_id(BUILD, self.root, req.plan.engine)
-        return build_step(self.manifest, stage_id, req, target=target,
+        return build_step(self.manifest, stage_id, path, prof, req.precision, lambda: req, target=target,
                           on_run=lambda: self.say(f"build {path.name} {req.precision} ({prof.name})")).engine
 
     # --- PyTorch ---------------------------------------------------------------------------------

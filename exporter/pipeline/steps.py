@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..export.source import ModelSource
     from ..passes.optimize import OptimizeReport
     from ..precision.convert import PrecisionReport
+    from ..profiles import Profile
 
 Report = TypeVar("Report")
 Made = tuple[Report, Any, list[Path]]  # the report, the result the manifest records, the files written
@@ -71,6 +72,7 @@ def _recorded(manifest: Manifest, stage_id: str, kind: StageKind, settings: dict
         return read_back(outcome)
     except _Unreadable:
         manifest.forget(stage_id)
+        manifest.outcomes.remove(outcome)  # listed once, as the run that follows
         manifest.stage(stage_id, kind, settings, inputs, run)
         return made[0]
 
@@ -182,17 +184,17 @@ def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: P
     return _recorded(manifest, stage_id, PRECISION, settings, {"model": Path(in_path)}, make, read_back, force)
 
 
-def build_step(manifest: Manifest, stage_id: str, req: BuildRequest, *, target: Any = None, force: bool = False,
+def build_step(manifest: Manifest, stage_id: str, onnx: Path, profile: Profile, precision: str,
+               prepare: Callable[[], BuildRequest], *, target: Any, force: bool = False,
                progress: BuildProgress | None = None, on_run: Callable[[], None] | None = None) -> BuildResult:
-    """The engine of ``req`` (:func:`exporter.engine.build.build_engine`), or the recorded one. ``target``:
-    how this machine builds for the profile (:func:`exporter.backends.tensorrt.env.build_target`); when
-    not given (a standalone build), the graph's readiness is checked first and then the target is asked
-    (:class:`~exporter.errors.CannotRunHere` where nothing builds for it)."""
+    """The engine of the graph ``onnx`` in ``precision`` for ``profile`` (:func:`exporter.engine.build.build_engine`
+    on the request ``prepare`` makes, called only when the stage runs, so its errors are the stage's), or
+    the recorded one. ``target``: how this machine builds for the profile
+    (:func:`exporter.backends.tensorrt.env.build_target`; a standalone build asks :func:`standalone_target`)."""
     from ..engine.build import BuildResult, build_engine, build_settings
 
-    target = target or _build_target(req)
-
     def make() -> Made[BuildResult]:
+        req = prepare()
         if on_run is not None:
             on_run()
         r = build_engine(req, progress=progress)
@@ -211,14 +213,14 @@ def build_step(manifest: Manifest, stage_id: str, req: BuildRequest, *, target: 
         except (UserError, ValueError) as e:
             raise _Unreadable(stage_id) from e
 
-    return _recorded(manifest, stage_id, BUILD, build_settings(req, target), {"model": req.onnx.path}, make, read_back,
-                     force)
+    return _recorded(manifest, stage_id, BUILD, build_settings(profile, precision, target), {"model": Path(onnx)}, make,
+                     read_back, force)
 
 
-def _build_target(req: BuildRequest) -> Any:
+def standalone_target(req: BuildRequest) -> Any:
     """How this machine builds ``req``'s profile, asked after TensorRT's readiness check: a graph its
     parser would refuse is refused first (:class:`exporter.check.CheckFailed`, exit 1), before TensorRT
-    is looked for or imported, as :func:`exporter.engine.build.build_engine` orders it."""
+    is looked for or imported, as :func:`exporter.engine.build.build_engine` orders it (`lookupvit build`)."""
     from ..backends.tensorrt.env import build_target
     from ..check import CheckFailed, check_graph
 

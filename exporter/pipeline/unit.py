@@ -18,6 +18,7 @@ from ..models.config import Grid, grid_dims, grid_label
 from .stages import StageKind
 
 DYNAMIC_TAG = "gdynamic"
+MAX_STAGE_ID = 256  # the longest key stages.json holds (exporter/schema/run_folder.py, StagesDoc)
 
 
 @dataclass(frozen=True)
@@ -91,8 +92,14 @@ def file_stage_id(stage: StageKind, root: Path, output: Path) -> str:
     """The manifest's key of a stage that makes one named file rather than a cell's (a standalone verb's
     one-stage chain, or an engine of a file the user gave): ``precision:m.fp16.onnx``, the output's
     path relative to the manifest's folder ``root`` (exporter.pipeline.steps)."""
+    import hashlib
+
     try:
         rel = Path(output).resolve().relative_to(Path(root).resolve())
     except ValueError:
         raise ValueError(f"{output} is not inside {root}") from None
-    return f"{stage}:{rel.as_posix()}"
+    sid = f"{stage}:{rel.as_posix()}"
+    if len(sid) <= MAX_STAGE_ID:
+        return sid
+    digest = hashlib.sha256(sid.encode()).hexdigest()[:16]  # a long path: its head, then a digest of the whole
+    return f"{sid[:MAX_STAGE_ID - 17]}~{digest}"

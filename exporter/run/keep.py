@@ -90,6 +90,8 @@ def drop_intermediates(manifest: Manifest) -> Snapshot:
                     gone[r] = (st.st_size, st.st_mtime_ns)
                     remove_file(manifest.root, r, manifest.path, key)
             manifest.drop(stage_id, rel)
+            if data in entry.get("outputs", {}):  # recorded with the model (exporter/pipeline/steps.py)
+                manifest.drop(stage_id, data)
     return gone
 
 

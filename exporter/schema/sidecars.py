@@ -127,7 +127,7 @@ class EngineSidecar(BaseModel):
     build_seconds: Seconds = 0.0
     layers: Count = 0
     engine_bytes: Count = 0
-    warnings: list[Text] = []
+    warnings: list[str] = []  # the builder's messages, as long as it wrote them (the document's size is bounded)
 
 
 def engine_sidecar(data: Any, source: str | Path) -> EngineSidecar:
