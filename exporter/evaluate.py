@@ -14,6 +14,8 @@ from .data import LabelledData
 from .models.config import Grid, grid_label
 from .models.cost import model_cost
 
+DEFAULT_EVAL_BATCH = 256  # images per forward pass (`evaluate --batch`)
+
 
 @dataclass
 class GridAccuracy:
@@ -38,7 +40,7 @@ class EvaluationResult:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: np.ndarray, grid: Grid | None, batch_size: int = 256) -> np.ndarray:
+def predict(model: nn.Module, images: np.ndarray, grid: Grid | None, batch_size: int = DEFAULT_EVAL_BATCH) -> np.ndarray:
     """Class predictions (N,) of ``model`` at ``grid`` (None: a model without grids)."""
     preds = []
     for i in range(0, len(images), batch_size):
@@ -50,7 +52,7 @@ def predict(model: nn.Module, images: np.ndarray, grid: Grid | None, batch_size:
 
 def evaluate(
     model: nn.Module, data: LabelledData, grids: list[Grid] | None, variant: str = "", weights: str = "",
-    batch_size: int = 256,
+    batch_size: int = DEFAULT_EVAL_BATCH,
 ) -> EvaluationResult:
     """Top-1 of ``model`` on ``data`` at each grid (``None`` or empty for a ViT)."""
     result = EvaluationResult(variant, weights, data.source)
@@ -72,7 +74,7 @@ def evaluate(
 
 
 def evaluate_variant(variant: str, weights: str | None = None, data: str = "digits", grids: str | None = None,
-                     batch_size: int = 256, allow_meaningless: bool = False,
+                     batch_size: int = DEFAULT_EVAL_BATCH, allow_meaningless: bool = False,
                      say: Callable[[str], None] = lambda _t: None) -> EvaluationResult:
     """``lookupvit evaluate``: top-1 of a registered variant per compressed grid (``grids``, default its
     default grids) on the dataset ``data``. Refuses (:class:`~exporter.errors.UserError`) where the figure

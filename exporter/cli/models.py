@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..evaluate import DEFAULT_EVAL_BATCH
 from ..models import grid_label, list_variants, model_cost
 from .main import main
 from .options import data_option, grids_option, json_option, print_json, print_table, stderr, weights_option
@@ -54,7 +55,7 @@ def variants(as_json: bool) -> None:
 @weights_option
 @data_option
 @grids_option
-@click.option("--batch", "--batch-size", "batch_size", type=click.IntRange(min=1), default=256, show_default=True,
+@click.option("--batch", "--batch-size", "batch_size", type=click.IntRange(min=1), default=DEFAULT_EVAL_BATCH, show_default=True,
               help="Images per forward pass.")
 @click.option("--allow-meaningless", is_flag=True,
               help="Evaluate even where top-1 means nothing (random weights; classes, channels or image size that do "

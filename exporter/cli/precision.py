@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..precision.quantize import AUTO_CALIB, DEFAULT_CALIB_SIZE
 from ..precisions import PRECISIONS
 from .main import main
 from .options import (
@@ -27,11 +28,11 @@ _PRECISIONS = list(PRECISIONS)
 @click.argument("in_path", metavar="IN.onnx")
 @click.option("--to", "to", required=True, type=click.Choice(_PRECISIONS, case_sensitive=False),
               help="Target precision (fp32 copies the graph and labels it).")
-@click.option("--calib", default="auto", show_default=True,
+@click.option("--calib", default=AUTO_CALIB, show_default=True,
               help="int8/fp8 calibration images: 'auto' (the bundled data matching the model's input: digits for grey "
               "models, crops of the bundled photos for colour ones), 'digits', 'photos' or a dataset PATH (class "
               "folders or .npz).")
-@click.option("--calib-size", type=int, default=None, help="Calibration images (seeded random subset). [default: 256]")
+@click.option("--calib-size", type=int, default=None, help=f"Calibration images (seeded random subset). [default: {DEFAULT_CALIB_SIZE}]")
 @click.option("--calib-method", type=click.Choice(["minmax", "percentile", "entropy", "distribution"]), default=None,
               help="int8: minmax (default), percentile, entropy; fp8: minmax (default, amax/448), distribution.")
 @click.option("--keep-fp32", "keep_fp32", default=None, metavar="OPS",
@@ -124,10 +125,10 @@ def precision(
               help="onnxruntime (ort): ONNX Runtime (CUDA when available, else CPU); tensorrt (trt): TensorRT engines; "
               "openvino (ov): OpenVINO's CPU plugin, fp32 (the openvino extra).")
 @click.option("--profile", default=None, help="TensorRT profile for --backend trt (default: the one matching this GPU).")
-@click.option("--calib", default="auto", show_default=True,
+@click.option("--calib", default=AUTO_CALIB, show_default=True,
               help="int8/fp8 calibration data: 'auto' (digits for grey models, photos for colour ones), 'digits', "
               "'photos' or a PATH.")
-@click.option("--calib-size", type=int, default=None, help="Calibration images. [default: 256]")
+@click.option("--calib-size", type=int, default=None, help=f"Calibration images. [default: {DEFAULT_CALIB_SIZE}]")
 @click.option("--locate", is_flag=True, help="For a failing precision, find the first tensor over tolerance (marks all outputs).")
 @click.option("--model", "factory", default=None, metavar="PKG.MODULE:FACTORY",
               help="PyTorch reference of an ONNX file exported with --model. Imports and runs that Python code.")

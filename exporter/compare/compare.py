@@ -48,7 +48,7 @@ from ..models.config import Grid
 from ..pipeline.artefacts import Artefacts, ChainSettings
 from ..pipeline.manifest import Manifest, StageError
 from ..precision.convert import DEFAULT_CALIB_SIZE, check_precision
-from ..precision.quantize import resolve_calibration
+from ..precision.quantize import AUTO_CALIB, resolve_calibration
 from ..precisions import PRECISIONS
 from ..profiles import Profile, load_profile
 from ..versions import tool_versions
@@ -391,7 +391,7 @@ def compare_precisions(
     backend: str = "ort",
     locate: bool = False,
     out_dir: str | Path | None = None,
-    calib: str = "auto",
+    calib: str = AUTO_CALIB,
     calib_size: int = DEFAULT_CALIB_SIZE,
     profile: str | Path | Profile | None = None,
     progress: Progress | None = None,

@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import CannotRunHere
 from ..models import grid_label
 from ..models.config import Grid
+from ..precision.quantize import AUTO_CALIB
 from ..profiles import Profile
 from .manifest import Manifest
 from .stages import BUILD, EXPORT, OPTIMIZE, PRECISION, StageKind
@@ -58,7 +59,7 @@ def optimizer() -> Callable[..., Any] | None:
 @dataclass(frozen=True)
 class ChainSettings:
     optimize: bool | None = None  # None: when exporter.passes is available
-    calib: str = "auto"
+    calib: str = AUTO_CALIB
     calib_size: int | None = None  # None: the precision stage's default
     profile: Profile | None = None  # for TensorRT builds
     weights: str | None = None  # a checkpoint for the variants (None: shipped weights, else seeded)

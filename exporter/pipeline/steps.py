@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..precision.quantize import AUTO_CALIB
 from .manifest import Manifest, StageError, StageOutcome
 from .stages import BUILD, EXPORT, OPTIMIZE, PRECISION, StageKind
 
@@ -156,7 +157,7 @@ def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Pa
     return _recorded(manifest, stage_id, OPTIMIZE, settings, {"model": Path(in_path)}, make, read_back, force)
 
 
-def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, to: str, *, calib: str = "auto",
+def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, to: str, *, calib: str = AUTO_CALIB,
                    calib_size: int | None = None, keep_fp32: str | None = None, calib_method: str | None = None,
                    target: str = "onnxruntime", force: bool = False,
                    on_run: Callable[[], None] | None = None) -> PrecisionReport:

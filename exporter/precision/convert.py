@@ -28,7 +28,14 @@ from ..onnx_io import META_PREFIX, PROTOBUF_LIMIT, load_onnx, lookupvit_metadata
 from ..precisions import get_precision
 from ..versions import package_version, tool_versions
 from .cast import cast_model, resolve_keep_fp32
-from .quantize import CALIB_METHODS, DEFAULT_CALIB_SIZE, calibration_images, quantize_model, resolve_calibration
+from .quantize import (
+    AUTO_CALIB,
+    CALIB_METHODS,
+    DEFAULT_CALIB_SIZE,
+    calibration_images,
+    quantize_model,
+    resolve_calibration,
+)
 from .summary import summarize
 from .tensorrt_form import TensorRTForm, tensorrt_form
 
@@ -59,7 +66,7 @@ class PrecisionReport:
 
 
 def conversion_settings(
-    to: str, calib: str = "auto", calib_size: int = DEFAULT_CALIB_SIZE, keep_fp32: str | list[str] | None = None,
+    to: str, calib: str = AUTO_CALIB, calib_size: int = DEFAULT_CALIB_SIZE, keep_fp32: str | list[str] | None = None,
     calib_method: str | None = None, target: str = "onnxruntime",
 ) -> dict[str, Any]:
     """What a conversion is made from besides its input graph: the stage's settings in the manifest.
@@ -144,7 +151,7 @@ def convert_precision(
     in_path: str | Path,
     out_path: str | Path,
     to: str,
-    calib: str = "auto",
+    calib: str = AUTO_CALIB,
     calib_size: int = DEFAULT_CALIB_SIZE,
     keep_fp32: str | list[str] | None = None,
     *,

@@ -52,6 +52,7 @@ from .summary import QUANTIZABLE_OPS
 
 CALIB_METHODS = {"int8": ("minmax", "percentile", "entropy"), "fp8": ("minmax", "distribution")}
 DEFAULT_CALIB_SIZE = 256
+AUTO_CALIB = "auto"  # the default calibration data: the bundled set that matches the model's input
 CALIB_BATCH = 32
 CALIB_SEED = 0
 PERCENTILE = 99.999
