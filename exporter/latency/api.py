@@ -83,9 +83,10 @@ def resolve_target(spec: str, grids: str | None = None, dynamic_grid: bool = Fal
     if path.suffix in (".plan", ".engine"):
         if not path.is_file():
             raise UserError(f"Engine {path} does not exist.", "Build one with `lookupvit build MODEL.onnx --profile NAME`.")
-        from ..backends.tensorrt.sidecar import read_sidecar, sidecar_path
+        from ..backends.tensorrt.sidecar import sidecar_path
+        from ..schema.sidecars import read_engine_sidecar
 
-        side = read_sidecar(sidecar_path(path))
+        side = read_engine_sidecar(sidecar_path(path))
         meta = {k.removeprefix("lookupvit."): v for k, v in (side.onnx.metadata if side is not None else {}).items()}
         variant = meta.get("variant") or None
         precision = (side.precision if side is not None else None) or meta.get("precision") or None

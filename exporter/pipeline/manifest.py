@@ -206,8 +206,7 @@ class Manifest:
         """Forget ``stage_id``'s dropped outputs, so that the next request runs it again and remakes them."""
         entry = self.entries.get(stage_id)
         if entry and entry.pop("dropped", None):
-            entry["key"] = ""
-            self._done.pop(stage_id, None)
+            self.forget(stage_id)
 
     def forget(self, stage_id: str) -> None:
         """Run ``stage_id`` again at its next request, whatever is recorded (a verb's ``--force``, or a

@@ -6,8 +6,9 @@ Each step states the stage's settings (what its key hashes besides the input fil
 manifest (:meth:`~.manifest.Manifest.stage`) whether the stage must run, calls the stage's function
 when it must (those functions always make their files), and otherwise reads the report back from the
 stage's sidecar, an output whose sha256 the manifest has just checked, through the schema layer
-(exporter/schema/sidecars.py); a sidecar that does not hold a report makes the stage run again. ``force`` runs the stage whatever is recorded; ``on_run`` is called
-when it runs, before the work (a progress line).
+(exporter/schema/sidecars.py); a sidecar that does not hold a report makes the stage run again.
+``force`` runs the stage whatever is recorded; ``on_run`` is called when it runs, before the work (a
+progress line).
 
 Two callers, one mechanism: the chain (:class:`~.artefacts.Artefacts`, cells in a run folder's
 layout, stage ids from :class:`~.unit.Unit`) and the standalone verbs `export`, `optimize`,
@@ -18,6 +19,7 @@ stage ids named by the output file: :func:`~.unit.file_stage_id`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -55,13 +57,19 @@ class _Unreadable(Exception):
     """A recorded stage whose report cannot be read back: it runs again."""
 
 
+OnRun = Callable[[], None] | None
+
+
 def _recorded(manifest: Manifest, stage_id: str, kind: StageKind, settings: dict[str, Any], inputs: dict[str, Path],
-              make: Callable[[], Made[Report]], read_back: Callable[[StageOutcome], Report], force: bool) -> Report:
+              make: Callable[[], Made[Report]], read_back: Callable[[StageOutcome], Report], force: bool,
+              on_run: OnRun) -> Report:
     if force:
         manifest.forget(stage_id)
     made: list[Report] = []
 
     def run() -> tuple[Any, list[Path]]:
+        if on_run is not None:
+            on_run()
         report, result, files = make()
         made.append(report)
         return result, files
@@ -86,25 +94,32 @@ def _output(manifest: Manifest, outcome: StageOutcome) -> Path:
     return manifest.root / outcome.outputs[0]
 
 
-def _report(kind: type[Report], output: Path) -> Report:
-    """The report ``kind`` in ``output``'s sidecar (``<output>.json``), through the schema layer."""
+SidecarReport = TypeVar("SidecarReport", "OptimizeReport", "PrecisionReport")
+
+
+def _report(kind: type[SidecarReport], manifest: Manifest, outcome: StageOutcome, in_path: Path) -> SidecarReport:
+    """The report ``kind`` (an optimisation or conversion report) in the sidecar of the stage's output,
+    through the schema layer, as reused: its paths are this call's, it took no time."""
     from ..errors import UserError
     from ..schema import read_json
     from ..schema.sidecars import report
 
+    output = _output(manifest, outcome)
     side = Path(f"{output}.json")
     try:
-        return report(kind, read_json(side), side)
+        recorded = report(kind, read_json(side), side)
     except (OSError, UserError) as e:  # gone, unreadable or off the report's schema: the stage runs again
         raise _Unreadable(str(side)) from e
+    return dataclasses.replace(recorded, input=str(in_path), output=str(output), sidecar=str(side),
+                               reused=True, seconds=0.0)
 
 
 def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Path, *, batch: str | int = "dynamic",
                 opset: int | None = None, force: bool = False,
-                on_run: Callable[[], None] | None = None) -> ExportResult:
+                on_run: OnRun = None) -> ExportResult:
     """``src`` exported to ``out_dir`` (:func:`exporter.export.export_onnx`; ``opset`` None: its default), or
-    the recorded export. The
-    weights are keyed by their sha256 (in the settings: :func:`exporter.export.onnx_export.export_key`)."""
+    the recorded export. The weights are keyed by their sha256 (in the settings:
+    :func:`exporter.export.onnx_export.export_key`)."""
     from ..export.onnx_export import DEFAULT_OPSET, ExportResult, check_batch, check_opset, export_key, export_onnx
 
     opset = DEFAULT_OPSET if opset is None else opset
@@ -112,8 +127,6 @@ def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Pa
     path = Path(out_dir) / f"{src.file_stem()}.onnx"
 
     def make() -> Made[ExportResult]:
-        if on_run is not None:
-            on_run()
         r = export_onnx(src, out_dir, batch=batch, opset=opset)
         return r, r.to_dict(), r.files
 
@@ -126,12 +139,12 @@ def export_step(manifest: Manifest, stage_id: str, src: ModelSource, out_dir: Pa
         data = [manifest.root / o for o in outcome.outputs if o.endswith(".data")]
         return ExportResult(path, Path(f"{path}.json"), True, 0.0, grid, size, data)
 
-    return _recorded(manifest, stage_id, EXPORT, settings, {}, make, read_back, force)
+    return _recorded(manifest, stage_id, EXPORT, settings, {}, make, read_back, force, on_run)
 
 
 def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, *, form: str = "attention",
                   passes: str | list[str] | None = None, force: bool = False,
-                  on_run: Callable[[], None] | None = None) -> OptimizeReport:
+                  on_run: OnRun = None) -> OptimizeReport:
     """The passes of ``form`` over ``in_path`` into ``out_path`` (:func:`exporter.passes.optimize_model`),
     or the recorded output; the manifest's result is the short form the run's report shows."""
     from ..passes.optimize import OptimizeReport, optimize_model
@@ -140,8 +153,6 @@ def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Pa
     settings = {"form": form, "passes": [p.name for p in resolve_passes(form, passes)]}
 
     def make() -> Made[OptimizeReport]:
-        if on_run is not None:
-            on_run()
         r = optimize_model(in_path, out_path, target=form, passes=passes)
         d = r.to_dict()
         result = {"path": str(out_path), "kept": d.get("kept"), "status": d.get("status"),
@@ -149,18 +160,15 @@ def optimize_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Pa
         return r, result, [Path(out_path), Path(f"{out_path}.json")]
 
     def read_back(outcome: StageOutcome) -> OptimizeReport:
-        output = _output(manifest, outcome)
-        report = _report(OptimizeReport, output)
-        report.input, report.output, report.sidecar, report.reused = str(in_path), str(output), f"{output}.json", True
-        return report
+        return _report(OptimizeReport, manifest, outcome, in_path)
 
-    return _recorded(manifest, stage_id, OPTIMIZE, settings, {"model": Path(in_path)}, make, read_back, force)
+    return _recorded(manifest, stage_id, OPTIMIZE, settings, {"model": Path(in_path)}, make, read_back, force, on_run)
 
 
 def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: Path, to: str, *, calib: str = AUTO_CALIB,
                    calib_size: int | None = None, keep_fp32: str | None = None, calib_method: str | None = None,
                    target: str = "onnxruntime", force: bool = False,
-                   on_run: Callable[[], None] | None = None) -> PrecisionReport:
+                   on_run: OnRun = None) -> PrecisionReport:
     """``in_path`` converted to ``to`` (:func:`exporter.precision.convert_precision`), or the recorded conversion."""
     from ..precision import DEFAULT_CALIB_SIZE, convert_precision  # the package's entry point (patchable in tests)
     from ..precision.convert import PrecisionReport, conversion_settings
@@ -169,25 +177,19 @@ def precision_step(manifest: Manifest, stage_id: str, in_path: Path, out_path: P
     settings = conversion_settings(to, calib, size, keep_fp32, calib_method, target)
 
     def make() -> Made[PrecisionReport]:
-        if on_run is not None:
-            on_run()
         r = convert_precision(in_path, out_path, to, calib=calib, calib_size=size, keep_fp32=keep_fp32,
                               calib_method=calib_method, target=target)
         return r, {"path": str(out_path), "reused": False, "notes": r.notes}, [Path(out_path), Path(r.sidecar)]
 
     def read_back(outcome: StageOutcome) -> PrecisionReport:
-        output = _output(manifest, outcome)
-        report = _report(PrecisionReport, output)
-        report.input, report.output, report.sidecar, report.reused = str(in_path), str(output), f"{output}.json", True
-        report.seconds = 0.0
-        return report
+        return _report(PrecisionReport, manifest, outcome, in_path)
 
-    return _recorded(manifest, stage_id, PRECISION, settings, {"model": Path(in_path)}, make, read_back, force)
+    return _recorded(manifest, stage_id, PRECISION, settings, {"model": Path(in_path)}, make, read_back, force, on_run)
 
 
 def build_step(manifest: Manifest, stage_id: str, onnx: Path, profile: Profile, precision: str,
                prepare: Callable[[], BuildRequest], *, target: Any, force: bool = False,
-               progress: BuildProgress | None = None, on_run: Callable[[], None] | None = None) -> BuildResult:
+               progress: BuildProgress | None = None, on_run: OnRun = None) -> BuildResult:
     """The engine of the graph ``onnx`` in ``precision`` for ``profile`` (:func:`exporter.engine.build.build_engine`
     on the request ``prepare`` makes, called only when the stage runs, so its errors are the stage's), or
     the recorded one. ``target``: how this machine builds for the profile
@@ -195,10 +197,7 @@ def build_step(manifest: Manifest, stage_id: str, onnx: Path, profile: Profile, 
     from ..engine.build import BuildResult, build_engine, build_settings
 
     def make() -> Made[BuildResult]:
-        req = prepare()
-        if on_run is not None:
-            on_run()
-        r = build_engine(req, progress=progress)
+        r = build_engine(prepare(), progress=progress)
         return r, r.to_dict(), [r.engine, r.sidecar]
 
     def read_back(outcome: StageOutcome) -> BuildResult:
@@ -215,7 +214,7 @@ def build_step(manifest: Manifest, stage_id: str, onnx: Path, profile: Profile, 
             raise _Unreadable(stage_id) from e
 
     return _recorded(manifest, stage_id, BUILD, build_settings(profile, precision, target), {"model": Path(onnx)}, make,
-                     read_back, force)
+                     read_back, force, on_run)
 
 
 def standalone_target(req: BuildRequest) -> Any:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
+from ...schema.sidecars import read_engine_sidecar
 from .env import require_build_environment
 from .loader import load_tensorrt
 from .profiles import ProfileSelector
-from .sidecar import read_sidecar, sidecar_path
+from .sidecar import sidecar_path
 
 
 def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
@@ -34,7 +35,7 @@ def trt_runner(engine_path: str | Path, name: str | None = None) -> Any:
             f"Engine {path} does not exist.",
             "Build it first: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
         )
-    side = read_sidecar(sidecar_path(path))
+    side = read_engine_sidecar(sidecar_path(path))
     recorded = side.tensorrt if side is not None else None
     backend = recorded.backend if recorded is not None else "tensorrt"
     choice, _ = require_build_environment(backend, action="run a TensorRT engine", exact=recorded is not None)

@@ -7,14 +7,11 @@ sidecar -> the ONNX model it was built from, checked by sha256 -> that model's m
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ...errors import UntrustedFile, UserError
 from ...io import sha256_file
 from ...safe_paths import confined
-
-if TYPE_CHECKING:
-    from ...schema.sidecars import EngineSidecar
+from ...schema.sidecars import EngineSidecar, read_engine_sidecar
 
 ENGINE_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".plan.json"
@@ -31,14 +28,6 @@ def sidecar_path(engine: str | Path) -> Path:
     return engine.with_name(name + SIDECAR_SUFFIX)
 
 
-def read_sidecar(path: str | Path) -> EngineSidecar | None:
-    """An engine's sidecar, typed (exporter/schema/sidecars.py); None when it is missing or not JSON, a
-    SchemaError naming the key when it breaks the schema."""
-    from ...schema.sidecars import read_engine_sidecar
-
-    return read_engine_sidecar(path)
-
-
 def engine_source(engine_path: str | Path) -> tuple[Path, EngineSidecar]:
     """The ONNX model an engine was built from, and the engine's sidecar."""
     engine = Path(engine_path)
@@ -48,7 +37,7 @@ def engine_source(engine_path: str | Path) -> tuple[Path, EngineSidecar]:
             "Build it with: lookupvit build MODEL.onnx --profile NAME (engines land in DIR/engines/<profile>/).",
         )
     side = sidecar_path(engine)
-    meta = read_sidecar(side)
+    meta = read_engine_sidecar(side)
     if meta is None or meta.onnx.path is None:
         raise UserError(
             f"{engine} has no readable sidecar {side.name}, so the model it was built from is unknown.",

@@ -19,13 +19,14 @@ def trt_timer(engine_path: str | Path, batch: int, input_shape: tuple[int, ...],
     """A TensorRT engine through Polygraphy's runner; the time is the runner's own inference time.
     ``grid``: the grid a dynamic-grid engine runs at (ignored by a one-grid engine)."""
     from ...errors import UserError
+    from ...schema.sidecars import read_engine_sidecar
     from .profiles import ProfileSelector
     from .runner import trt_runner
-    from .sidecar import read_sidecar, sidecar_path
+    from .sidecar import sidecar_path
 
     path = Path(engine_path)
     try:
-        selector = ProfileSelector.from_sidecar(read_sidecar(sidecar_path(path)), path.name)
+        selector = ProfileSelector.from_sidecar(read_engine_sidecar(sidecar_path(path)), path.name)
         profile = selector.index(batch, grid if selector.grid_input else None)  # refuses a grid not served
         runner = trt_runner(path)
         runner.activate()
